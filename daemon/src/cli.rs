@@ -1,0 +1,172 @@
+//! The command line: `run`, `demo`, `status`, `check-config`, and their exit codes.
+//!
+//! Invariant: a configuration problem exits with status 64 and a message that names the
+//! setting (so systemd does not restart-loop on it); any other failure exits with 1 and the
+//! whole error chain on stderr.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{ConfigError, Settings};
+
+/// Exit status for a bad configuration.
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kaigo-relay",
+    version,
+    about = "介護給付費の請求ファイルを国保連合会へ中継する装置 / Relays 介護 claim files to the federation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// デーモンとして動かす（SIGTERM / SIGINT で安全に停止）/ Run the daemon until SIGTERM or SIGINT.
+    Run {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// 模擬の国保連ゲートウェイと一緒に動かして試す / Try it out against an embedded federation simulator.
+    Demo {
+        /// デモ用のフォルダー / Folder for the demo's files.
+        #[arg(long, default_value = "kaigo-relay-demo")]
+        dir: PathBuf,
+        /// 準備だけして終了する / Write everything and exit (run the two processes yourself).
+        #[arg(long)]
+        setup_only: bool,
+    },
+    /// 送信状況を表示する / Show where every submission stands.
+    Status {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON で出力する / Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
+    CheckConfig {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+enum Failure {
+    Config(ConfigError),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<ConfigError>() {
+            Ok(c) => Failure::Config(c),
+            Err(e) => Failure::Other(e),
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e)
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Parses the arguments, runs the command, and maps the outcome to an exit status.
+pub fn main() -> ExitCode {
+    crate::install_crypto_provider();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Demo { dir, setup_only } => demo(dir, setup_only),
+        Command::Status { config, json } => status(config, json),
+        Command::CheckConfig { config } => check_config(config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            eprintln!("設定エラー (configuration error): {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("エラー (error): {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: PathBuf) -> Result<(), Failure> {
+    let settings = Settings::load(&config)?;
+    init_logging("info");
+    let rt = runtime()?;
+    rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        crate::signals::shutdown_on_signals(shutdown.clone())?;
+        let app = crate::app::App::start(settings, shutdown)?;
+        app.wait().await
+    })?;
+    Ok(())
+}
+
+fn demo(dir: PathBuf, setup_only: bool) -> Result<(), Failure> {
+    init_logging("warn");
+    let rt = runtime()?;
+    rt.block_on(crate::demo::run(crate::demo::DemoOptions {
+        dir,
+        setup_only,
+    }))?;
+    Ok(())
+}
+
+fn status(config: PathBuf, json: bool) -> Result<(), Failure> {
+    let settings = Settings::load(&config)?;
+    let subs = crate::status::load(&settings.store_path())?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        crate::status::write_json(&subs, &mut out)?;
+    } else {
+        crate::status::write_table(&subs, &mut out)?;
+    }
+    out.flush().map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+fn check_config(config: PathBuf) -> Result<(), Failure> {
+    let settings = Settings::load(&config)?;
+    // Building the client reads the CA, every certificate and key, and checks each pair.
+    crate::federation::GatewayClient::new(&settings).map_err(|e| ConfigError::Invalid {
+        key: "gateway / offices".into(),
+        message: format!("{e:#}"),
+    })?;
+    println!(
+        "設定は正しく読めました: 事業所 {} 件、投入フォルダー {} (config OK)",
+        settings.offices.len(),
+        settings.intake.drop_dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,769 @@
+//! Intake: watches the drop folder, decides when a file is complete, checks it, commits it to
+//! the store and only then moves it out of the drop folder — to `送信済/`, or to `エラー/` with
+//! a reason file in Japanese and English.
+//!
+//! Invariants kept here:
+//! - **Commit before acknowledge.** A file leaves the drop folder only after its bytes and its
+//!   submission record are committed. A crash between the two leaves the file in place and a
+//!   record marked "pending move"; the next look at the file finishes the move instead of
+//!   taking it twice.
+//! - **Events are hints, scans are truth.** inotify events make intake fast; a full listing
+//!   every `rescan_interval` (and on event overflow) makes it correct, and is all there is in
+//!   `poll` mode.
+//! - **Complete files only.** A file renamed into the folder is complete. A file written in
+//!   place is taken once its size and mtime are unchanged over two checks. Either way a file
+//!   that starts like a claim must end with its end record, or it is waited for (up to
+//!   `incomplete_grace`) rather than sent half-written.
+//! - **Nothing is lost, nothing is silent.** Intake never deletes a file; every refused file is
+//!   in `エラー/` with its reason beside it.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::claim::{self, CheckContext, Completeness, Finding, OfficeNumber, Severity};
+use crate::config::{IntakeMode, IntakeSettings};
+use crate::federation::GatewayWindow;
+use crate::store::{Recorded, Store};
+use crate::submission::{Note, State, Submission, SubmissionId};
+
+/// Folder (inside the drop folder) for files taken for sending.
+pub const SENT_DIR: &str = "送信済";
+/// Folder (inside the drop folder) for files that were not sent, with their reasons.
+pub const ERROR_DIR: &str = "エラー";
+/// Suffix of the reason file written next to a refused file.
+pub const REASON_SUFFIX: &str = ".理由.txt";
+
+/// Names intake never takes: temporary files of editors and copy tools, and files Windows
+/// Explorer leaves in shared folders.
+pub fn is_ignored_name(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false; // a non-UTF-8 name is still a file someone dropped: take and report it
+    };
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || name.starts_with("~$")
+        || lower.ends_with(".tmp")
+        || lower.ends_with(".part")
+        || lower == "desktop.ini"
+        || lower == "thumbs.db"
+}
+
+/// Whether a name is an 8.3 name the federation accepts (claim-format.md §4).
+pub fn is_8_3_name(name: &str) -> bool {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s, e),
+        None => (name, ""),
+    };
+    let ok = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    !stem.is_empty() && stem.len() <= 8 && ext.len() <= 3 && ok(stem) && ok(ext)
+}
+
+/// What intake needs to run.
+pub struct Intake {
+    /// Folder settings.
+    pub settings: IntakeSettings,
+    /// The store.
+    pub store: Store,
+    /// Offices this appliance sends for.
+    pub offices: HashSet<OfficeNumber>,
+    /// The gateway's reception window (its processing month is checked against each file).
+    pub window: watch::Receiver<Option<GatewayWindow>>,
+    /// Woken when a submission is queued.
+    pub relay_wakeup: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("drop_dir", &self.settings.drop_dir)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    size: u64,
+    mtime: Option<SystemTime>,
+    stable_checks: u32,
+    renamed_in: bool,
+    observed: bool,
+    last_check: Option<Instant>,
+    retry_not_before: Option<Instant>,
+}
+
+impl Candidate {
+    fn new(renamed_in: bool) -> Self {
+        Candidate {
+            size: 0,
+            mtime: None,
+            stable_checks: 0,
+            renamed_in,
+            observed: false,
+            last_check: None,
+            retry_not_before: None,
+        }
+    }
+}
+
+/// The result of trying to take one file.
+#[derive(Debug)]
+enum TakeOutcome {
+    /// Recorded and moved (or a pending move finished).
+    Taken { queued: bool },
+    /// Changed while being read, or cut short and still young: look again later.
+    NotYet,
+    /// The processing month is not known yet (the gateway has not answered).
+    NeedWindow,
+    /// The file is gone.
+    Gone,
+}
+
+impl Intake {
+    /// Creates the drop folder and its `送信済/` and `エラー/` folders if missing.
+    pub fn prepare_folders(drop_dir: &Path) -> anyhow::Result<()> {
+        for dir in [
+            drop_dir.to_owned(),
+            drop_dir.join(SENT_DIR),
+            drop_dir.join(ERROR_DIR),
+        ] {
+            std::fs::create_dir_all(&dir).with_context(|| {
+                format!(
+                    "フォルダー {} を作成できません (cannot create)",
+                    dir.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        Self::prepare_folders(&self.settings.drop_dir)?;
+        let overflow = Arc::new(AtomicBool::new(false));
+        let (tx, mut events) = mpsc::channel::<notify::Result<notify::Event>>(4096);
+        let _watcher = match self.settings.mode {
+            IntakeMode::Watch => Some(self.start_watcher(tx, overflow.clone())?),
+            IntakeMode::Poll => {
+                drop(tx);
+                None
+            }
+        };
+        let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
+        let mut settle = tokio::time::interval(self.settings.settle_interval);
+        settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rescan = tokio::time::interval(self.settings.rescan_interval);
+        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(drop_dir = %self.settings.drop_dir.display(), mode = ?self.settings.mode, "intake started");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(event) = events.recv() => {
+                    let urgent = self.on_event(event, &mut candidates);
+                    if overflow.swap(false, Ordering::Relaxed) {
+                        warn!("file event queue overflowed; rescanning the drop folder");
+                        self.rescan(&mut candidates).await;
+                    }
+                    if urgent {
+                        self.evaluate(&mut candidates, &shutdown).await;
+                    }
+                }
+                _ = settle.tick() => {
+                    if !candidates.is_empty() {
+                        self.evaluate(&mut candidates, &shutdown).await;
+                    }
+                }
+                _ = rescan.tick() => {
+                    self.rescan(&mut candidates).await;
+                    self.evaluate(&mut candidates, &shutdown).await;
+                }
+                Ok(()) = self.window.changed() => {
+                    for c in candidates.values_mut() {
+                        c.retry_not_before = None;
+                    }
+                    self.evaluate(&mut candidates, &shutdown).await;
+                }
+            }
+        }
+        info!("intake stopped");
+        Ok(())
+    }
+
+    fn start_watcher(
+        &self,
+        tx: mpsc::Sender<notify::Result<notify::Event>>,
+        overflow: Arc<AtomicBool>,
+    ) -> anyhow::Result<notify::RecommendedWatcher> {
+        let mut watcher = notify::recommended_watcher(move |res| {
+            if tx.try_send(res).is_err() {
+                overflow.store(true, Ordering::Relaxed);
+            }
+        })
+        .context("ファイル監視を開始できません (cannot start the file watcher)")?;
+        watcher
+            .watch(&self.settings.drop_dir, RecursiveMode::NonRecursive)
+            .with_context(|| {
+                format!(
+                    "フォルダー {} を監視できません (cannot watch)",
+                    self.settings.drop_dir.display()
+                )
+            })?;
+        Ok(watcher)
+    }
+
+    /// Applies one event to the candidates; true when a file was renamed in (take it now).
+    fn on_event(
+        &self,
+        event: notify::Result<notify::Event>,
+        candidates: &mut HashMap<PathBuf, Candidate>,
+    ) -> bool {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, "file watcher error; the periodic rescan covers it");
+                return false;
+            }
+        };
+        if event.need_rescan() {
+            candidates.clear();
+            return false; // the next rescan tick rebuilds them; force one soon
+        }
+        let mut urgent = false;
+        for (i, path) in event.paths.iter().enumerate() {
+            if path.parent() != Some(self.settings.drop_dir.as_path()) {
+                continue;
+            }
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            if is_ignored_name(name) {
+                continue;
+            }
+            match event.kind {
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                    candidates.insert(path.clone(), Candidate::new(true));
+                    urgent = true;
+                }
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if i == 1 => {
+                    candidates.insert(path.clone(), Candidate::new(true));
+                    urgent = true;
+                }
+                EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Both))
+                | EventKind::Remove(_) => {
+                    candidates.remove(path);
+                }
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                    candidates
+                        .entry(path.clone())
+                        .or_insert_with(|| Candidate::new(false));
+                }
+                EventKind::Create(CreateKind::File | CreateKind::Any) | EventKind::Modify(_) => {
+                    let c = candidates
+                        .entry(path.clone())
+                        .or_insert_with(|| Candidate::new(false));
+                    c.stable_checks = 0;
+                }
+                _ => {}
+            }
+        }
+        urgent
+    }
+
+    /// Lists the drop folder: new files become candidates, vanished ones are forgotten.
+    async fn rescan(&self, candidates: &mut HashMap<PathBuf, Candidate>) {
+        let dir = self.settings.drop_dir.clone();
+        let listing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<PathBuf>> {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() && !is_ignored_name(&entry.file_name()) {
+                    files.push(entry.path());
+                }
+            }
+            Ok(files)
+        })
+        .await;
+        let files = match listing {
+            Ok(Ok(files)) => files,
+            Ok(Err(e)) => {
+                error!(error = %e, drop_dir = %self.settings.drop_dir.display(), "cannot list the drop folder");
+                return;
+            }
+            Err(e) => {
+                error!(error = %e, "drop folder listing task failed");
+                return;
+            }
+        };
+        let present: HashSet<&PathBuf> = files.iter().collect();
+        candidates.retain(|p, _| present.contains(p));
+        for f in &files {
+            candidates
+                .entry(f.clone())
+                .or_insert_with(|| Candidate::new(false));
+        }
+    }
+
+    /// Looks at every candidate once; takes those that are complete.
+    async fn evaluate(
+        &self,
+        candidates: &mut HashMap<PathBuf, Candidate>,
+        shutdown: &CancellationToken,
+    ) {
+        let now = Instant::now();
+        let paths: Vec<PathBuf> = candidates.keys().cloned().collect();
+        for path in paths {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let Some(c) = candidates.get_mut(&path) else {
+                continue;
+            };
+            if c.retry_not_before.is_some_and(|t| now < t) {
+                continue;
+            }
+            // A stability check counts only if a full settle interval has passed since the last
+            // one: an early look (a rename event elsewhere) must not shorten the rule.
+            let spaced = c
+                .last_check
+                .is_none_or(|t| now.duration_since(t) >= self.settings.settle_interval * 9 / 10);
+            if !spaced && !c.renamed_in {
+                continue;
+            }
+            c.last_check = Some(now);
+            let meta = match tokio::fs::symlink_metadata(&path).await {
+                Ok(m) if m.is_file() => m,
+                _ => {
+                    candidates.remove(&path);
+                    continue;
+                }
+            };
+            let mtime = meta.modified().ok();
+            if !c.observed || meta.len() != c.size || mtime != c.mtime {
+                c.size = meta.len();
+                c.mtime = mtime;
+                c.stable_checks = 0;
+                c.observed = true;
+                if !c.renamed_in {
+                    continue;
+                }
+            } else {
+                c.stable_checks += 1;
+            }
+            if !(c.renamed_in || c.stable_checks >= 2) {
+                continue;
+            }
+            let renamed_in = c.renamed_in;
+            match self.take(&path, renamed_in).await {
+                Ok(TakeOutcome::Taken { queued }) => {
+                    candidates.remove(&path);
+                    if queued {
+                        self.relay_wakeup.notify_one();
+                    }
+                }
+                Ok(TakeOutcome::Gone) => {
+                    candidates.remove(&path);
+                }
+                Ok(TakeOutcome::NotYet) => {
+                    if let Some(c) = candidates.get_mut(&path) {
+                        c.stable_checks = 0;
+                        c.renamed_in = false;
+                    }
+                }
+                Ok(TakeOutcome::NeedWindow) => {
+                    if let Some(c) = candidates.get_mut(&path) {
+                        c.retry_not_before = Some(now + self.settings.rescan_interval);
+                    }
+                }
+                Err(e) => {
+                    error!(file = %path.display(), error = format!("{e:#}"), "could not take a file from the drop folder; will retry");
+                    if let Some(c) = candidates.get_mut(&path) {
+                        c.retry_not_before = Some(now + self.settings.rescan_interval);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one file: read, check, commit, move.
+    async fn take(&self, path: &Path, renamed_in: bool) -> anyhow::Result<TakeOutcome> {
+        let window = self.window.borrow().clone();
+        let job = TakeJob {
+            path: path.to_owned(),
+            drop_dir: self.settings.drop_dir.clone(),
+            renamed_in,
+            incomplete_grace: self.settings.incomplete_grace,
+            processing_month: window.as_ref().map(|w| w.processing_month),
+            offices: self.offices.clone(),
+            store: self.store.clone(),
+        };
+        let span = info_span!("intake", file = %path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        tokio::task::spawn_blocking(move || span.in_scope(|| job.run()))
+            .await
+            .context("intake task panicked")?
+    }
+}
+
+struct TakeJob {
+    path: PathBuf,
+    drop_dir: PathBuf,
+    renamed_in: bool,
+    incomplete_grace: Duration,
+    processing_month: Option<claim::Month>,
+    offices: HashSet<OfficeNumber>,
+    store: Store,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl TakeJob {
+    fn run(self) -> anyhow::Result<TakeOutcome> {
+        let before = match std::fs::symlink_metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TakeOutcome::Gone),
+            Err(e) => return Err(e).context("stat"),
+        };
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TakeOutcome::Gone),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", self.path.display()));
+            }
+        };
+        let after = std::fs::symlink_metadata(&self.path).context("stat")?;
+        if before.len() != after.len()
+            || before.modified().ok() != after.modified().ok()
+            || bytes.len() as u64 != after.len()
+        {
+            debug!("file changed while being read; waiting");
+            return Ok(TakeOutcome::NotYet);
+        }
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let sha256 = sha256_hex(&bytes);
+
+        // A crash after the commit and before the move: finish the move, take nothing new.
+        if let Some(pending) = self.store.pending_move(&file_name)? {
+            if pending.sha256 == sha256 {
+                info!(submission = %pending.id, "finishing the move of a file committed before a restart");
+                self.place(&pending)?;
+                return Ok(TakeOutcome::Taken {
+                    queued: pending.state == State::Queued,
+                });
+            }
+            // The name was reused for new bytes: the old bytes are safe in the store.
+            self.store.mark_moved(
+                &pending.id,
+                "(投入フォルダーで新しい内容に置き換えられました / replaced in the drop folder)"
+                    .into(),
+            )?;
+        }
+
+        let completeness = claim::completeness(&bytes);
+        if completeness == Completeness::Truncated && !self.renamed_in {
+            let age = after
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .unwrap_or_default();
+            if age < self.incomplete_grace {
+                debug!(?age, "no end record yet; waiting for the writer");
+                return Ok(TakeOutcome::NotYet);
+            }
+        }
+        if self.processing_month.is_none() {
+            return Ok(TakeOutcome::NeedWindow);
+        }
+
+        let ctx = CheckContext {
+            processing_month: self.processing_month,
+        };
+        let mut report = claim::check(&bytes, &ctx);
+        if !is_8_3_name(&file_name) {
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                code: "intake.file_name".into(),
+                record_no: None,
+                item_no: None,
+                message_ja: format!(
+                    "ファイル名「{file_name}」は連合会が受け付けない形です。半角英数字 8 文字以内と拡張子 3 文字以内（例: KK261201.CSV）にしてください。"
+                ),
+                message_en: format!(
+                    "The federation does not accept the file name \"{file_name}\". Use at most 8 ASCII letters or digits plus a 3-letter extension (e.g. KK261201.CSV)."
+                ),
+            });
+        }
+        if let Some(s) = &report.summary
+            && !self.offices.contains(&s.office_number)
+        {
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                code: "intake.office_not_registered".into(),
+                record_no: Some(1),
+                item_no: Some(8),
+                message_ja: format!(
+                    "事業所番号 {} はこの装置に登録されていません。事業所番号が正しいか確認し、正しければ管理者に事業所の登録を依頼してください。",
+                    s.office_number
+                ),
+                message_en: format!(
+                    "Office number {} is not registered on this appliance. Check the number; if it is right, ask the administrator to register the office.",
+                    s.office_number
+                ),
+            });
+        }
+        let sendable = report.is_sendable()
+            && !report
+                .findings
+                .iter()
+                .any(|f| f.severity == Severity::Error);
+        let now = Timestamp::now();
+        let mut sub = Submission {
+            id: SubmissionId::new(),
+            file_name: file_name.clone(),
+            sha256,
+            size_bytes: bytes.len() as u64,
+            taken_at: now,
+            office_number: report.summary.as_ref().map(|s| s.office_number.clone()),
+            processing_month: report.summary.as_ref().map(|s| s.processing_month),
+            data_type: report.summary.as_ref().map(|s| s.data_type.clone()),
+            state: State::Queued,
+            findings: report.findings,
+            duplicate_of: None,
+            receipt: None,
+            reception: None,
+            attempts: vec![],
+            history: vec![],
+            next_action_at: None,
+            moved_to: None,
+            note: None,
+        };
+        if sendable {
+            sub.transition(State::Queued, "点検済み・送信待ち / checked, queued", now);
+        } else {
+            let n = sub
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
+            sub.note = Some(Note {
+                ja: format!("点検で {n} 件の誤りが見つかったため送信しませんでした。"),
+                en: format!("Not sent: the check found {n} error(s)."),
+            });
+            sub.transition(State::Refused, "点検で誤り / refused by the check", now);
+        }
+        let recorded = self.store.record_new(sub, &bytes)?;
+        let sub = recorded.submission().clone();
+        match &recorded {
+            Recorded::New(s) if s.state == State::Queued => {
+                info!(submission = %s.id, office = ?s.office_number.as_ref().map(|o| o.to_string()), "file taken and queued")
+            }
+            Recorded::New(s) => warn!(
+                submission = %s.id,
+                errors = s.findings.iter().filter(|f| f.severity == Severity::Error).count(),
+                "file refused by the check; moved to the error folder"
+            ),
+            Recorded::Duplicate {
+                submission,
+                original,
+            } => warn!(
+                submission = %submission.id,
+                original = %original.id,
+                "same bytes already taken; not sent again"
+            ),
+        }
+        self.place(&sub)?;
+        Ok(TakeOutcome::Taken {
+            queued: sub.state == State::Queued,
+        })
+    }
+
+    /// Moves the file to `送信済/` or `エラー/` (with its reason file), syncs the folders, and
+    /// records where it went.
+    fn place(&self, sub: &Submission) -> anyhow::Result<()> {
+        let to_error = matches!(sub.state, State::Refused | State::Duplicate);
+        let folder = if to_error { ERROR_DIR } else { SENT_DIR };
+        let dest_dir = self.drop_dir.join(folder);
+        std::fs::create_dir_all(&dest_dir)
+            .with_context(|| format!("cannot create {}", dest_dir.display()))?;
+        let dest = free_name(&dest_dir, &sub.file_name);
+        if to_error {
+            let reason_path = PathBuf::from(format!("{}{REASON_SUFFIX}", dest.display()));
+            write_reason_file(&reason_path, sub)?;
+        }
+        std::fs::rename(&self.path, &dest).with_context(|| {
+            format!("cannot move {} to {}", self.path.display(), dest.display())
+        })?;
+        sync_dir(&dest_dir);
+        sync_dir(&self.drop_dir);
+        let rel = format!(
+            "{folder}/{}",
+            dest.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        self.store.mark_moved(&sub.id, rel)?;
+        Ok(())
+    }
+}
+
+/// `name`, or `stem (2).ext`, `stem (3).ext`… — the first that does not exist in `dir`.
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (2u32..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+fn sync_dir(dir: &Path) {
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        warn!(dir = %dir.display(), error = %e, "could not sync folder");
+    }
+}
+
+/// The reason file: what is wrong, where, and what to do, in Japanese then English. UTF-8 with a
+/// BOM and CRLF line ends, so that Notepad on any Windows version shows it right.
+pub fn reason_text(sub: &Submission) -> String {
+    let mut ja = vec![
+        "このファイルは国保連合会へ送信していません。".to_owned(),
+        String::new(),
+        format!("ファイル名: {}", sub.file_name),
+        format!(
+            "取り込み日時: {}",
+            crate::timefmt::jst_minutes(sub.taken_at)
+        ),
+    ];
+    if let Some(o) = &sub.office_number {
+        ja.push(format!("事業所番号: {o}"));
+    }
+    ja.push(String::new());
+    ja.push("理由:".into());
+    let mut en = vec![
+        "This file was NOT sent to the federation.".to_owned(),
+        String::new(),
+        "Reasons:".to_owned(),
+    ];
+    for f in sub
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+    {
+        let at = match (f.record_no, f.item_no) {
+            (Some(r), Some(i)) => format!("（{r} 行目・{i} 項目目）"),
+            (Some(r), None) => format!("（{r} 行目）"),
+            _ => String::new(),
+        };
+        let at_en = match (f.record_no, f.item_no) {
+            (Some(r), Some(i)) => format!(" (line {r}, item {i})"),
+            (Some(r), None) => format!(" (line {r})"),
+            _ => String::new(),
+        };
+        ja.push(format!("・{}{at} [{}]", f.message_ja, f.code));
+        en.push(format!("- {}{at_en} [{}]", f.message_en, f.code));
+    }
+    ja.push(String::new());
+    ja.push(
+        "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。このファイルとこの説明は消してもかまいません（装置に記録が残っています）。"
+            .into(),
+    );
+    en.push(String::new());
+    en.push("What to do: correct the data in the billing software, create the file again and put it in the drop folder. You may delete this file and this note; the appliance keeps a record.".into());
+    let mut text = ja.join("\r\n");
+    text.push_str("\r\n\r\n----\r\n\r\n");
+    text.push_str(&en.join("\r\n"));
+    text.push_str("\r\n");
+    text
+}
+
+fn write_reason_file(path: &Path, sub: &Submission) -> anyhow::Result<()> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(b"\xEF\xBB\xBF")?;
+    f.write_all(reason_text(sub).as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignored_names() {
+        for n in [
+            ".hidden",
+            "~$KK.CSV",
+            "KK.CSV.tmp",
+            "x.PART",
+            "Thumbs.db",
+            "desktop.ini",
+        ] {
+            assert!(is_ignored_name(OsStr::new(n)), "{n}");
+        }
+        for n in ["KK261201.CSV", "tmp.csv", "請求.csv"] {
+            assert!(!is_ignored_name(OsStr::new(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn eight_three_names() {
+        for n in [
+            "KK261201.CSV",
+            "i0706a.csv",
+            "A.CSV",
+            "ABCDEFGH.CSV",
+            "K_1-2.CSV",
+        ] {
+            assert!(is_8_3_name(n), "{n}");
+        }
+        for n in [
+            "ABCDEFGHI.CSV",
+            "KK.CSVX",
+            "請求.CSV",
+            ".CSV",
+            "KK 1.CSV",
+            "a.b.csv",
+        ] {
+            assert!(!is_8_3_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn free_names_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(free_name(dir.path(), "A.CSV"), dir.path().join("A.CSV"));
+        std::fs::write(dir.path().join("A.CSV"), b"1").unwrap();
+        assert_eq!(free_name(dir.path(), "A.CSV"), dir.path().join("A (2).CSV"));
+        std::fs::write(dir.path().join("A (2).CSV"), b"1").unwrap();
+        assert_eq!(free_name(dir.path(), "A.CSV"), dir.path().join("A (3).CSV"));
+        std::fs::write(dir.path().join("NOEXT"), b"1").unwrap();
+        assert_eq!(free_name(dir.path(), "NOEXT"), dir.path().join("NOEXT (2)"));
+    }
+}

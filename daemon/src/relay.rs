@@ -1,0 +1,803 @@
+//! The relay: drives every submission from `queued` to a final state — sends it with its
+//! idempotency key, stores the receipt, asks for the 受付 result, holds it while the reception
+//! window is closed, retries transient failures with backoff and jitter.
+//!
+//! Invariants kept here:
+//! - **Exactly once at the federation.** A submission enters `sending` (committed) before its
+//!   request leaves. Whenever the outcome of a send is unknown — a timeout, a reset, a 5xx, a
+//!   crash — the submission stays `sending`, and the next step for it is to ask the gateway by
+//!   idempotency key; only if the gateway has no record is it sent again, under the same key.
+//! - **A submission is "sent" only after the gateway returned a receipt**, and the receipt is
+//!   committed before anything else happens to it.
+//! - **The gateway is the clock.** Whether the window is open and which processing month it is
+//!   come from `GET /v1/health` (refreshed at least hourly and at each window boundary), never
+//!   from this machine's calendar.
+//! - **The truth is in redb.** The loop rebuilds its work from the store's active set on every
+//!   pass; wake-ups are hints.
+//! - One failing file never blocks the others: each submission is its own task.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, error, info, info_span, warn};
+
+use crate::config::{GatewaySettings, RelaySettings};
+use crate::federation::{
+    GatewayApi, GatewayError, GatewayWindow, WireIssue, WireReceipt, WireStatus,
+};
+use crate::store::Store;
+use crate::submission::{
+    Attempt, GatewayIssue, Note, Receipt, Reception, State, Submission, SubmissionId,
+};
+use crate::timefmt::jst_minutes;
+
+/// The relay and what it works with.
+pub struct Relay<G: GatewayApi> {
+    /// The gateway client.
+    pub gateway: Arc<G>,
+    /// The store.
+    pub store: Store,
+    /// Sending and retry settings.
+    pub settings: RelaySettings,
+    /// Gateway polling settings.
+    pub gateway_settings: GatewaySettings,
+    /// Woken by intake when a submission is queued.
+    pub wakeup: Arc<Notify>,
+    /// Publishes the gateway's reception window to intake and to the loop.
+    pub window: watch::Sender<Option<GatewayWindow>>,
+}
+
+impl<G: GatewayApi> std::fmt::Debug for Relay<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").finish_non_exhaustive()
+    }
+}
+
+/// Delay before the next try after `failures` failures in a row: doubling from `initial`,
+/// capped at `max`, with "equal jitter" (a random point in the upper half), and never shorter
+/// than the server's `Retry-After`.
+pub fn backoff(
+    initial: Duration,
+    max: Duration,
+    failures: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = initial.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let capped = exp.min(max);
+    let half = capped / 2;
+    let jitter = Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64));
+    let delay = half + jitter;
+    match retry_after {
+        Some(r) => delay.max(r),
+        None => delay,
+    }
+}
+
+fn issues(v: &[WireIssue]) -> Vec<GatewayIssue> {
+    v.iter()
+        .map(|i| GatewayIssue {
+            record_no: i.record_no,
+            code: i.code.clone(),
+            message: i.message.clone(),
+        })
+        .collect()
+}
+
+fn after(now: Timestamp, d: Duration) -> Timestamp {
+    now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+        .unwrap_or(now)
+}
+
+/// What a refusal means for a clerk.
+fn refusal_note(status: u16, code: &str, message: &str) -> Note {
+    let (ja, en) = match code {
+        "bad_credentials" => (
+            "国保連の請求用ユーザIDまたはパスワードが受け付けられませんでした。管理者は設定のユーザIDとパスワード（パスワードの期限切れを含む）を確認してください。",
+            "The federation did not accept the user ID or password. The administrator should check them (including an expired password).",
+        ),
+        "certificate_not_allowed" => (
+            "この電子証明書ではこの事業所の請求を送れません。管理者は事業所に設定した電子証明書を確認してください。",
+            "This client certificate may not send for this office. The administrator should check the office's certificate.",
+        ),
+        "office_not_registered" => (
+            "この事業所は国保連のインターネット請求に登録されていません。届出の状況を確認してください。",
+            "This office is not registered for internet claims at the federation.",
+        ),
+        "too_large" => (
+            "ファイルが大きすぎて受け付けられませんでした。請求ソフトでファイルを分けて作成してください。",
+            "The file is too large for the gateway. Split it in the billing software.",
+        ),
+        "idempotency_mismatch" => (
+            "同じ受付キーで別の内容が送られていたため拒否されました。サポートに連絡してください。",
+            "The gateway holds different content under this submission's key. Contact support.",
+        ),
+        _ => (
+            "ゲートウェイが送信を受け付けませんでした。内容を確認してください。",
+            "The gateway refused the submission.",
+        ),
+    };
+    Note {
+        ja: format!("{ja}（HTTP {status} {code}: {message}）"),
+        en: format!("{en} (HTTP {status} {code}: {message})"),
+    }
+}
+
+impl<G: GatewayApi> Relay<G> {
+    /// Runs until `shutdown` is cancelled, then gives in-flight work `shutdown_grace` to finish.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let this = Arc::new(self);
+        let refresh_now = Arc::new(Notify::new());
+        let refresher = tokio::spawn(
+            this.clone()
+                .refresh_window(refresh_now.clone(), shutdown.clone()),
+        );
+        let mut window_rx = this.window.subscribe();
+        let mut in_flight: HashSet<SubmissionId> = HashSet::new();
+        let mut tasks: JoinSet<SubmissionId> = JoinSet::new();
+        info!("relay started");
+        loop {
+            let next = match this
+                .schedule(&mut in_flight, &mut tasks, &refresh_now)
+                .await
+            {
+                Ok(next) => next,
+                Err(e) => {
+                    error!(
+                        error = format!("{e:#}"),
+                        "relay cannot read the store; retrying"
+                    );
+                    Some(Duration::from_secs(5))
+                }
+            };
+            let sleep = next
+                .unwrap_or(Duration::from_secs(60))
+                .min(Duration::from_secs(60));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = this.wakeup.notified() => {}
+                _ = window_rx.changed() => {}
+                Some(done) = tasks.join_next() => {
+                    match done {
+                        Ok(id) => { in_flight.remove(&id); }
+                        Err(e) => {
+                            error!(error = %e, "a relay task failed");
+                            in_flight.clear(); // rebuilt from the store on the next pass
+                            tasks.detach_all();
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        let grace = this.settings.shutdown_grace;
+        if !tasks.is_empty() {
+            info!(
+                in_flight = tasks.len(),
+                grace_secs = grace.as_secs(),
+                "relay draining"
+            );
+        }
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            warn!(
+                left = tasks.len(),
+                "relay stopped with requests in flight; they stay 'sending' and are reconciled with the gateway at the next start"
+            );
+            tasks.abort_all();
+        }
+        refresher.abort();
+        info!("relay stopped");
+        Ok(())
+    }
+
+    /// Keeps the reception window fresh: at start, at least every `health_refresh`, at each
+    /// window boundary the gateway announced, and when a send met a closed window.
+    async fn refresh_window(self: Arc<Self>, now: Arc<Notify>, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let wait = match self.gateway.window().await {
+                Ok(w) => {
+                    failures = 0;
+                    let boundary = if w.open { w.closes_at } else { w.opens_at };
+                    let until = boundary.duration_since(w.gateway_now);
+                    let until =
+                        Duration::try_from(until).unwrap_or_default() + Duration::from_secs(1);
+                    let changed = self
+                        .window
+                        .borrow()
+                        .as_ref()
+                        .map(|o| (o.open, o.processing_month))
+                        != Some((w.open, w.processing_month));
+                    if changed {
+                        info!(open = w.open, processing_month = %w.processing_month, "reception window from the gateway");
+                    }
+                    self.window.send_replace(Some(w));
+                    self.gateway_settings.health_refresh.min(until)
+                }
+                Err(e) => {
+                    failures += 1;
+                    let d = backoff(
+                        Duration::from_secs(1),
+                        Duration::from_secs(60),
+                        failures,
+                        e.retry_after(),
+                    );
+                    warn!(error = %e, retry_in_ms = d.as_millis() as u64, "cannot read the reception window from the gateway");
+                    d
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = now.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One pass over the active submissions: starts what is due, returns how long until the
+    /// next thing is due.
+    async fn schedule(
+        self: &Arc<Self>,
+        in_flight: &mut HashSet<SubmissionId>,
+        tasks: &mut JoinSet<SubmissionId>,
+        refresh_now: &Arc<Notify>,
+    ) -> anyhow::Result<Option<Duration>> {
+        let active = self.store.call(|s| s.active()).await?;
+        let window = self.window.borrow().clone();
+        let now = Timestamp::now();
+        let mut next: Option<Duration> = None;
+        let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
+        for sub in active {
+            if in_flight.contains(&sub.id) {
+                continue;
+            }
+            if let Some(t) = sub.next_action_at
+                && t > now
+            {
+                soonest(Duration::try_from(t.duration_since(now)).unwrap_or_default());
+                continue;
+            }
+            let job = match sub.state {
+                State::Sending => Job::Reconcile,
+                State::Arrived => Job::Poll,
+                State::Queued | State::Held => {
+                    let Some(w) = &window else { continue };
+                    if !w.open {
+                        if sub.state == State::Queued {
+                            self.hold(&sub, w).await?;
+                        }
+                        continue;
+                    }
+                    if sub
+                        .processing_month
+                        .is_some_and(|m| m != w.processing_month)
+                    {
+                        self.month_passed(&sub, w).await?;
+                        continue;
+                    }
+                    Job::Send
+                }
+                _ => continue,
+            };
+            if matches!(job, Job::Send | Job::Reconcile)
+                && in_flight.len() >= self.settings.max_concurrent_sends
+            {
+                continue; // woken again when a task finishes
+            }
+            in_flight.insert(sub.id.clone());
+            let span = info_span!(
+                "claim",
+                submission = %sub.id,
+                file = %sub.file_name,
+                office = %sub.office_number.as_ref().map(|o| o.to_string()).unwrap_or_default()
+            );
+            let this = self.clone();
+            let refresh = refresh_now.clone();
+            tasks.spawn(
+                async move {
+                    let id = sub.id.clone();
+                    if let Err(e) = this.work(job, sub, &refresh).await {
+                        error!(
+                            error = format!("{e:#}"),
+                            "could not record the outcome in the store; will retry"
+                        );
+                    }
+                    id
+                }
+                .instrument(span),
+            );
+        }
+        Ok(next)
+    }
+
+    async fn hold(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {
+        let id = sub.id.clone();
+        let opens = jst_minutes(w.opens_at);
+        let month = w.processing_month;
+        info!(submission = %id, opens_at = %w.opens_at, "reception window closed; holding");
+        self.store
+            .call(move |s| {
+                s.update(&id, |s| {
+                    s.note = Some(Note {
+                        ja: format!("受付期間外のため保留しています。{opens} からの受付（{} 分）で自動的に送信します。", month.to_japanese()),
+                        en: format!("Held: the reception window is closed. It will be sent automatically when the window for {month} opens ({opens} JST)."),
+                    });
+                    s.transition(State::Held, "受付期間外 / window closed", Timestamp::now());
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn month_passed(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {
+        let id = sub.id.clone();
+        let file_month = sub.processing_month;
+        let current = w.processing_month;
+        error!(submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
+        self.store
+            .call(move |s| {
+                s.update(&id, |s| {
+                    let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
+                    s.note = Some(Note {
+                        ja: format!("このファイルの処理対象年月は {fm} ですが、いま受け付けているのは {} 分です。請求ソフトで処理対象年月を直して作り直してください。", current.to_japanese()),
+                        en: format!("The file is for processing month {}, but the federation is now receiving {current}. Create it again with the right month.", file_month.map(|m| m.to_string()).unwrap_or_default()),
+                    });
+                    s.transition(State::FailedNeedsAttention, "処理対象年月が違う / processing month passed", Timestamp::now());
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn work(&self, job: Job, sub: Submission, refresh: &Notify) -> anyhow::Result<()> {
+        match job {
+            Job::Send => self.send(sub, refresh).await,
+            Job::Reconcile => self.reconcile(sub, refresh).await,
+            Job::Poll => self.poll(sub).await,
+        }
+    }
+
+    /// Asks the gateway whether it has this submission; sends only if it has not.
+    async fn reconcile(&self, sub: Submission, refresh: &Notify) -> anyhow::Result<()> {
+        let Some(office) = sub.office_number.clone() else {
+            return self
+                .needs_attention(&sub.id, "office number missing", None)
+                .await;
+        };
+        let started = Timestamp::now();
+        let clock = Instant::now();
+        let result = self.gateway.find_by_key(&office, sub.id.as_str()).await;
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        match result {
+            Ok(Some(receipt)) => {
+                info!(receipt = %receipt.receipt_id, "the gateway already has this submission");
+                self.record_receipt(&sub.id, "reconcile", started, duration_ms, receipt)
+                    .await
+            }
+            Ok(None) => {
+                info!("the gateway has no record of this submission; sending it");
+                self.attempt(
+                    &sub.id,
+                    "reconcile",
+                    started,
+                    duration_ms,
+                    "not found at the gateway",
+                    true,
+                )
+                .await?;
+                self.send(sub, refresh).await
+            }
+            Err(e) => {
+                self.failed_try(&sub, "reconcile", started, duration_ms, e, refresh)
+                    .await
+            }
+        }
+    }
+
+    async fn send(&self, sub: Submission, refresh: &Notify) -> anyhow::Result<()> {
+        let Some(office) = sub.office_number.clone() else {
+            return self
+                .needs_attention(&sub.id, "office number missing", None)
+                .await;
+        };
+        let id = sub.id.clone();
+        let sha = sub.sha256.clone();
+        let body = self
+            .store
+            .call(move |s| {
+                s.update(&id, |s| {
+                    s.next_action_at = None;
+                    if s.state != State::Sending {
+                        s.transition(State::Sending, "送信開始 / sending", Timestamp::now());
+                    }
+                })?;
+                s.blob(&sha)
+            })
+            .await?;
+        let Some(body) = body else {
+            return self
+                .needs_attention(&sub.id, "the file's bytes are missing from the store", None)
+                .await;
+        };
+        let started = Timestamp::now();
+        let clock = Instant::now();
+        let result = self
+            .gateway
+            .submit(&office, sub.id.as_str(), &sub.file_name, Bytes::from(body))
+            .await;
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        match result {
+            Ok(receipt) => {
+                info!(receipt = %receipt.receipt_id, status = %receipt.status, duration_ms, "sent; receipt stored");
+                self.record_receipt(&sub.id, "send", started, duration_ms, receipt)
+                    .await
+            }
+            Err(e) => {
+                self.failed_try(&sub, "send", started, duration_ms, e, refresh)
+                    .await
+            }
+        }
+    }
+
+    async fn record_receipt(
+        &self,
+        id: &SubmissionId,
+        action: &'static str,
+        started: Timestamp,
+        duration_ms: u64,
+        receipt: WireReceipt,
+    ) -> anyhow::Result<()> {
+        let id2 = id.clone();
+        let poll = self.gateway_settings.status_poll_interval;
+        let stored = self
+            .store
+            .call(move |s| {
+                s.update(&id2, |s| {
+                    let now = Timestamp::now();
+                    s.attempts.push(Attempt {
+                        action: action.into(),
+                        started_at: started,
+                        duration_ms,
+                        outcome: format!("receipt {} ({})", receipt.receipt_id, receipt.status),
+                        answered: true,
+                    });
+                    let arrival_failed = receipt.status == "arrival_failed";
+                    s.receipt = Some(Receipt {
+                        receipt_id: receipt.receipt_id.clone(),
+                        arrived_at: receipt.arrived_at.clone(),
+                        arrival_status: receipt.status.clone(),
+                        arrival_errors: issues(&receipt.arrival_errors),
+                        stored_at: now,
+                    });
+                    if arrival_failed {
+                        let reasons: Vec<String> =
+                            receipt.arrival_errors.iter().map(|e| e.message.clone()).collect();
+                        s.note = Some(Note {
+                            ja: format!("国保連に到達しませんでした（到達エラー）: {}。内容を直して作り直してください。", reasons.join(" / ")),
+                            en: format!("Arrival failed at the federation: {}. Correct and create the file again.", reasons.join(" / ")),
+                        });
+                        s.next_action_at = None;
+                        s.transition(State::Rejected, "到達エラー / arrival failed", now);
+                    } else {
+                        s.note = None;
+                        s.next_action_at = Some(after(now, poll));
+                        s.transition(
+                            State::Arrived,
+                            format!("到達 受付番号 {} / arrived", receipt.receipt_id),
+                            now,
+                        );
+                    }
+                })
+            })
+            .await?;
+        if stored.state == State::Rejected {
+            error!(receipt = ?stored.receipt.as_ref().map(|r| &r.receipt_id), "arrival failed at the federation; the office must correct the file");
+        }
+        Ok(())
+    }
+
+    async fn poll(&self, sub: Submission) -> anyhow::Result<()> {
+        let (Some(office), Some(receipt)) = (sub.office_number.clone(), sub.receipt.clone()) else {
+            return self
+                .needs_attention(&sub.id, "arrived without a receipt", None)
+                .await;
+        };
+        let started = Timestamp::now();
+        let clock = Instant::now();
+        let result = self.gateway.status(&office, &receipt.receipt_id).await;
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        let poll = self.gateway_settings.status_poll_interval;
+        match result {
+            Ok(status) => {
+                self.record_status(&sub.id, started, duration_ms, status, poll)
+                    .await
+            }
+            Err(GatewayError::NotFound) => {
+                self.needs_attention(
+                    &sub.id,
+                    &format!("the gateway does not know receipt {}", receipt.receipt_id),
+                    None,
+                )
+                .await
+            }
+            Err(e) => {
+                warn!(error = %e, "could not read the 受付 result; asking again later");
+                let id = sub.id.clone();
+                self.store
+                    .call(move |s| {
+                        s.update(&id, |s| {
+                            s.attempts.push(Attempt {
+                                action: "status".into(),
+                                started_at: started,
+                                duration_ms,
+                                outcome: e.to_string(),
+                                answered: false,
+                            });
+                            s.next_action_at = Some(after(Timestamp::now(), poll));
+                        })
+                    })
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn record_status(
+        &self,
+        id: &SubmissionId,
+        started: Timestamp,
+        duration_ms: u64,
+        status: WireStatus,
+        poll: Duration,
+    ) -> anyhow::Result<()> {
+        let next_state = match status.status.as_str() {
+            "accepted" => Some(State::Accepted),
+            "accepted_with_returns" => Some(State::AcceptedWithReturns),
+            "rejected" => Some(State::Rejected),
+            "withdrawn" => Some(State::Withdrawn),
+            _ => None,
+        };
+        let id2 = id.clone();
+        let stored = self
+            .store
+            .call(move |s| {
+                s.update(&id2, |s| {
+                    let now = Timestamp::now();
+                    s.reception = Some(Reception {
+                        status: status.status.clone(),
+                        mark: status.reception_mark.clone(),
+                        errors: issues(&status.errors),
+                        updated_at: status.updated_at.clone(),
+                    });
+                    match next_state {
+                        Some(state) => {
+                            s.next_action_at = None;
+                            let mark = status.reception_mark.clone().unwrap_or_default();
+                            if state == State::Rejected {
+                                s.note = Some(Note {
+                                    ja: format!("受付で × になりました（{} 件の誤り）。内容を直して作り直し、もう一度送ってください。", status.errors.len()),
+                                    en: format!("Rejected at reception (×, {} error(s)). Correct, recreate and send again.", status.errors.len()),
+                                });
+                            } else if state == State::AcceptedWithReturns {
+                                s.note = Some(Note {
+                                    ja: format!("受付は △ です。{} 件の明細書が後日返戻されます。", status.errors.len()),
+                                    en: format!("Accepted with △: {} statement(s) will be returned.", status.errors.len()),
+                                });
+                            }
+                            s.transition(state, format!("受付結果 {mark} / reception {}", status.status), now);
+                        }
+                        None => {
+                            s.next_action_at = Some(after(now, poll));
+                        }
+                    }
+                    s.attempts.push(Attempt {
+                        action: "status".into(),
+                        started_at: started,
+                        duration_ms,
+                        outcome: format!("{} {}", status.status, status.reception_mark.unwrap_or_default()),
+                        answered: true,
+                    });
+                })
+            })
+            .await?;
+        match stored.state {
+            State::Rejected => {
+                error!("rejected at reception (受付 ×); the office must correct and resend")
+            }
+            State::AcceptedWithReturns => warn!("accepted with returns (受付 △)"),
+            State::Accepted => info!("accepted (受付 ○)"),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn attempt(
+        &self,
+        id: &SubmissionId,
+        action: &'static str,
+        started: Timestamp,
+        duration_ms: u64,
+        outcome: &str,
+        answered: bool,
+    ) -> anyhow::Result<()> {
+        let id = id.clone();
+        let outcome = outcome.to_owned();
+        self.store
+            .call(move |s| {
+                s.update(&id, |s| {
+                    s.attempts.push(Attempt {
+                        action: action.into(),
+                        started_at: started,
+                        duration_ms,
+                        outcome,
+                        answered,
+                    })
+                })
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A send or reconcile that got no receipt.
+    async fn failed_try(
+        &self,
+        sub: &Submission,
+        action: &'static str,
+        started: Timestamp,
+        duration_ms: u64,
+        e: GatewayError,
+        refresh: &Notify,
+    ) -> anyhow::Result<()> {
+        let id = sub.id.clone();
+        let failures = sub.consecutive_failures() + 1;
+        let delay = backoff(
+            self.settings.retry_initial,
+            self.settings.retry_max,
+            failures,
+            e.retry_after(),
+        );
+        match e {
+            GatewayError::NotSent { .. } | GatewayError::Unknown { .. } => {
+                // Not sent for sure: back to the queue. Maybe sent: stay `sending`, so the next
+                // step is to ask the gateway by key.
+                let certain = matches!(e, GatewayError::NotSent { .. });
+                warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "gateway try failed; will retry");
+                let outcome = e.to_string();
+                self.store
+                    .call(move |s| {
+                        s.update(&id, |s| {
+                            let now = Timestamp::now();
+                            s.attempts.push(Attempt {
+                                action: action.into(),
+                                started_at: started,
+                                duration_ms,
+                                outcome,
+                                answered: false,
+                            });
+                            s.next_action_at = Some(after(now, delay));
+                            if certain && s.state == State::Sending && action == "send" {
+                                s.transition(
+                                    State::Queued,
+                                    "未送信・再送待ち / not sent, will retry",
+                                    now,
+                                );
+                            }
+                        })
+                    })
+                    .await?;
+                Ok(())
+            }
+            GatewayError::OutsideWindow { next_opens_at } => {
+                refresh.notify_one();
+                info!(?next_opens_at, "gateway says the window is closed; holding");
+                self.store
+                    .call(move |s| {
+                        s.update(&id, |s| {
+                            let now = Timestamp::now();
+                            s.attempts.push(Attempt {
+                                action: action.into(),
+                                started_at: started,
+                                duration_ms,
+                                outcome: "outside reception window".into(),
+                                answered: true,
+                            });
+                            let when = next_opens_at
+                                .as_deref()
+                                .and_then(|t| t.parse::<Timestamp>().ok())
+                                .map(jst_minutes)
+                                .unwrap_or_else(|| "次の受付開始".into());
+                            s.note = Some(Note {
+                                ja: format!("受付期間外のため保留しています。{when} から自動的に送信します。"),
+                                en: "Held: the reception window is closed; it will be sent when it opens.".into(),
+                            });
+                            s.transition(State::Held, "受付期間外 / window closed", now);
+                        })
+                    })
+                    .await?;
+                Ok(())
+            }
+            GatewayError::Refused {
+                status,
+                ref code,
+                ref message,
+            } => {
+                let note = refusal_note(status, code, message);
+                self.attempt(&sub.id, action, started, duration_ms, &e.to_string(), true)
+                    .await?;
+                self.needs_attention(&sub.id, &e.to_string(), Some(note))
+                    .await
+            }
+            GatewayError::NotFound | GatewayError::UnknownOffice(_) => {
+                self.attempt(&sub.id, action, started, duration_ms, &e.to_string(), true)
+                    .await?;
+                self.needs_attention(&sub.id, &e.to_string(), None).await
+            }
+        }
+    }
+
+    async fn needs_attention(
+        &self,
+        id: &SubmissionId,
+        why: &str,
+        note: Option<Note>,
+    ) -> anyhow::Result<()> {
+        error!(reason = why, "submission needs a person");
+        let id = id.clone();
+        let why = why.to_owned();
+        self.store
+            .call(move |s| {
+                s.update(&id, |s| {
+                    s.next_action_at = None;
+                    s.note = Some(note.unwrap_or(Note {
+                        ja: format!("送信できませんでした。管理者に連絡してください（{why}）。"),
+                        en: format!("Could not be sent; contact the administrator ({why})."),
+                    }));
+                    s.transition(
+                        State::FailedNeedsAttention,
+                        format!("要対応 / needs attention: {why}"),
+                        Timestamp::now(),
+                    );
+                })
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Send,
+    Reconcile,
+    Poll,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_jitters_and_honours_retry_after() {
+        let i = Duration::from_secs(1);
+        let m = Duration::from_secs(300);
+        for failures in 1..=12u32 {
+            let full = (i * 2u32.pow(failures - 1)).min(m);
+            for _ in 0..50 {
+                let d = backoff(i, m, failures, None);
+                assert!(d >= full / 2 && d <= full, "{failures}: {d:?} vs {full:?}");
+            }
+        }
+        assert!(backoff(i, m, 1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        // Jitter spreads retries: 50 draws are not all equal.
+        let draws: HashSet<Duration> = (0..50).map(|_| backoff(i, m, 6, None)).collect();
+        assert!(draws.len() > 1);
+        // Absurd failure counts neither overflow nor exceed the cap.
+        assert!(backoff(i, m, u32::MAX, None) <= m);
+    }
+}

@@ -1,0 +1,420 @@
+//! The simulator's TOML configuration: listeners, server certificate names, reception timing,
+//! the reception window and the offices to register at start.
+//!
+//! Invariants: unknown keys are rejected everywhere (`deny_unknown_fields`); a config that
+//! passes [`SimConfig::validate`] has a loopback control listener, valid 事業所番号 (check digit),
+//! `KJ` user IDs, well-formed fingerprints and a well-formed window, so the rest of the crate
+//! never re-checks them. Relative `state_dir` paths are resolved against the config file's
+//! directory by [`SimConfig::load`].
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::ids;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// Directory holding certificates, keys, `sim.redb` and `listen.json`.
+    pub state_dir: PathBuf,
+    /// Address of the mutual-TLS gateway listener (port 0 = any free port).
+    #[serde(default = "default_gateway_listen")]
+    pub gateway_listen: SocketAddr,
+    /// Address of the plain-HTTP control listener; must be a loopback address.
+    #[serde(default = "default_control_listen")]
+    pub control_listen: SocketAddr,
+    /// Subject alternative names of the server certificate (IP literals become IP SANs).
+    #[serde(default = "default_server_names")]
+    pub server_names: Vec<String>,
+    /// Simulated time between 到達 and the moment the 受付 result is revealed.
+    #[serde(default = "default_reception_delay_ms")]
+    pub reception_delay_ms: u64,
+    /// Largest accepted claim body in bytes (413 `too_large` above it).
+    #[serde(default = "default_max_claim_bytes")]
+    pub max_claim_bytes: u64,
+    /// The monthly reception window (JST).
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// Offices registered (or updated) at every start.
+    #[serde(default)]
+    pub offices: Vec<OfficeConfig>,
+}
+
+/// The monthly reception window, in JST (fixed +09:00).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// First day of the window (00:00 JST). Days past the end of a month mean its last day.
+    pub open_day: u8,
+    /// Day on which the window closes at `close_time`.
+    pub close_day: u8,
+    /// `HH:MM` on `close_day`; `24:00` means the next day 00:00.
+    pub close_time: String,
+    /// `HH:MM` on `close_day` until which a submission may be withdrawn.
+    pub withdraw_close_time: String,
+}
+
+/// One office (事業所) known to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeConfig {
+    /// 10-digit 事業所番号 with a valid check digit.
+    pub office_number: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Federation user ID (`KJ…`); several offices may share one (agent ID).
+    pub user_id: String,
+    /// Password of the user ID.
+    pub password: String,
+    /// Hex SHA-256 of the DER of every client certificate allowed for this office. Empty: the
+    /// simulator issues one (`clients/<office_number>.pem`).
+    #[serde(default)]
+    pub certificate_fingerprints: Vec<String>,
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("control_listen {0} is not a loopback address (the control API has no authentication)")]
+    ControlNotLoopback(SocketAddr),
+    #[error("server_names must name at least one host")]
+    NoServerNames,
+    #[error("server_names contains an empty name")]
+    EmptyServerName,
+    #[error("max_claim_bytes must be at least 1")]
+    ZeroMaxClaimBytes,
+    #[error("window.{field} = {value} is not a day of the month (1..=31)")]
+    BadDay { field: &'static str, value: u8 },
+    #[error("window.open_day {open} is after window.close_day {close}")]
+    OpenAfterClose { open: u8, close: u8 },
+    #[error("window.{field} = {value:?} is not a time HH:MM between 00:00 and 24:00")]
+    BadTime { field: &'static str, value: String },
+    #[error("office_number {0:?} is not 10 digits with a valid check digit")]
+    BadOfficeNumber(String),
+    #[error("office {0} is configured twice")]
+    DuplicateOffice(String),
+    #[error(
+        "office {office}: user_id {user_id:?} must start with \"KJ\" (printable ASCII, no ':')"
+    )]
+    BadUserId { office: String, user_id: String },
+    #[error("office {0}: password must not be empty")]
+    EmptyPassword(String),
+    #[error("office {office}: certificate fingerprint {fingerprint:?} is not 64 hex digits")]
+    BadFingerprint { office: String, fingerprint: String },
+}
+
+fn default_gateway_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 8443))
+}
+
+fn default_control_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 8444))
+}
+
+fn default_server_names() -> Vec<String> {
+    vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
+}
+
+fn default_reception_delay_ms() -> u64 {
+    2000
+}
+
+fn default_max_claim_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            open_day: 1,
+            close_day: 10,
+            close_time: "24:00".to_owned(),
+            withdraw_close_time: "24:00".to_owned(),
+        }
+    }
+}
+
+impl WindowConfig {
+    /// Minutes after 00:00 of `close_day` at which the window closes (1440 for `24:00`).
+    pub fn close_minutes(&self) -> Result<u32, ConfigError> {
+        parse_time_of_day("close_time", &self.close_time)
+    }
+
+    /// Minutes after 00:00 of `close_day` at which withdrawals stop.
+    pub fn withdraw_close_minutes(&self) -> Result<u32, ConfigError> {
+        parse_time_of_day("withdraw_close_time", &self.withdraw_close_time)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [("open_day", self.open_day), ("close_day", self.close_day)] {
+            if !(1..=31).contains(&value) {
+                return Err(ConfigError::BadDay { field, value });
+            }
+        }
+        if self.open_day > self.close_day {
+            return Err(ConfigError::OpenAfterClose {
+                open: self.open_day,
+                close: self.close_day,
+            });
+        }
+        self.close_minutes()?;
+        self.withdraw_close_minutes()?;
+        Ok(())
+    }
+}
+
+/// Parses `HH:MM` (00:00..=24:00) into minutes after midnight.
+fn parse_time_of_day(field: &'static str, value: &str) -> Result<u32, ConfigError> {
+    let bad = || ConfigError::BadTime {
+        field,
+        value: value.to_owned(),
+    };
+    let (h, m) = value.split_once(':').ok_or_else(bad)?;
+    if h.len() != 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let h: u32 = h.parse().map_err(|_| bad())?;
+    let m: u32 = m.parse().map_err(|_| bad())?;
+    if m > 59 || h > 24 || (h == 24 && m != 0) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl SimConfig {
+    /// A configuration with every default and the given state directory.
+    pub fn new(state_dir: impl Into<PathBuf>) -> SimConfig {
+        SimConfig {
+            state_dir: state_dir.into(),
+            gateway_listen: default_gateway_listen(),
+            control_listen: default_control_listen(),
+            server_names: default_server_names(),
+            reception_delay_ms: default_reception_delay_ms(),
+            max_claim_bytes: default_max_claim_bytes(),
+            window: WindowConfig::default(),
+            offices: Vec::new(),
+        }
+    }
+
+    /// Reads TOML, rejects unknown keys, resolves a relative `state_dir` against the config
+    /// file's directory and validates the result.
+    pub fn load(path: &Path) -> anyhow::Result<SimConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = SimConfig::from_toml(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        if config.state_dir.is_relative() {
+            let base = path.parent().unwrap_or_else(|| Path::new("."));
+            config.state_dir = base.join(&config.state_dir);
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text (relative paths are left as they are).
+    pub fn from_toml(text: &str) -> anyhow::Result<SimConfig> {
+        let config: SimConfig = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Serialises back to TOML.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("cannot serialise the simulator config to TOML")
+    }
+
+    /// Checks every rule stated in the module documentation.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.control_listen.ip().is_loopback() {
+            return Err(ConfigError::ControlNotLoopback(self.control_listen));
+        }
+        if self.server_names.is_empty() {
+            return Err(ConfigError::NoServerNames);
+        }
+        if self.server_names.iter().any(|n| n.trim().is_empty()) {
+            return Err(ConfigError::EmptyServerName);
+        }
+        if self.max_claim_bytes == 0 {
+            return Err(ConfigError::ZeroMaxClaimBytes);
+        }
+        self.window.validate()?;
+        let mut seen = BTreeSet::new();
+        for office in &self.offices {
+            office.validate()?;
+            if !seen.insert(office.office_number.as_str()) {
+                return Err(ConfigError::DuplicateOffice(office.office_number.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl OfficeConfig {
+    /// Checks the office number, user ID, password and fingerprints.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !ids::is_valid_office_number(&self.office_number) {
+            return Err(ConfigError::BadOfficeNumber(self.office_number.clone()));
+        }
+        if !ids::is_valid_user_id(&self.user_id) {
+            return Err(ConfigError::BadUserId {
+                office: self.office_number.clone(),
+                user_id: self.user_id.clone(),
+            });
+        }
+        if self.password.is_empty() {
+            return Err(ConfigError::EmptyPassword(self.office_number.clone()));
+        }
+        if let Some(bad) = self
+            .certificate_fingerprints
+            .iter()
+            .find(|f| !ids::is_valid_fingerprint(f))
+        {
+            return Err(ConfigError::BadFingerprint {
+                office: self.office_number.clone(),
+                fingerprint: bad.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+state_dir = "sim-state"
+gateway_listen = "127.0.0.1:0"
+control_listen = "127.0.0.1:0"
+server_names = ["localhost", "127.0.0.1"]
+reception_delay_ms = 50
+max_claim_bytes = 1000
+
+[window]
+open_day = 1
+close_day = 10
+close_time = "23:30"
+withdraw_close_time = "20:00"
+
+[[offices]]
+office_number = "1379999996"
+name = "デモ訪問介護ステーション"
+user_id = "KJ00000001"
+password = "secret"
+"#;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = SimConfig::from_toml(FULL).unwrap();
+        assert_eq!(c.reception_delay_ms, 50);
+        assert_eq!(c.window.close_minutes().unwrap(), 23 * 60 + 30);
+        assert_eq!(c.window.withdraw_close_minutes().unwrap(), 20 * 60);
+        assert_eq!(c.offices.len(), 1);
+        assert!(c.offices[0].certificate_fingerprints.is_empty());
+    }
+
+    #[test]
+    fn only_state_dir_is_required() {
+        let c = SimConfig::from_toml("state_dir = \"x\"\n").unwrap();
+        assert_eq!(c, SimConfig::new("x"));
+        assert!(SimConfig::from_toml("").is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_at_every_level() {
+        assert!(SimConfig::from_toml("state_dir = \"x\"\nfoo = 1\n").is_err());
+        assert!(SimConfig::from_toml("state_dir = \"x\"\n[window]\nopen = 1\n").is_err());
+        let office = "state_dir = \"x\"\n[[offices]]\noffice_number = \"1379999996\"\n\
+                      user_id = \"KJ1\"\npassword = \"p\"\ncolour = \"red\"\n";
+        assert!(SimConfig::from_toml(office).is_err());
+    }
+
+    #[test]
+    fn toml_round_trips() {
+        let c = SimConfig::from_toml(FULL).unwrap();
+        let again = SimConfig::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(c, again);
+    }
+
+    #[test]
+    fn validation_rules() {
+        let base = SimConfig::from_toml(FULL).unwrap();
+
+        let mut c = base.clone();
+        c.control_listen = "0.0.0.0:8444".parse().unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::ControlNotLoopback(_))
+        ));
+
+        let mut c = base.clone();
+        c.offices[0].office_number = "1379999997".into();
+        assert!(matches!(c.validate(), Err(ConfigError::BadOfficeNumber(_))));
+
+        let mut c = base.clone();
+        c.offices[0].user_id = "XX0001".into();
+        assert!(matches!(c.validate(), Err(ConfigError::BadUserId { .. })));
+
+        let mut c = base.clone();
+        c.offices.push(c.offices[0].clone());
+        assert!(matches!(c.validate(), Err(ConfigError::DuplicateOffice(_))));
+
+        let mut c = base.clone();
+        c.offices[0].certificate_fingerprints = vec!["abc".into()];
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::BadFingerprint { .. })
+        ));
+
+        for bad in ["24:01", "25:00", "9:00", "10:60", "", "1000"] {
+            let mut c = base.clone();
+            c.window.close_time = bad.into();
+            assert!(
+                matches!(c.validate(), Err(ConfigError::BadTime { .. })),
+                "{bad}"
+            );
+        }
+
+        let mut c = base.clone();
+        c.window.open_day = 11;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::OpenAfterClose { .. })
+        ));
+
+        let mut c = base;
+        c.window.close_day = 32;
+        assert!(matches!(c.validate(), Err(ConfigError::BadDay { .. })));
+    }
+
+    #[test]
+    fn relative_state_dir_is_resolved_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.toml");
+        std::fs::write(&path, "state_dir = \"state\"\n").unwrap();
+        let c = SimConfig::load(&path).unwrap();
+        assert_eq!(c.state_dir, dir.path().join("state"));
+
+        std::fs::write(&path, "state_dir = \"/abs/state\"\n").unwrap();
+        assert_eq!(
+            SimConfig::load(&path).unwrap().state_dir,
+            Path::new("/abs/state")
+        );
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("federation-sim.example.toml");
+        let c = SimConfig::load(&path).unwrap();
+        assert_eq!(
+            c.state_dir,
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("sim-state")
+        );
+        assert!(!c.offices.is_empty());
+    }
+}

@@ -1,0 +1,41 @@
+//! federation-sim: a stand-in for the 国保連合会 federation gateway of
+//! `federation-api.md` v1, used by tests, benchmarks and `kaigo-relay demo`.
+//!
+//! It owns the other side of the wire: a mutual-TLS HTTPS gateway (`/v1/...`) that applies the
+//! 到達 and 受付 rules of `claim-format.md` to claim files, and a loopback control API
+//! (`/sim/...`) that moves a virtual clock, registers offices and accounts for every
+//! submission it recorded. It is an independent implementation (it does not depend on the
+//! daemon), which is what makes it a useful test peer. The invariant it keeps above all:
+//! one idempotency key is one submission, recorded durably before it is acknowledged.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use federation_sim::{SimConfig, Simulator};
+//! let sim = Simulator::open(SimConfig::new("/tmp/sim-state"))?;
+//! sim.set_clock("2025-06-03T10:00:00+09:00".parse()?)?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let (tx, rx) = tokio::sync::oneshot::channel();
+//! let server = tokio::spawn(sim.serve(shutdown.clone(), Some(tx)));
+//! let listening = rx.await?;
+//! println!("{}", listening.gateway_url);
+//! shutdown.cancel();
+//! server.await??;
+//! # Ok(()) }
+//! ```
+
+mod certs;
+mod claims;
+mod clock;
+pub mod config;
+mod control;
+mod gateway;
+mod ids;
+mod reception;
+mod reply;
+mod server;
+mod sim;
+mod state;
+mod window;
+
+pub use config::{ConfigError, OfficeConfig, SimConfig, WindowConfig};
+pub use sim::{Listening, Simulator};

@@ -1,0 +1,596 @@
+//! Persistence in `state_dir/sim.redb` (redb 4): offices, submissions (metadata as JSON), claim
+//! bodies, the idempotency-key and receipt-ID indexes, the clock setting and the receipt counter.
+//!
+//! Invariants: this is the only module that names redb tables. Every change is one write
+//! transaction committed with redb's default (immediate, fsync) durability before the caller
+//! answers, so a 202 is only ever sent for a submission that survives `kill -9`. An
+//! idempotency key maps to at most one submission per user ID: the key lookup and the insert
+//! happen in the same write transaction, which redb serialises.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::ClockSetting;
+use crate::reception::{Issue, ReceptionResult};
+
+const OFFICES: TableDefinition<&str, &str> = TableDefinition::new("offices");
+const SUBMISSIONS: TableDefinition<u64, &str> = TableDefinition::new("submissions");
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("claim_bodies");
+const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency_keys");
+const RECEIPTS: TableDefinition<&str, u64> = TableDefinition::new("receipt_ids");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+const META_CLOCK: &str = "clock";
+const META_SERVER_NAMES: &str = "server_names";
+const COUNTER_RECEIPT: &str = "receipt";
+
+/// A failure of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database error: {0}")]
+    Db(#[from] redb::Error),
+    #[error("state record is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("state is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+macro_rules! db_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StateError {
+            fn from(e: $t) -> Self {
+                StateError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A client certificate the simulator issued (its files are `clients/<office_number>.pem` and
+/// `.key` in the state directory; paths are derived, not stored, so the directory can move).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    pub fingerprint: String,
+}
+
+/// A registered office.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfficeRecord {
+    pub office_number: String,
+    pub name: String,
+    pub user_id: String,
+    pub password: String,
+    /// Configured fingerprints (lowercase hex).
+    pub certificate_fingerprints: Vec<String>,
+    /// The certificate the simulator issued for this office, if any.
+    pub issued: Option<IssuedCert>,
+}
+
+impl OfficeRecord {
+    /// Every allowed fingerprint: the configured ones and the issued certificate's.
+    pub fn allowed_fingerprints(&self) -> Vec<String> {
+        let mut all = self.certificate_fingerprints.clone();
+        if let Some(issued) = &self.issued
+            && !all.contains(&issued.fingerprint)
+        {
+            all.push(issued.fingerprint.clone());
+        }
+        all
+    }
+}
+
+/// One recorded submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submission {
+    /// Arrival order, also the receipt counter value.
+    pub seq: u64,
+    pub receipt_id: String,
+    pub idempotency_key: String,
+    pub user_id: String,
+    /// Lowercase hex SHA-256 of the body.
+    pub sha256: String,
+    pub office_number: Option<String>,
+    pub file_name: Option<String>,
+    pub size: u64,
+    pub arrived_at_ms: i64,
+    /// 処理対象年月 in force at arrival (`YYYYMM`).
+    pub processing_month: String,
+    /// 到達 problems; empty means the claim arrived.
+    pub arrival_errors: Vec<Issue>,
+    /// The 受付 result, decided at arrival and revealed at `reception_due_ms`.
+    pub reception: Option<ReceptionResult>,
+    pub reception_due_ms: i64,
+    pub revealed_at_ms: Option<i64>,
+    pub withdrawn_at_ms: Option<i64>,
+    /// How many requests carried this idempotency key.
+    pub presented: u64,
+    pub updated_at_ms: i64,
+}
+
+impl Submission {
+    pub fn arrival_failed(&self) -> bool {
+        !self.arrival_errors.is_empty()
+    }
+
+    /// Whether the 受付 result is still hidden.
+    pub fn is_pending(&self) -> bool {
+        !self.arrival_failed() && self.revealed_at_ms.is_none() && self.withdrawn_at_ms.is_none()
+    }
+
+    /// The status shown by `GET /v1/claims/{id}` and `/sim/received`.
+    pub fn status(&self) -> &'static str {
+        if self.withdrawn_at_ms.is_some() {
+            "withdrawn"
+        } else if self.arrival_failed() {
+            "rejected"
+        } else if let (Some(_), Some(r)) = (self.revealed_at_ms, &self.reception) {
+            r.status.as_str()
+        } else {
+            "arrived"
+        }
+    }
+
+    /// ○ / △ / × once revealed, else `None`.
+    pub fn reception_mark(&self) -> Option<&'static str> {
+        match (self.revealed_at_ms, &self.reception) {
+            (Some(_), Some(r)) => Some(r.status.mark()),
+            _ => None,
+        }
+    }
+
+    /// The errors shown with the status.
+    pub fn errors(&self) -> &[Issue] {
+        if self.arrival_failed() {
+            &self.arrival_errors
+        } else {
+            match (self.revealed_at_ms, &self.reception) {
+                (Some(_), Some(r)) => &r.errors,
+                _ => &[],
+            }
+        }
+    }
+}
+
+/// A submission about to be recorded (everything but the counter-derived fields).
+#[derive(Debug, Clone)]
+pub struct NewSubmission {
+    /// `YYYYMMDD` of the arrival in JST, used in the receipt ID.
+    pub receipt_date: String,
+    pub idempotency_key: String,
+    pub user_id: String,
+    pub sha256: String,
+    pub office_number: Option<String>,
+    pub file_name: Option<String>,
+    pub size: u64,
+    pub arrived_at_ms: i64,
+    pub processing_month: String,
+    pub arrival_errors: Vec<Issue>,
+    pub reception: Option<ReceptionResult>,
+    pub reception_due_ms: i64,
+}
+
+/// The result of [`State::record_submission`].
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    /// A new submission was committed.
+    New(Submission),
+    /// The key was already used (by a concurrent request); its presented count was incremented.
+    Existing(Submission),
+}
+
+/// The redb-backed store.
+#[derive(Debug)]
+pub struct State {
+    db: Database,
+}
+
+fn key_index(user_id: &str, key: &str) -> String {
+    format!("{user_id}\u{1f}{key}")
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(s: &str) -> Result<T, StateError> {
+    Ok(serde_json::from_str(s)?)
+}
+
+impl State {
+    /// Opens or creates `path` and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(OFFICES)?;
+        tx.open_table(SUBMISSIONS)?;
+        tx.open_table(BODIES)?;
+        tx.open_table(IDEMPOTENCY)?;
+        tx.open_table(RECEIPTS)?;
+        tx.open_table(META)?;
+        tx.open_table(COUNTERS)?;
+        tx.commit()?;
+        Ok(State { db })
+    }
+
+    fn meta_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    fn meta_set(&self, key: &str, value: Option<&str>) -> Result<(), StateError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(META)?;
+            match value {
+                Some(v) => {
+                    table.insert(key, v)?;
+                }
+                None => {
+                    table.remove(key)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The persisted clock setting (`None` = real time).
+    pub fn clock(&self) -> Result<Option<ClockSetting>, StateError> {
+        self.meta_get(META_CLOCK)?
+            .map(|s| read_json(&s))
+            .transpose()
+    }
+
+    /// Persists the clock setting (`None` = real time).
+    pub fn set_clock(&self, setting: Option<ClockSetting>) -> Result<(), StateError> {
+        let json = setting.map(|s| serde_json::to_string(&s)).transpose()?;
+        self.meta_set(META_CLOCK, json.as_deref())
+    }
+
+    /// The server names the current server certificate was issued for.
+    pub fn server_names(&self) -> Result<Option<Vec<String>>, StateError> {
+        self.meta_get(META_SERVER_NAMES)?
+            .map(|s| read_json(&s))
+            .transpose()
+    }
+
+    /// Records the server names of a newly issued server certificate.
+    pub fn set_server_names(&self, names: &[String]) -> Result<(), StateError> {
+        let json = serde_json::to_string(names)?;
+        self.meta_set(META_SERVER_NAMES, Some(&json))
+    }
+
+    /// Every registered office, ordered by office number.
+    pub fn offices(&self) -> Result<Vec<OfficeRecord>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(OFFICES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            out.push(read_json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Registers or replaces an office.
+    pub fn put_office(&self, office: &OfficeRecord) -> Result<(), StateError> {
+        let json = serde_json::to_string(office)?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(OFFICES)?;
+            table.insert(office.office_number.as_str(), json.as_str())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The submission recorded under this user ID and key, if any (read only).
+    pub fn find_by_key(&self, user_id: &str, key: &str) -> Result<Option<Submission>, StateError> {
+        let tx = self.db.begin_read()?;
+        let index = tx.open_table(IDEMPOTENCY)?;
+        let Some(seq) = index
+            .get(key_index(user_id, key).as_str())?
+            .map(|v| v.value())
+        else {
+            return Ok(None);
+        };
+        let subs = tx.open_table(SUBMISSIONS)?;
+        subs.get(seq)?.map(|v| read_json(v.value())).transpose()
+    }
+
+    /// If the key is known, counts one more presentation (committed) and returns the updated
+    /// submission.
+    pub fn present_again(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<Submission>, StateError> {
+        let tx = self.db.begin_write()?;
+        let found = {
+            let index = tx.open_table(IDEMPOTENCY)?;
+            let seq = index
+                .get(key_index(user_id, key).as_str())?
+                .map(|v| v.value());
+            match seq {
+                Some(seq) => {
+                    let mut subs = tx.open_table(SUBMISSIONS)?;
+                    bump_presented(&mut subs, seq)?
+                }
+                None => None,
+            }
+        };
+        match found {
+            Some(sub) => {
+                tx.commit()?;
+                Ok(Some(sub))
+            }
+            None => {
+                tx.abort()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records a new submission and its body, unless its key was taken meanwhile (then counts
+    /// one more presentation of the existing one). Committed before returning.
+    pub fn record_submission(
+        &self,
+        new: NewSubmission,
+        body: &[u8],
+    ) -> Result<Recorded, StateError> {
+        let tx = self.db.begin_write()?;
+        let index_key = key_index(&new.user_id, &new.idempotency_key);
+        let recorded = {
+            let mut index = tx.open_table(IDEMPOTENCY)?;
+            let mut subs = tx.open_table(SUBMISSIONS)?;
+            let existing = index.get(index_key.as_str())?.map(|v| v.value());
+            if let Some(seq) = existing {
+                match bump_presented(&mut subs, seq)? {
+                    Some(sub) => Recorded::Existing(sub),
+                    None => {
+                        return Err(StateError::Inconsistent(format!(
+                            "idempotency index points at missing submission {seq}"
+                        )));
+                    }
+                }
+            } else {
+                let mut counters = tx.open_table(COUNTERS)?;
+                let seq = counters
+                    .get(COUNTER_RECEIPT)?
+                    .map(|v| v.value())
+                    .unwrap_or(0)
+                    + 1;
+                counters.insert(COUNTER_RECEIPT, seq)?;
+                let sub = Submission {
+                    seq,
+                    receipt_id: format!("R{}-{seq:06}", new.receipt_date),
+                    idempotency_key: new.idempotency_key,
+                    user_id: new.user_id,
+                    sha256: new.sha256,
+                    office_number: new.office_number,
+                    file_name: new.file_name,
+                    size: new.size,
+                    arrived_at_ms: new.arrived_at_ms,
+                    processing_month: new.processing_month,
+                    arrival_errors: new.arrival_errors,
+                    reception: new.reception,
+                    reception_due_ms: new.reception_due_ms,
+                    revealed_at_ms: None,
+                    withdrawn_at_ms: None,
+                    presented: 1,
+                    updated_at_ms: new.arrived_at_ms,
+                };
+                let json = serde_json::to_string(&sub)?;
+                subs.insert(seq, json.as_str())?;
+                tx.open_table(BODIES)?.insert(seq, body)?;
+                tx.open_table(RECEIPTS)?
+                    .insert(sub.receipt_id.as_str(), seq)?;
+                index.insert(index_key.as_str(), seq)?;
+                Recorded::New(sub)
+            }
+        };
+        tx.commit()?;
+        Ok(recorded)
+    }
+
+    /// The submission with this receipt ID.
+    pub fn by_receipt(&self, receipt_id: &str) -> Result<Option<Submission>, StateError> {
+        let tx = self.db.begin_read()?;
+        let receipts = tx.open_table(RECEIPTS)?;
+        let Some(seq) = receipts.get(receipt_id)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let subs = tx.open_table(SUBMISSIONS)?;
+        subs.get(seq)?.map(|v| read_json(v.value())).transpose()
+    }
+
+    /// Applies `change` to the stored submission `seq` in one write transaction. `change`
+    /// returns whether it changed anything; only then is the transaction committed.
+    pub fn modify_submission(
+        &self,
+        seq: u64,
+        change: impl FnOnce(&mut Submission) -> bool,
+    ) -> Result<Option<Submission>, StateError> {
+        let tx = self.db.begin_write()?;
+        let (sub, changed) = {
+            let mut subs = tx.open_table(SUBMISSIONS)?;
+            let current: Option<Submission> =
+                subs.get(seq)?.map(|v| read_json(v.value())).transpose()?;
+            let Some(mut sub) = current else {
+                drop(subs);
+                tx.abort()?;
+                return Ok(None);
+            };
+            let changed = change(&mut sub);
+            if changed {
+                let json = serde_json::to_string(&sub)?;
+                subs.insert(seq, json.as_str())?;
+            }
+            (sub, changed)
+        };
+        if changed {
+            tx.commit()?;
+        } else {
+            tx.abort()?;
+        }
+        Ok(Some(sub))
+    }
+
+    /// Every submission in arrival order.
+    pub fn submissions(&self) -> Result<Vec<Submission>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SUBMISSIONS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            out.push(read_json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The stored body of submission `seq`.
+    // Read by tests today; the month-end phase (notices, a later issue) builds on it.
+    #[allow(dead_code)]
+    pub fn body(&self, seq: u64) -> Result<Option<Vec<u8>>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BODIES)?;
+        Ok(table.get(seq)?.map(|v| v.value().to_vec()))
+    }
+}
+
+fn bump_presented(
+    subs: &mut redb::Table<'_, u64, &'static str>,
+    seq: u64,
+) -> Result<Option<Submission>, StateError> {
+    let current: Option<Submission> = subs.get(seq)?.map(|v| read_json(v.value())).transpose()?;
+    let Some(mut sub) = current else {
+        return Ok(None);
+    };
+    sub.presented += 1;
+    let json = serde_json::to_string(&sub)?;
+    subs.insert(seq, json.as_str())?;
+    Ok(Some(sub))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_submission(key: &str) -> NewSubmission {
+        NewSubmission {
+            receipt_date: "20250603".into(),
+            idempotency_key: key.into(),
+            user_id: "KJ00000001".into(),
+            sha256: "ab".repeat(32),
+            office_number: Some("1379999996".into()),
+            file_name: Some("KK250601.CSV".into()),
+            size: 3,
+            arrived_at_ms: 1_000,
+            processing_month: "202506".into(),
+            arrival_errors: Vec::new(),
+            reception: None,
+            reception_due_ms: 3_000,
+        }
+    }
+
+    #[test]
+    fn clock_setting_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.redb");
+        let setting = ClockSetting {
+            virtual_ms: 1_780_000_000_000,
+            set_at_real_ms: 1_700_000_000_000,
+        };
+        {
+            let state = State::open(&path).unwrap();
+            assert_eq!(state.clock().unwrap(), None);
+            state.set_clock(Some(setting)).unwrap();
+        }
+        {
+            let state = State::open(&path).unwrap();
+            assert_eq!(state.clock().unwrap(), Some(setting));
+            state.set_clock(None).unwrap();
+        }
+        assert_eq!(State::open(&path).unwrap().clock().unwrap(), None);
+    }
+
+    #[test]
+    fn a_key_is_recorded_once_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("sim.redb")).unwrap();
+        let Recorded::New(first) = state
+            .record_submission(new_submission("k1"), b"abc")
+            .unwrap()
+        else {
+            panic!("expected a new submission");
+        };
+        assert_eq!(first.receipt_id, "R20250603-000001");
+        assert_eq!(first.presented, 1);
+        let Recorded::Existing(again) = state
+            .record_submission(new_submission("k1"), b"abc")
+            .unwrap()
+        else {
+            panic!("expected the existing submission");
+        };
+        assert_eq!(again.receipt_id, first.receipt_id);
+        assert_eq!(again.presented, 2);
+        let bumped = state.present_again("KJ00000001", "k1").unwrap().unwrap();
+        assert_eq!(bumped.presented, 3);
+        assert!(state.present_again("KJ00000001", "nope").unwrap().is_none());
+        assert!(state.present_again("KJ00000002", "k1").unwrap().is_none());
+
+        let Recorded::New(second) = state.record_submission(new_submission("k2"), b"x").unwrap()
+        else {
+            panic!("expected a new submission");
+        };
+        assert_eq!(second.receipt_id, "R20250603-000002");
+        let all = state.submissions().unwrap();
+        assert_eq!(all.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(state.body(1).unwrap().unwrap(), b"abc");
+        assert_eq!(
+            state.by_receipt("R20250603-000002").unwrap().unwrap().seq,
+            2
+        );
+        assert!(state.by_receipt("R20250603-000009").unwrap().is_none());
+        assert_eq!(
+            state
+                .find_by_key("KJ00000001", "k1")
+                .unwrap()
+                .unwrap()
+                .presented,
+            3
+        );
+    }
+
+    #[test]
+    fn modify_commits_only_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("sim.redb")).unwrap();
+        state.record_submission(new_submission("k"), b"a").unwrap();
+        let s = state
+            .modify_submission(1, |s| {
+                s.withdrawn_at_ms = Some(5);
+                true
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.status(), "withdrawn");
+        state
+            .modify_submission(1, |s| {
+                s.withdrawn_at_ms = None;
+                false
+            })
+            .unwrap();
+        assert_eq!(
+            state.by_receipt(&s.receipt_id).unwrap().unwrap().status(),
+            "withdrawn"
+        );
+        assert!(state.modify_submission(7, |_| true).unwrap().is_none());
+    }
+}

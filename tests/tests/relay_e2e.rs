@@ -1,0 +1,257 @@
+//! The whole path through real processes: a claim dropped in the folder reaches federation-sim
+//! over mutual TLS exactly once, with its receipt and 受付 result in `status --json`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{Env, EnvOptions, sha256_hex, write_slowly};
+
+const T: Duration = Duration::from_secs(30);
+
+fn received_with(env: &Env, sha: &str) -> Vec<Value> {
+    env.received()
+        .into_iter()
+        .filter(|r| r["sha256"] == sha)
+        .collect()
+}
+
+#[test]
+fn a_dropped_claim_reaches_the_federation_exactly_once() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let bytes = env.claim(&["0000100001", "0000100002"], 1);
+    let sha = sha256_hex(&bytes);
+    env.drop_atomic("KK261201.CSV", &bytes);
+
+    let entry = env.wait_state(&sha, "accepted", T);
+    let receipt = entry["receipt_id"].as_str().expect("receipt id").to_owned();
+    assert!(receipt.starts_with('R'), "{entry}");
+    assert_eq!(entry["reception_mark"], "○");
+    assert_eq!(entry["office_number"], tests::CARE_OFFICE);
+    assert_eq!(entry["file_name"], "KK261201.CSV");
+    assert_eq!(entry["attempts"], 1);
+    assert_eq!(entry["moved_to"], "送信済/KK261201.CSV");
+
+    let at_sim = received_with(&env, &sha);
+    assert_eq!(at_sim.len(), 1, "{at_sim:?}");
+    assert_eq!(at_sim[0]["receipt_id"], receipt.as_str());
+    assert_eq!(
+        at_sim[0]["idempotency_key"], entry["id"],
+        "the idempotency key is the submission id"
+    );
+    assert_eq!(at_sim[0]["presented"], 1);
+    assert_eq!(at_sim[0]["office_number"], tests::CARE_OFFICE);
+
+    // The file left the drop folder only for 送信済/, byte for byte.
+    assert!(!env.drop_dir.join("KK261201.CSV").exists());
+    assert_eq!(
+        std::fs::read(env.drop_dir.join("送信済/KK261201.CSV")).unwrap(),
+        bytes
+    );
+
+    let status = env.daemon().terminate();
+    assert!(
+        status.success(),
+        "graceful stop: {status:?}\n{}",
+        env.logs()
+    );
+}
+
+#[test]
+fn a_file_written_slowly_in_chunks_is_not_sent_half_written() {
+    // A short settle interval, so each pause below is long enough for a half-written file to
+    // look stable: only the end-record rule keeps it from being taken.
+    let mut env = Env::with_options(EnvOptions {
+        settle_interval_ms: 100,
+        ..EnvOptions::default()
+    });
+    env.start_daemon();
+    let bytes = env.claim(&["0000200001", "0000200002", "0000200003"], 2);
+    let sha = sha256_hex(&bytes);
+    let text = std::str::from_utf8(&bytes).unwrap();
+    // Cut after whole records (where a naive "size is stable" rule is fooled) and mid-record.
+    let after_first_record = text.find("\r\n").unwrap() + 2;
+    let mid_record = text.len() / 2;
+    let before_end_record = text.rfind("3,").unwrap();
+    write_slowly(
+        &env.drop_dir.join("KK261202.CSV"),
+        &bytes,
+        &[after_first_record, mid_record, before_end_record],
+        Duration::from_millis(800),
+    );
+
+    let entry = env.wait_state(&sha, "accepted", T);
+    assert_eq!(entry["errors"], serde_json::json!([]));
+    let all = env.status();
+    assert_eq!(
+        all.len(),
+        1,
+        "exactly one submission, never a partial one: {all:?}"
+    );
+    let at_sim = env.received();
+    assert_eq!(at_sim.len(), 1, "{at_sim:?}");
+    assert_eq!(at_sim[0]["sha256"], sha.as_str(), "the whole file was sent");
+    assert!(!env.drop_dir.join("エラー/KK261202.CSV").exists());
+}
+
+#[test]
+fn a_file_dropped_twice_is_sent_once_and_the_copy_reported_as_a_duplicate() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let bytes = env.claim(&["0000300001"], 3);
+    let sha = sha256_hex(&bytes);
+    env.drop_atomic("KK261203.CSV", &bytes);
+    let first = env.wait_state(&sha, "accepted", T);
+
+    // The same bytes again, under the same name and under another one.
+    env.drop_atomic("KK261203.CSV", &bytes);
+    env.drop_atomic("KK261204.CSV", &bytes);
+    let dups = env.wait_for("two duplicates", T, |env| {
+        let d: Vec<Value> = env
+            .status()
+            .into_iter()
+            .filter(|s| s["state"] == "duplicate")
+            .collect();
+        (d.len() == 2).then_some(d)
+    });
+    for d in &dups {
+        assert_eq!(d["duplicate_of"], first["id"], "{d}");
+        assert_eq!(d["errors"], serde_json::json!(["intake.duplicate"]));
+        assert!(d["receipt_id"].is_null());
+        assert_eq!(d["attempts"], 0);
+        assert!(
+            d["moved_to"].as_str().unwrap().starts_with("エラー/"),
+            "{d}"
+        );
+    }
+    // Exactly one submission at the federation, presented once.
+    let at_sim = received_with(&env, &sha);
+    assert_eq!(at_sim.len(), 1, "{at_sim:?}");
+    assert_eq!(at_sim[0]["presented"], 1);
+    assert_eq!(env.received().len(), 1);
+
+    // The clerk sees why, next to the copy, in Japanese and English.
+    let reason =
+        std::fs::read_to_string(env.drop_dir.join("エラー/KK261204.CSV.理由.txt")).unwrap();
+    assert!(reason.starts_with('\u{feff}'), "UTF-8 with BOM for Notepad");
+    assert!(reason.contains("同じ内容のファイル"), "{reason}");
+    assert!(
+        reason.contains("KK261203.CSV"),
+        "names the original: {reason}"
+    );
+    assert!(reason.contains("not sent"), "{reason}");
+    assert!(env.drop_dir.join("エラー/KK261203.CSV").exists());
+    assert!(env.drop_dir.join("送信済/KK261203.CSV").exists());
+}
+
+#[test]
+fn a_bad_file_goes_to_the_error_folder_with_its_reasons_and_is_never_sent() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let good = String::from_utf8(env.claim(&["0000400001"], 4)).unwrap();
+    let bad = good
+        .replacen(",0,4,711,", ",0,9,711,", 1)
+        .replace("\r\n", "\n");
+    env.drop_atomic("KK261209.CSV", bad.as_bytes());
+    let entry = env.wait_state(&sha256_hex(bad.as_bytes()), "refused", T);
+    let errors: Vec<&str> = entry["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(errors, vec!["file.line_ending", "control.record_count"]);
+    assert!(env.received().is_empty(), "nothing reached the federation");
+    let reason =
+        std::fs::read_to_string(env.drop_dir.join("エラー/KK261209.CSV.理由.txt")).unwrap();
+    assert!(reason.contains("レコード件数"), "{reason}");
+    assert!(reason.contains("CRLF"), "{reason}");
+    assert_eq!(
+        std::fs::read(env.drop_dir.join("エラー/KK261209.CSV")).unwrap(),
+        bad.as_bytes(),
+        "kept byte for byte"
+    );
+}
+
+#[test]
+fn after_a_crash_nothing_is_lost_and_nothing_is_sent_twice() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("KKC{i:05}.CSV"),
+                env.claim(&[&format!("{:010}", 500_000 + i)], 100 + i),
+            )
+        })
+        .collect();
+    for (name, bytes) in &files[..6] {
+        env.drop_atomic(name, bytes);
+    }
+    // Kill it in the middle of work: some files taken, some sending, some not yet seen.
+    std::thread::sleep(Duration::from_millis(150));
+    env.daemon().kill9();
+    for (name, bytes) in &files[6..] {
+        env.drop_atomic(name, bytes);
+    }
+    // status works on the store a crash left behind.
+    let _ = env.status();
+    env.start_daemon();
+    for (_, bytes) in &files {
+        env.wait_state(&sha256_hex(bytes), "accepted", T);
+    }
+    let received = env.received();
+    assert_eq!(received.len(), files.len(), "{received:?}");
+    for (name, bytes) in &files {
+        let sha = sha256_hex(bytes);
+        assert_eq!(
+            received_with(&env, &sha).len(),
+            1,
+            "{name} recorded exactly once"
+        );
+        assert!(
+            env.drop_dir.join("送信済").join(name).exists(),
+            "{name} in 送信済/"
+        );
+    }
+    assert_eq!(
+        env.status().len(),
+        files.len(),
+        "one submission per file, no duplicates"
+    );
+}
+
+#[test]
+fn a_bad_config_exits_64_and_names_the_setting() {
+    let env = Env::new();
+    let text = std::fs::read_to_string(&env.daemon_config).unwrap();
+    let bad = env.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("[intake]", "[intake]\nwatch_interval = 3"),
+    )
+    .unwrap();
+    for cmd in ["run", "check-config"] {
+        let out = std::process::Command::new(&tests::bins().relay)
+            .args([cmd, "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("watch_interval") && err.contains("設定"),
+            "{cmd}: {err}"
+        );
+    }
+    let out = std::process::Command::new(&tests::bins().relay)
+        .args(["check-config", "--config"])
+        .arg(&env.daemon_config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
