@@ -166,7 +166,11 @@ impl Intake {
             }
         };
         let mut candidates: HashMap<PathBuf, Candidate> = HashMap::new();
-        let mut settle = tokio::time::interval(self.settings.settle_interval);
+        // Look four times per settle interval; a check only counts once a full interval has
+        // passed since the previous one, so a file is taken between 2 and 2¼ intervals after
+        // its last change.
+        let tick = (self.settings.settle_interval / 4).max(Duration::from_millis(25));
+        let mut settle = tokio::time::interval(tick);
         settle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rescan = tokio::time::interval(self.settings.rescan_interval);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,7 +231,8 @@ impl Intake {
         Ok(watcher)
     }
 
-    /// Applies one event to the candidates; true when a file was renamed in (take it now).
+    /// Applies one event to the candidates; true when a file was renamed in (take it now) or
+    /// closed after writing (observe it now).
     fn on_event(
         &self,
         event: notify::Result<notify::Event>,
@@ -269,9 +274,14 @@ impl Intake {
                     candidates.remove(path);
                 }
                 EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                    candidates
+                    // The writer closed it: take the baseline size and mtime now, so the two
+                    // stability checks start from this moment.
+                    let c = candidates
                         .entry(path.clone())
                         .or_insert_with(|| Candidate::new(false));
+                    c.observed = false;
+                    c.last_check = None;
+                    urgent = true;
                 }
                 EventKind::Create(CreateKind::File | CreateKind::Any) | EventKind::Modify(_) => {
                     let c = candidates
@@ -338,10 +348,10 @@ impl Intake {
                 continue;
             }
             // A stability check counts only if a full settle interval has passed since the last
-            // one: an early look (a rename event elsewhere) must not shorten the rule.
+            // one: an early look (a tick, or an event for another file) must not shorten the rule.
             let spaced = c
                 .last_check
-                .is_none_or(|t| now.duration_since(t) >= self.settings.settle_interval * 9 / 10);
+                .is_none_or(|t| now.duration_since(t) >= self.settings.settle_interval);
             if !spaced && !c.renamed_in {
                 continue;
             }

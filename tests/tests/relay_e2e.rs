@@ -1,6 +1,8 @@
 //! The whole path through real processes: a claim dropped in the folder reaches federation-sim
 //! over mutual TLS exactly once, with its receipt and 受付 result in `status --json`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step stops the test
+
 use std::time::Duration;
 
 use serde_json::Value;
