@@ -66,6 +66,7 @@ fn main() {
         rescan_interval_secs: 10,
         incomplete_grace_secs: 120,
         reception_delay_ms: 1000,
+        health_refresh_secs: 3600,
     });
     env.start_daemon();
     // Warm-up: the window is fetched, the TLS connection is up.

@@ -175,6 +175,8 @@ pub struct EnvOptions {
     pub incomplete_grace_secs: u64,
     /// The simulator's 受付 delay.
     pub reception_delay_ms: u64,
+    /// gateway.health_refresh_secs.
+    pub health_refresh_secs: u64,
 }
 
 impl Default for EnvOptions {
@@ -184,6 +186,7 @@ impl Default for EnvOptions {
             rescan_interval_secs: 2,
             incomplete_grace_secs: 60,
             reception_delay_ms: 300,
+            health_refresh_secs: 60,
         }
     }
 }
@@ -205,7 +208,7 @@ pub struct Env {
     pub daemon_config: PathBuf,
     /// The drop folder.
     pub drop_dir: PathBuf,
-    /// The processing month of the simulator's clock.
+    /// The processing month `claim` writes into files (the simulator's clock starts in 202612).
     pub month: Month,
     daemon_starts: u32,
 }
@@ -295,7 +298,7 @@ url = "{gateway_url}"
 ca_file = "certs/ca.pem"
 connect_timeout_secs = 5
 request_timeout_secs = 10
-health_refresh_secs = 60
+health_refresh_secs = {refresh}
 status_poll_interval_secs = 1
 [relay]
 retry_initial_ms = 200
@@ -305,6 +308,7 @@ shutdown_grace_secs = 5
             rescan = opts.rescan_interval_secs,
             settle = opts.settle_interval_ms,
             grace = opts.incomplete_grace_secs,
+            refresh = opts.health_refresh_secs,
         );
         std::fs::write(&daemon_config, toml).expect("write daemon config");
         std::fs::create_dir_all(&drop_dir).expect("drop dir");
@@ -367,6 +371,16 @@ shutdown_grace_secs = 5
         );
         let doc: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
         doc["submissions"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Sets the simulator's virtual clock (`POST /sim/clock`).
+    pub fn set_sim_clock(&self, now: &str) {
+        let v = http_json(
+            "POST",
+            &format!("{}/sim/clock", self.control_url),
+            Some(&serde_json::json!({ "now": now })),
+        );
+        assert_eq!(v["virtual"], true, "{v}");
     }
 
     /// `GET /sim/received`.

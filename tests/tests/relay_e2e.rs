@@ -257,3 +257,36 @@ fn a_bad_config_exits_64_and_names_the_setting() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_file_dropped_outside_the_window_is_held_then_sent_when_it_opens() {
+    let mut env = Env::with_options(EnvOptions {
+        health_refresh_secs: 1,
+        ..EnvOptions::default()
+    });
+    // After the 10th the window is closed; billing software stamps the next processing month.
+    env.set_sim_clock("2026-12-15T10:00:00+09:00");
+    env.month = "202701".parse().unwrap();
+    env.start_daemon();
+    let bytes = env.claim(&["0000600001"], 6);
+    let sha = sha256_hex(&bytes);
+    env.drop_atomic("KK270101.CSV", &bytes);
+
+    let held = env.wait_state(&sha, "held", T);
+    let note = held["note_ja"].as_str().unwrap();
+    assert!(
+        note.contains("受付期間外") && note.contains("2027年1月1日 00:00"),
+        "{note}"
+    );
+    assert_eq!(held["attempts"], 0, "nothing is sent to a closed window");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(env.received().is_empty());
+
+    // The gateway's clock reaches the next window: the daemon learns it from /v1/health.
+    env.set_sim_clock("2027-01-01T00:00:05+09:00");
+    let sent = env.wait_state(&sha, "accepted", T);
+    assert_eq!(sent["attempts"], 1);
+    let at_sim = received_with(&env, &sha);
+    assert_eq!(at_sim.len(), 1);
+    assert_eq!(at_sim[0]["presented"], 1);
+}
