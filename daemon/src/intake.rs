@@ -38,7 +38,7 @@ use crate::claim::{self, CheckContext, Completeness, Finding, OfficeNumber, Seve
 use crate::config::{IntakeMode, IntakeSettings};
 use crate::federation::GatewayWindow;
 use crate::store::{Recorded, Store};
-use crate::submission::{Note, State, Submission, SubmissionId};
+use crate::submission::{Note, State, Submission};
 
 /// Folder (inside the drop folder) for files taken for sending.
 pub const SENT_DIR: &str = "送信済";
@@ -547,26 +547,13 @@ impl TakeJob {
                 .iter()
                 .any(|f| f.severity == Severity::Error);
         let now = Timestamp::now();
-        let mut sub = Submission {
-            id: SubmissionId::new(),
-            file_name: file_name.clone(),
-            sha256,
-            size_bytes: bytes.len() as u64,
-            taken_at: now,
-            office_number: report.summary.as_ref().map(|s| s.office_number.clone()),
-            processing_month: report.summary.as_ref().map(|s| s.processing_month),
-            data_type: report.summary.as_ref().map(|s| s.data_type.clone()),
-            state: State::Queued,
-            findings: report.findings,
-            duplicate_of: None,
-            receipt: None,
-            reception: None,
-            attempts: vec![],
-            history: vec![],
-            next_action_at: None,
-            moved_to: None,
-            note: None,
-        };
+        let mut sub = Submission::new(file_name.clone(), sha256, bytes.len() as u64, now);
+        if let Some(summary) = &report.summary {
+            sub.office_number = Some(summary.office_number.clone());
+            sub.processing_month = Some(summary.processing_month);
+            sub.data_type = Some(summary.data_type.clone());
+        }
+        sub.findings = report.findings;
         if sendable {
             sub.transition(State::Queued, "点検済み・送信待ち / checked, queued", now);
         } else {

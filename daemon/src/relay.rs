@@ -317,42 +317,61 @@ impl<G: GatewayApi> Relay<G> {
         Ok(next)
     }
 
+    /// Changes one submission in the store (on a blocking thread) and returns it as stored.
+    async fn update(
+        &self,
+        id: &SubmissionId,
+        f: impl FnOnce(&mut Submission, Timestamp) + Send + 'static,
+    ) -> anyhow::Result<Submission> {
+        let id = id.clone();
+        self.store
+            .call(move |s| s.update(&id, |sub| f(sub, Timestamp::now())))
+            .await
+    }
+
     async fn hold(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {
-        let id = sub.id.clone();
         let opens = jst_minutes(w.opens_at);
         let month = w.processing_month;
-        info!(submission = %id, opens_at = %w.opens_at, "reception window closed; holding");
-        self.store
-            .call(move |s| {
-                s.update(&id, |s| {
-                    s.note = Some(Note {
-                        ja: format!("受付期間外のため保留しています。{opens} からの受付（{} 分）で自動的に送信します。", month.to_japanese()),
-                        en: format!("Held: the reception window is closed. It will be sent automatically when the window for {month} opens ({opens} JST)."),
-                    });
-                    s.transition(State::Held, "受付期間外 / window closed", Timestamp::now());
-                })
-            })
-            .await?;
+        info!(submission = %sub.id, opens_at = %w.opens_at, "reception window closed; holding");
+        self.update(&sub.id, move |s, now| {
+            s.note = Some(Note {
+                ja: format!(
+                    "受付期間外のため保留しています。{opens} からの受付（{} 分）で自動的に送信します。",
+                    month.to_japanese()
+                ),
+                en: format!(
+                    "Held: the reception window is closed. It will be sent automatically when the window for {month} opens ({opens} JST)."
+                ),
+            });
+            s.transition(State::Held, "受付期間外 / window closed", now);
+        })
+        .await?;
         Ok(())
     }
 
     async fn month_passed(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {
-        let id = sub.id.clone();
         let file_month = sub.processing_month;
         let current = w.processing_month;
-        error!(submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
-        self.store
-            .call(move |s| {
-                s.update(&id, |s| {
-                    let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
-                    s.note = Some(Note {
-                        ja: format!("このファイルの処理対象年月は {fm} ですが、いま受け付けているのは {} 分です。請求ソフトで処理対象年月を直して作り直してください。", current.to_japanese()),
-                        en: format!("The file is for processing month {}, but the federation is now receiving {current}. Create it again with the right month.", file_month.map(|m| m.to_string()).unwrap_or_default()),
-                    });
-                    s.transition(State::FailedNeedsAttention, "処理対象年月が違う / processing month passed", Timestamp::now());
-                })
-            })
-            .await?;
+        error!(submission = %sub.id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
+        self.update(&sub.id, move |s, now| {
+            let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
+            s.note = Some(Note {
+                ja: format!(
+                    "このファイルの処理対象年月は {fm} ですが、いま受け付けているのは {} 分です。請求ソフトで処理対象年月を直して作り直してください。",
+                    current.to_japanese()
+                ),
+                en: format!(
+                    "The file is for processing month {}, but the federation is now receiving {current}. Create it again with the right month.",
+                    file_month.map(|m| m.to_string()).unwrap_or_default()
+                ),
+            });
+            s.transition(
+                State::FailedNeedsAttention,
+                "処理対象年月が違う / processing month passed",
+                now,
+            );
+        })
+        .await?;
         Ok(())
     }
 
@@ -371,33 +390,20 @@ impl<G: GatewayApi> Relay<G> {
                 .needs_attention(&sub.id, "office number missing", None)
                 .await;
         };
-        let started = Timestamp::now();
-        let clock = Instant::now();
-        let result = self.gateway.find_by_key(&office, sub.id.as_str()).await;
-        let duration_ms = clock.elapsed().as_millis() as u64;
-        match result {
+        let t = Try::start("reconcile");
+        match self.gateway.find_by_key(&office, sub.id.as_str()).await {
             Ok(Some(receipt)) => {
                 info!(receipt = %receipt.receipt_id, "the gateway already has this submission");
-                self.record_receipt(&sub.id, "reconcile", started, duration_ms, receipt)
-                    .await
+                self.record_receipt(&sub.id, t, receipt).await
             }
             Ok(None) => {
                 info!("the gateway has no record of this submission; sending it");
-                self.attempt(
-                    &sub.id,
-                    "reconcile",
-                    started,
-                    duration_ms,
-                    "not found at the gateway",
-                    true,
-                )
-                .await?;
+                let attempt = t.attempt("not found at the gateway", true);
+                self.update(&sub.id, move |s, _| s.attempts.push(attempt))
+                    .await?;
                 self.send(sub, refresh).await
             }
-            Err(e) => {
-                self.failed_try(&sub, "reconcile", started, duration_ms, e, refresh)
-                    .await
-            }
+            Err(e) => self.failed_try(&sub, t, e, refresh).await,
         }
     }
 
@@ -407,94 +413,80 @@ impl<G: GatewayApi> Relay<G> {
                 .needs_attention(&sub.id, "office number missing", None)
                 .await;
         };
-        let id = sub.id.clone();
+        // Committed as `sending` before the request leaves: after a crash from here on, the
+        // gateway is asked by key before anything is sent again.
+        self.update(&sub.id, |s, now| {
+            s.next_action_at = None;
+            if s.state != State::Sending {
+                s.transition(State::Sending, "送信開始 / sending", now);
+            }
+        })
+        .await?;
         let sha = sub.sha256.clone();
-        let body = self
-            .store
-            .call(move |s| {
-                s.update(&id, |s| {
-                    s.next_action_at = None;
-                    if s.state != State::Sending {
-                        s.transition(State::Sending, "送信開始 / sending", Timestamp::now());
-                    }
-                })?;
-                s.blob(&sha)
-            })
-            .await?;
-        let Some(body) = body else {
+        let Some(body) = self.store.call(move |s| s.blob(&sha)).await? else {
             return self
                 .needs_attention(&sub.id, "the file's bytes are missing from the store", None)
                 .await;
         };
-        let started = Timestamp::now();
-        let clock = Instant::now();
+        let t = Try::start("send");
         let result = self
             .gateway
             .submit(&office, sub.id.as_str(), &sub.file_name, Bytes::from(body))
             .await;
-        let duration_ms = clock.elapsed().as_millis() as u64;
         match result {
             Ok(receipt) => {
-                info!(receipt = %receipt.receipt_id, status = %receipt.status, duration_ms, "sent; receipt stored");
-                self.record_receipt(&sub.id, "send", started, duration_ms, receipt)
-                    .await
+                info!(receipt = %receipt.receipt_id, status = %receipt.status, duration_ms = t.elapsed_ms(), "sent; receipt stored");
+                self.record_receipt(&sub.id, t, receipt).await
             }
-            Err(e) => {
-                self.failed_try(&sub, "send", started, duration_ms, e, refresh)
-                    .await
-            }
+            Err(e) => self.failed_try(&sub, t, e, refresh).await,
         }
     }
 
     async fn record_receipt(
         &self,
         id: &SubmissionId,
-        action: &'static str,
-        started: Timestamp,
-        duration_ms: u64,
+        t: Try,
         receipt: WireReceipt,
     ) -> anyhow::Result<()> {
-        let id2 = id.clone();
         let poll = self.gateway_settings.status_poll_interval;
+        let attempt = t.attempt(
+            format!("receipt {} ({})", receipt.receipt_id, receipt.status),
+            true,
+        );
         let stored = self
-            .store
-            .call(move |s| {
-                s.update(&id2, |s| {
-                    let now = Timestamp::now();
-                    s.attempts.push(Attempt {
-                        action: action.into(),
-                        started_at: started,
-                        duration_ms,
-                        outcome: format!("receipt {} ({})", receipt.receipt_id, receipt.status),
-                        answered: true,
+            .update(id, move |s, now| {
+                s.attempts.push(attempt);
+                s.receipt = Some(Receipt {
+                    receipt_id: receipt.receipt_id.clone(),
+                    arrived_at: receipt.arrived_at.clone(),
+                    arrival_status: receipt.status.clone(),
+                    arrival_errors: issues(&receipt.arrival_errors),
+                    stored_at: now,
+                });
+                if receipt.status == "arrival_failed" {
+                    let reasons: Vec<String> =
+                        receipt.arrival_errors.iter().map(|e| e.message.clone()).collect();
+                    s.note = Some(Note {
+                        ja: format!(
+                            "国保連に到達しませんでした（到達エラー）: {}。内容を直して作り直してください。",
+                            reasons.join(" / ")
+                        ),
+                        en: format!(
+                            "Arrival failed at the federation: {}. Correct and create the file again.",
+                            reasons.join(" / ")
+                        ),
                     });
-                    let arrival_failed = receipt.status == "arrival_failed";
-                    s.receipt = Some(Receipt {
-                        receipt_id: receipt.receipt_id.clone(),
-                        arrived_at: receipt.arrived_at.clone(),
-                        arrival_status: receipt.status.clone(),
-                        arrival_errors: issues(&receipt.arrival_errors),
-                        stored_at: now,
-                    });
-                    if arrival_failed {
-                        let reasons: Vec<String> =
-                            receipt.arrival_errors.iter().map(|e| e.message.clone()).collect();
-                        s.note = Some(Note {
-                            ja: format!("国保連に到達しませんでした（到達エラー）: {}。内容を直して作り直してください。", reasons.join(" / ")),
-                            en: format!("Arrival failed at the federation: {}. Correct and create the file again.", reasons.join(" / ")),
-                        });
-                        s.next_action_at = None;
-                        s.transition(State::Rejected, "到達エラー / arrival failed", now);
-                    } else {
-                        s.note = None;
-                        s.next_action_at = Some(after(now, poll));
-                        s.transition(
-                            State::Arrived,
-                            format!("到達 受付番号 {} / arrived", receipt.receipt_id),
-                            now,
-                        );
-                    }
-                })
+                    s.next_action_at = None;
+                    s.transition(State::Rejected, "到達エラー / arrival failed", now);
+                } else {
+                    s.note = None;
+                    s.next_action_at = Some(after(now, poll));
+                    s.transition(
+                        State::Arrived,
+                        format!("到達 受付番号 {} / arrived", receipt.receipt_id),
+                        now,
+                    );
+                }
             })
             .await?;
         if stored.state == State::Rejected {
@@ -509,41 +501,22 @@ impl<G: GatewayApi> Relay<G> {
                 .needs_attention(&sub.id, "arrived without a receipt", None)
                 .await;
         };
-        let started = Timestamp::now();
-        let clock = Instant::now();
-        let result = self.gateway.status(&office, &receipt.receipt_id).await;
-        let duration_ms = clock.elapsed().as_millis() as u64;
+        let t = Try::start("status");
         let poll = self.gateway_settings.status_poll_interval;
-        match result {
-            Ok(status) => {
-                self.record_status(&sub.id, started, duration_ms, status, poll)
-                    .await
-            }
+        match self.gateway.status(&office, &receipt.receipt_id).await {
+            Ok(status) => self.record_status(&sub.id, t, status, poll).await,
             Err(GatewayError::NotFound) => {
-                self.needs_attention(
-                    &sub.id,
-                    &format!("the gateway does not know receipt {}", receipt.receipt_id),
-                    None,
-                )
-                .await
+                let why = format!("the gateway does not know receipt {}", receipt.receipt_id);
+                self.needs_attention(&sub.id, &why, None).await
             }
             Err(e) => {
                 warn!(error = %e, "could not read the 受付 result; asking again later");
-                let id = sub.id.clone();
-                self.store
-                    .call(move |s| {
-                        s.update(&id, |s| {
-                            s.attempts.push(Attempt {
-                                action: "status".into(),
-                                started_at: started,
-                                duration_ms,
-                                outcome: e.to_string(),
-                                answered: false,
-                            });
-                            s.next_action_at = Some(after(Timestamp::now(), poll));
-                        })
-                    })
-                    .await?;
+                let attempt = t.attempt(e.to_string(), false);
+                self.update(&sub.id, move |s, now| {
+                    s.attempts.push(attempt);
+                    s.next_action_at = Some(after(now, poll));
+                })
+                .await?;
                 Ok(())
             }
         }
@@ -552,8 +525,7 @@ impl<G: GatewayApi> Relay<G> {
     async fn record_status(
         &self,
         id: &SubmissionId,
-        started: Timestamp,
-        duration_ms: u64,
+        t: Try,
         status: WireStatus,
         poll: Duration,
     ) -> anyhow::Result<()> {
@@ -564,47 +536,35 @@ impl<G: GatewayApi> Relay<G> {
             "withdrawn" => Some(State::Withdrawn),
             _ => None,
         };
-        let id2 = id.clone();
+        let mark = status.reception_mark.clone().unwrap_or_default();
+        let attempt = t.attempt(format!("{} {mark}", status.status), true);
         let stored = self
-            .store
-            .call(move |s| {
-                s.update(&id2, |s| {
-                    let now = Timestamp::now();
-                    s.reception = Some(Reception {
-                        status: status.status.clone(),
-                        mark: status.reception_mark.clone(),
-                        errors: issues(&status.errors),
-                        updated_at: status.updated_at.clone(),
+            .update(id, move |s, now| {
+                s.attempts.push(attempt);
+                let errors = status.errors.len();
+                s.reception = Some(Reception {
+                    status: status.status.clone(),
+                    mark: status.reception_mark.clone(),
+                    errors: issues(&status.errors),
+                    updated_at: status.updated_at.clone(),
+                });
+                let Some(state) = next_state else {
+                    s.next_action_at = Some(after(now, poll));
+                    return;
+                };
+                s.next_action_at = None;
+                if state == State::Rejected {
+                    s.note = Some(Note {
+                        ja: format!("受付で × になりました（{errors} 件の誤り）。内容を直して作り直し、もう一度送ってください。"),
+                        en: format!("Rejected at reception (×, {errors} error(s)). Correct, recreate and send again."),
                     });
-                    match next_state {
-                        Some(state) => {
-                            s.next_action_at = None;
-                            let mark = status.reception_mark.clone().unwrap_or_default();
-                            if state == State::Rejected {
-                                s.note = Some(Note {
-                                    ja: format!("受付で × になりました（{} 件の誤り）。内容を直して作り直し、もう一度送ってください。", status.errors.len()),
-                                    en: format!("Rejected at reception (×, {} error(s)). Correct, recreate and send again.", status.errors.len()),
-                                });
-                            } else if state == State::AcceptedWithReturns {
-                                s.note = Some(Note {
-                                    ja: format!("受付は △ です。{} 件の明細書が後日返戻されます。", status.errors.len()),
-                                    en: format!("Accepted with △: {} statement(s) will be returned.", status.errors.len()),
-                                });
-                            }
-                            s.transition(state, format!("受付結果 {mark} / reception {}", status.status), now);
-                        }
-                        None => {
-                            s.next_action_at = Some(after(now, poll));
-                        }
-                    }
-                    s.attempts.push(Attempt {
-                        action: "status".into(),
-                        started_at: started,
-                        duration_ms,
-                        outcome: format!("{} {}", status.status, status.reception_mark.unwrap_or_default()),
-                        answered: true,
+                } else if state == State::AcceptedWithReturns {
+                    s.note = Some(Note {
+                        ja: format!("受付は △ です。{errors} 件の明細書が後日返戻されます。"),
+                        en: format!("Accepted with △: {errors} statement(s) will be returned."),
                     });
-                })
+                }
+                s.transition(state, format!("受付結果 {mark} / reception {}", status.status), now);
             })
             .await?;
         match stored.state {
@@ -618,44 +578,14 @@ impl<G: GatewayApi> Relay<G> {
         Ok(())
     }
 
-    async fn attempt(
-        &self,
-        id: &SubmissionId,
-        action: &'static str,
-        started: Timestamp,
-        duration_ms: u64,
-        outcome: &str,
-        answered: bool,
-    ) -> anyhow::Result<()> {
-        let id = id.clone();
-        let outcome = outcome.to_owned();
-        self.store
-            .call(move |s| {
-                s.update(&id, |s| {
-                    s.attempts.push(Attempt {
-                        action: action.into(),
-                        started_at: started,
-                        duration_ms,
-                        outcome,
-                        answered,
-                    })
-                })
-            })
-            .await?;
-        Ok(())
-    }
-
     /// A send or reconcile that got no receipt.
     async fn failed_try(
         &self,
         sub: &Submission,
-        action: &'static str,
-        started: Timestamp,
-        duration_ms: u64,
+        t: Try,
         e: GatewayError,
         refresh: &Notify,
     ) -> anyhow::Result<()> {
-        let id = sub.id.clone();
         let failures = sub.consecutive_failures() + 1;
         let delay = backoff(
             self.settings.retry_initial,
@@ -669,58 +599,42 @@ impl<G: GatewayApi> Relay<G> {
                 // step is to ask the gateway by key.
                 let certain = matches!(e, GatewayError::NotSent { .. });
                 warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "gateway try failed; will retry");
-                let outcome = e.to_string();
-                self.store
-                    .call(move |s| {
-                        s.update(&id, |s| {
-                            let now = Timestamp::now();
-                            s.attempts.push(Attempt {
-                                action: action.into(),
-                                started_at: started,
-                                duration_ms,
-                                outcome,
-                                answered: false,
-                            });
-                            s.next_action_at = Some(after(now, delay));
-                            if certain && s.state == State::Sending && action == "send" {
-                                s.transition(
-                                    State::Queued,
-                                    "未送信・再送待ち / not sent, will retry",
-                                    now,
-                                );
-                            }
-                        })
-                    })
-                    .await?;
+                let attempt = t.attempt(e.to_string(), false);
+                self.update(&sub.id, move |s, now| {
+                    s.attempts.push(attempt);
+                    s.next_action_at = Some(after(now, delay));
+                    if certain && s.state == State::Sending && t.action == "send" {
+                        s.transition(
+                            State::Queued,
+                            "未送信・再送待ち / not sent, will retry",
+                            now,
+                        );
+                    }
+                })
+                .await?;
                 Ok(())
             }
             GatewayError::OutsideWindow { next_opens_at } => {
                 refresh.notify_one();
                 info!(?next_opens_at, "gateway says the window is closed; holding");
-                self.store
-                    .call(move |s| {
-                        s.update(&id, |s| {
-                            let now = Timestamp::now();
-                            s.attempts.push(Attempt {
-                                action: action.into(),
-                                started_at: started,
-                                duration_ms,
-                                outcome: "outside reception window".into(),
-                                answered: true,
-                            });
-                            let when = next_opens_at
-                                .as_deref()
-                                .and_then(|t| t.parse::<Timestamp>().ok())
-                                .map(jst_minutes)
-                                .unwrap_or_else(|| "次の受付開始".into());
-                            s.note = Some(Note {
-                                ja: format!("受付期間外のため保留しています。{when} から自動的に送信します。"),
-                                en: "Held: the reception window is closed; it will be sent when it opens.".into(),
-                            });
-                            s.transition(State::Held, "受付期間外 / window closed", now);
-                        })
-                    })
-                    .await?;
+                let attempt = t.attempt("outside reception window", true);
+                self.update(&sub.id, move |s, now| {
+                    s.attempts.push(attempt);
+                    let when = next_opens_at
+                        .as_deref()
+                        .and_then(|t| t.parse::<Timestamp>().ok())
+                        .map(jst_minutes)
+                        .unwrap_or_else(|| "次の受付開始".into());
+                    s.note = Some(Note {
+                        ja: format!(
+                            "受付期間外のため保留しています。{when} から自動的に送信します。"
+                        ),
+                        en: "Held: the reception window is closed; it will be sent when it opens."
+                            .into(),
+                    });
+                    s.transition(State::Held, "受付期間外 / window closed", now);
+                })
+                .await?;
                 Ok(())
             }
             GatewayError::Refused {
@@ -729,13 +643,15 @@ impl<G: GatewayApi> Relay<G> {
                 ref message,
             } => {
                 let note = refusal_note(status, code, message);
-                self.attempt(&sub.id, action, started, duration_ms, &e.to_string(), true)
+                let attempt = t.attempt(e.to_string(), true);
+                self.update(&sub.id, move |s, _| s.attempts.push(attempt))
                     .await?;
                 self.needs_attention(&sub.id, &e.to_string(), Some(note))
                     .await
             }
             GatewayError::NotFound | GatewayError::UnknownOffice(_) => {
-                self.attempt(&sub.id, action, started, duration_ms, &e.to_string(), true)
+                let attempt = t.attempt(e.to_string(), true);
+                self.update(&sub.id, move |s, _| s.attempts.push(attempt))
                     .await?;
                 self.needs_attention(&sub.id, &e.to_string(), None).await
             }
@@ -749,25 +665,54 @@ impl<G: GatewayApi> Relay<G> {
         note: Option<Note>,
     ) -> anyhow::Result<()> {
         error!(reason = why, "submission needs a person");
-        let id = id.clone();
         let why = why.to_owned();
-        self.store
-            .call(move |s| {
-                s.update(&id, |s| {
-                    s.next_action_at = None;
-                    s.note = Some(note.unwrap_or(Note {
-                        ja: format!("送信できませんでした。管理者に連絡してください（{why}）。"),
-                        en: format!("Could not be sent; contact the administrator ({why})."),
-                    }));
-                    s.transition(
-                        State::FailedNeedsAttention,
-                        format!("要対応 / needs attention: {why}"),
-                        Timestamp::now(),
-                    );
-                })
-            })
-            .await?;
+        self.update(id, move |s, now| {
+            s.next_action_at = None;
+            s.note = Some(note.unwrap_or(Note {
+                ja: format!("送信できませんでした。管理者に連絡してください（{why}）。"),
+                en: format!("Could not be sent; contact the administrator ({why})."),
+            }));
+            s.transition(
+                State::FailedNeedsAttention,
+                format!("要対応 / needs attention: {why}"),
+                now,
+            );
+        })
+        .await?;
         Ok(())
+    }
+}
+
+/// One call to the gateway, for the attempt history: what, when, and how long.
+#[derive(Debug, Clone, Copy)]
+struct Try {
+    action: &'static str,
+    started: Timestamp,
+    clock: Instant,
+}
+
+impl Try {
+    fn start(action: &'static str) -> Try {
+        Try {
+            action,
+            started: Timestamp::now(),
+            clock: Instant::now(),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    /// The attempt record: `answered` when the gateway gave a usable answer.
+    fn attempt(&self, outcome: impl Into<String>, answered: bool) -> Attempt {
+        Attempt {
+            action: self.action.into(),
+            started_at: self.started,
+            duration_ms: self.elapsed_ms(),
+            outcome: outcome.into(),
+            answered,
+        }
     }
 }
 

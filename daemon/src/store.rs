@@ -457,26 +457,7 @@ mod tests {
     use jiff::Timestamp;
 
     fn sub(name: &str, sha: &str, state: State) -> Submission {
-        let mut s = Submission {
-            id: SubmissionId::new(),
-            file_name: name.into(),
-            sha256: sha.into(),
-            size_bytes: 3,
-            taken_at: Timestamp::now(),
-            office_number: None,
-            processing_month: None,
-            data_type: None,
-            state,
-            findings: vec![],
-            duplicate_of: None,
-            receipt: None,
-            reception: None,
-            attempts: vec![],
-            history: vec![],
-            next_action_at: None,
-            moved_to: None,
-            note: None,
-        };
+        let mut s = Submission::new(name.into(), sha.into(), 3, Timestamp::now());
         s.transition(state, "taken", Timestamp::now());
         s
     }

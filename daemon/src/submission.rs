@@ -256,6 +256,31 @@ pub struct Submission {
 }
 
 impl Submission {
+    /// A file just taken from the drop folder: a new id, nothing known of it yet but its bytes'
+    /// hash and size. Its first state comes with the first `transition`.
+    pub fn new(file_name: String, sha256: String, size_bytes: u64, taken_at: Timestamp) -> Self {
+        Submission {
+            id: SubmissionId::new(),
+            file_name,
+            sha256,
+            size_bytes,
+            taken_at,
+            office_number: None,
+            processing_month: None,
+            data_type: None,
+            state: State::Queued,
+            findings: vec![],
+            duplicate_of: None,
+            receipt: None,
+            reception: None,
+            attempts: vec![],
+            history: vec![],
+            next_action_at: None,
+            moved_to: None,
+            note: None,
+        }
+    }
+
     /// Moves to `state`, recording when and why.
     pub fn transition(&mut self, state: State, reason: impl Into<String>, at: Timestamp) {
         self.state = state;

@@ -106,14 +106,7 @@ impl Proc {
         timeout: Duration,
     ) -> Option<ExitStatus> {
         let _ = rustix::process::kill_process(self.pid(), signal);
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.wait_exit(timeout)
     }
 
     /// SIGTERM, then the exit status (panics if it does not stop within 20 s).
@@ -358,19 +351,7 @@ shutdown_grace_secs = 5
 
     /// `kaigo-relay status --json`'s submissions.
     pub fn status(&self) -> Vec<Value> {
-        let out = Command::new(&bins().relay)
-            .args(["status", "--json", "--config"])
-            .arg(&self.daemon_config)
-            .output()
-            .expect("run status");
-        assert!(
-            out.status.success(),
-            "status failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        let doc: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        doc["submissions"].as_array().cloned().unwrap_or_default()
+        status_json(&self.daemon_config).unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     /// Sets the simulator's virtual clock (`POST /sim/clock`).
@@ -436,6 +417,24 @@ impl Default for Env {
     fn default() -> Self {
         Env::new()
     }
+}
+
+/// `kaigo-relay status --json --config CONFIG`'s submissions, or what went wrong.
+pub fn status_json(config: &Path) -> Result<Vec<Value>, String> {
+    let out = Command::new(&bins().relay)
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .map_err(|e| format!("cannot run status: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
+    Ok(doc["submissions"].as_array().cloned().unwrap_or_default())
 }
 
 /// Lower-case hex SHA-256.

@@ -35,17 +35,7 @@ fn read_demo_json(dir: &Path) -> Value {
 }
 
 fn status(config: &str) -> Vec<Value> {
-    let out = Command::new(&bins().relay)
-        .args(["status", "--json", "--config", config])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["submissions"].as_array().cloned().unwrap()
+    tests::status_json(Path::new(config)).unwrap()
 }
 
 fn count(subs: &[Value], state: &str) -> usize {
