@@ -133,7 +133,9 @@ fn run(config: PathBuf) -> Result<(), Failure> {
 }
 
 fn demo(dir: PathBuf, setup_only: bool) -> Result<(), Failure> {
-    init_logging("warn");
+    // The demo explains every file on stdout; the log shows only what needs a person
+    // (RUST_LOG=info shows everything).
+    init_logging("error");
     let rt = runtime()?;
     rt.block_on(crate::demo::run(crate::demo::DemoOptions {
         dir,
