@@ -387,7 +387,11 @@ impl<G: GatewayApi> Relay<G> {
     async fn reconcile(&self, sub: Submission, refresh: &Notify) -> anyhow::Result<()> {
         let Some(office) = sub.office_number.clone() else {
             return self
-                .needs_attention(&sub.id, "office number missing", None)
+                .needs_attention(
+                    &sub.id,
+                    "事業所番号が読み取れません / office number missing",
+                    None,
+                )
                 .await;
         };
         let t = Try::start("reconcile");
@@ -410,7 +414,11 @@ impl<G: GatewayApi> Relay<G> {
     async fn send(&self, sub: Submission, refresh: &Notify) -> anyhow::Result<()> {
         let Some(office) = sub.office_number.clone() else {
             return self
-                .needs_attention(&sub.id, "office number missing", None)
+                .needs_attention(
+                    &sub.id,
+                    "事業所番号が読み取れません / office number missing",
+                    None,
+                )
                 .await;
         };
         // Committed as `sending` before the request leaves: after a crash from here on, the
@@ -425,7 +433,7 @@ impl<G: GatewayApi> Relay<G> {
         let sha = sub.sha256.clone();
         let Some(body) = self.store.call(move |s| s.blob(&sha)).await? else {
             return self
-                .needs_attention(&sub.id, "the file's bytes are missing from the store", None)
+                .needs_attention(&sub.id, "ファイルの内容が装置の記録にありません / the file's bytes are missing from the store", None)
                 .await;
         };
         let t = Try::start("send");
@@ -498,7 +506,11 @@ impl<G: GatewayApi> Relay<G> {
     async fn poll(&self, sub: Submission) -> anyhow::Result<()> {
         let (Some(office), Some(receipt)) = (sub.office_number.clone(), sub.receipt.clone()) else {
             return self
-                .needs_attention(&sub.id, "arrived without a receipt", None)
+                .needs_attention(
+                    &sub.id,
+                    "到達済みなのに受付番号がありません / arrived without a receipt",
+                    None,
+                )
                 .await;
         };
         let t = Try::start("status");
@@ -506,7 +518,10 @@ impl<G: GatewayApi> Relay<G> {
         match self.gateway.status(&office, &receipt.receipt_id).await {
             Ok(status) => self.record_status(&sub.id, t, status, poll).await,
             Err(GatewayError::NotFound) => {
-                let why = format!("the gateway does not know receipt {}", receipt.receipt_id);
+                let why = format!(
+                    "ゲートウェイに受付番号 {0} の記録がありません / the gateway does not know receipt {0}",
+                    receipt.receipt_id
+                );
                 self.needs_attention(&sub.id, &why, None).await
             }
             Err(e) => {
@@ -650,10 +665,21 @@ impl<G: GatewayApi> Relay<G> {
                     .await
             }
             GatewayError::NotFound | GatewayError::UnknownOffice(_) => {
+                let note = match &e {
+                    GatewayError::UnknownOffice(office) => Note {
+                        ja: format!("事業所番号 {office} はこの装置の設定にありません。管理者に事業所の登録を依頼してください。"),
+                        en: format!("Office {office} is not configured on this appliance. Ask the administrator to register it."),
+                    },
+                    _ => Note {
+                        ja: "ゲートウェイが想定外の応答（該当なし）を返しました。管理者に連絡してください。".into(),
+                        en: "The gateway answered \"not found\" unexpectedly. Contact the administrator.".into(),
+                    },
+                };
                 let attempt = t.attempt(e.to_string(), true);
                 self.update(&sub.id, move |s, _| s.attempts.push(attempt))
                     .await?;
-                self.needs_attention(&sub.id, &e.to_string(), None).await
+                self.needs_attention(&sub.id, &e.to_string(), Some(note))
+                    .await
             }
         }
     }

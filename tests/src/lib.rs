@@ -419,6 +419,24 @@ impl Default for Env {
     }
 }
 
+/// Runs `kaigo-relay ARGS…` to completion; panics with its stderr unless it succeeds.
+pub fn relay_ok<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(&bins().relay)
+        .args(args)
+        .output()
+        .expect("run kaigo-relay");
+    assert!(
+        out.status.success(),
+        "kaigo-relay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `kaigo-relay status --json --config CONFIG`'s submissions, or what went wrong.
 pub fn status_json(config: &Path) -> Result<Vec<Value>, String> {
     let out = Command::new(&bins().relay)

@@ -133,16 +133,12 @@ fn the_demo_sends_its_samples_through_and_can_run_again() {
 fn setup_only_prepares_two_separate_processes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
-    let out = Command::new(&bins().relay)
-        .args(["demo", "--setup-only", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tests::relay_ok([
+        std::ffi::OsStr::new("demo"),
+        "--setup-only".as_ref(),
+        "--dir".as_ref(),
+        dir.as_os_str(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("federation-sim serve --config"), "{stdout}");
     let info = read_demo_json(&dir);

@@ -246,16 +246,12 @@ fn a_bad_config_exits_64_and_names_the_setting() {
             "{cmd}: {err}"
         );
     }
-    let out = std::process::Command::new(&tests::bins().relay)
-        .args(["check-config", "--config"])
-        .arg(&env.daemon_config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = tests::relay_ok([
+        std::ffi::OsStr::new("check-config"),
+        "--config".as_ref(),
+        env.daemon_config.as_os_str(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("設定は正しく読めました"));
 }
 
 #[test]
