@@ -61,10 +61,44 @@ pub struct Report {
     pub summary: Option<ClaimSummary>,
 }
 
+/// The checker's verdict on a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing to say: the file is sent.
+    Ok,
+    /// Sendable; the federation would accept it, but something deserves a look.
+    Warning,
+    /// Not sent: the federation would reject it, or it is not a 介護 claim file.
+    Refused,
+}
+
+impl Verdict {
+    /// The verdict in Japanese, for clerks.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Verdict::Ok => "問題なし",
+            Verdict::Warning => "注意あり（送信します）",
+            Verdict::Refused => "送信できません",
+        }
+    }
+}
+
 impl Report {
     /// True when no finding is an error: the file may be sent.
     pub fn is_sendable(&self) -> bool {
         self.summary.is_some() && !self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    /// `Refused` unless sendable; `Warning` when sendable with warnings; else `Ok`.
+    pub fn verdict(&self) -> Verdict {
+        if !self.is_sendable() {
+            Verdict::Refused
+        } else if self.findings.is_empty() {
+            Verdict::Ok
+        } else {
+            Verdict::Warning
+        }
     }
 
     /// The error findings.

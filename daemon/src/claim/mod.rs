@@ -8,9 +8,11 @@ mod check;
 mod ids;
 pub mod records;
 pub mod sample;
+pub mod table;
 
 pub use check::{
-    CheckContext, ClaimSummary, Completeness, Finding, Report, Severity, check, completeness,
+    CheckContext, ClaimSummary, Completeness, Finding, Report, Severity, Verdict, check,
+    completeness,
 };
 pub use ids::{
     FederationUserId, IdError, InsurerNumber, Month, OfficeNumber, ProcessingMonth,
