@@ -5,7 +5,6 @@
 //! the others are stopped too and the error is returned (systemd restarts the service), so the
 //! daemon never runs half-alive with a dead stage.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,11 +55,7 @@ impl App {
         let intake = Intake {
             settings: settings.intake.clone(),
             store: store.clone(),
-            offices: settings
-                .offices
-                .iter()
-                .map(|o| o.office_number.clone())
-                .collect::<HashSet<_>>(),
+            offices: Arc::new(settings.office_standings()),
             window: window_rx,
             relay_wakeup: wakeup.clone(),
         };

@@ -113,6 +113,8 @@ struct RawOffice {
     federation_password_file: PathBuf,
     client_cert_file: PathBuf,
     client_key_file: PathBuf,
+    #[serde(default)]
+    ended_from_month: Option<crate::claim::Month>,
 }
 
 mod defaults {
@@ -257,6 +259,9 @@ pub struct OfficeSettings {
     pub client_cert_file: PathBuf,
     /// Its private key (PEM).
     pub client_key_file: PathBuf,
+    /// The first processing month in which the office no longer sends (closed or renumbered);
+    /// `None` while active. Files for it from that month on are refused.
+    pub ended_from_month: Option<crate::claim::Month>,
 }
 
 impl Settings {
@@ -401,6 +406,7 @@ impl Settings {
                 federation_password: Secret(password),
                 client_cert_file: abs(&o.client_cert_file),
                 client_key_file: abs(&o.client_key_file),
+                ended_from_month: o.ended_from_month,
             });
         }
 
@@ -422,6 +428,24 @@ impl Settings {
     /// The settings of one office.
     pub fn office(&self, n: &OfficeNumber) -> Option<&OfficeSettings> {
         self.offices.iter().find(|o| &o.office_number == n)
+    }
+
+    /// The registered offices and their standing, for the claim checker.
+    pub fn office_standings(
+        &self,
+    ) -> std::collections::BTreeMap<OfficeNumber, crate::claim::OfficeStanding> {
+        self.offices
+            .iter()
+            .map(|o| {
+                (
+                    o.office_number.clone(),
+                    crate::claim::OfficeStanding {
+                        name: o.name.clone(),
+                        ended_from: o.ended_from_month,
+                    },
+                )
+            })
+            .collect()
     }
 }
 

@@ -17,7 +17,7 @@
 //! - **Nothing is lost, nothing is silent.** Intake never deletes a file; every refused file is
 //!   in `エラー/` with its reason beside it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn};
 
-use crate::claim::{self, CheckContext, Completeness, Finding, OfficeNumber, Severity};
+use crate::claim::{
+    self, CheckContext, Completeness, Finding, OfficeNumber, OfficeStanding, Severity,
+};
 use crate::config::{IntakeMode, IntakeSettings};
 use crate::federation::GatewayWindow;
 use crate::store::{Recorded, Store};
@@ -45,7 +47,7 @@ pub const SENT_DIR: &str = "送信済";
 /// Folder (inside the drop folder) for files that were not sent, with their reasons.
 pub const ERROR_DIR: &str = "エラー";
 /// Suffix of the reason file written next to a refused file.
-pub const REASON_SUFFIX: &str = ".理由.txt";
+pub const REASON_SUFFIX: &str = ".エラー.txt";
 
 /// Names intake never takes: temporary files of editors and copy tools, and files Windows
 /// Explorer leaves in shared folders.
@@ -75,14 +77,30 @@ pub fn is_8_3_name(name: &str) -> bool {
     !stem.is_empty() && stem.len() <= 8 && ext.len() <= 3 && ok(stem) && ok(ext)
 }
 
+/// An 8.3 name for a file whose own name the federation would refuse: `K` and seven characters
+/// of the submission's random identity, so names do not repeat within a month.
+pub fn generated_name(id: &crate::submission::SubmissionId) -> String {
+    let tail: String = id
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .rev()
+        .take(7)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("K{}.CSV", tail.to_ascii_uppercase())
+}
+
 /// What intake needs to run.
 pub struct Intake {
     /// Folder settings.
     pub settings: IntakeSettings,
     /// The store.
     pub store: Store,
-    /// Offices this appliance sends for.
-    pub offices: HashSet<OfficeNumber>,
+    /// Offices this appliance sends for, with their standing (active, or ended from a month).
+    pub offices: Arc<BTreeMap<OfficeNumber, OfficeStanding>>,
     /// The gateway's reception window (its processing month is checked against each file).
     pub window: watch::Receiver<Option<GatewayWindow>>,
     /// Woken when a submission is queued.
@@ -435,7 +453,7 @@ struct TakeJob {
     renamed_in: bool,
     incomplete_grace: Duration,
     processing_month: Option<claim::Month>,
-    offices: HashSet<OfficeNumber>,
+    offices: Arc<BTreeMap<OfficeNumber, OfficeStanding>>,
     store: Store,
 }
 
@@ -507,47 +525,28 @@ impl TakeJob {
 
         let ctx = CheckContext {
             processing_month: self.processing_month,
+            offices: Some(self.offices.as_ref().clone()),
         };
         let mut report = claim::check(&bytes, &ctx);
+        let sendable = report.is_sendable();
+        let now = Timestamp::now();
+        let mut sub = Submission::new(file_name.clone(), sha256, bytes.len() as u64, now);
         if !is_8_3_name(&file_name) {
-            report.findings.push(Finding {
-                severity: Severity::Error,
-                code: "intake.file_name".into(),
+            let send_name = generated_name(&sub.id);
+            report.findings.insert(0, Finding {
+                severity: Severity::Warning,
+                code: "file.name_replaced".into(),
                 record_no: None,
                 item_no: None,
                 message_ja: format!(
-                    "ファイル名「{file_name}」は連合会が受け付けない形です。半角英数字 8 文字以内と拡張子 3 文字以内（例: KK261201.CSV）にしてください。"
+                    "ファイル名「{file_name}」は国保連合会が受け付けない形（半角英数字 8 文字＋拡張子 3 文字以内ではない）のため、「{send_name}」という名前で送ります。内容は変えません。"
                 ),
                 message_en: format!(
-                    "The federation does not accept the file name \"{file_name}\". Use at most 8 ASCII letters or digits plus a 3-letter extension (e.g. KK261201.CSV)."
+                    "The federation does not accept the file name \"{file_name}\" (not 8 ASCII letters or digits plus a 3-letter extension), so it is sent as \"{send_name}\". The contents are unchanged."
                 ),
             });
+            sub.send_name = Some(send_name);
         }
-        if let Some(s) = &report.summary
-            && !self.offices.contains(&s.office_number)
-        {
-            report.findings.push(Finding {
-                severity: Severity::Error,
-                code: "intake.office_not_registered".into(),
-                record_no: Some(1),
-                item_no: Some(8),
-                message_ja: format!(
-                    "事業所番号 {} はこの装置に登録されていません。事業所番号が正しいか確認し、正しければ管理者に事業所の登録を依頼してください。",
-                    s.office_number
-                ),
-                message_en: format!(
-                    "Office number {} is not registered on this appliance. Check the number; if it is right, ask the administrator to register the office.",
-                    s.office_number
-                ),
-            });
-        }
-        let sendable = report.is_sendable()
-            && !report
-                .findings
-                .iter()
-                .any(|f| f.severity == Severity::Error);
-        let now = Timestamp::now();
-        let mut sub = Submission::new(file_name.clone(), sha256, bytes.len() as u64, now);
         if let Some(summary) = &report.summary {
             sub.office_number = Some(summary.office_number.clone());
             sub.processing_month = Some(summary.processing_month);
@@ -648,6 +647,26 @@ fn sync_dir(dir: &Path) {
 /// The reason file: what is wrong, where, and what to do, in Japanese then English. UTF-8 with a
 /// BOM and CRLF line ends, so that Notepad on any Windows version shows it right.
 pub fn reason_text(sub: &Submission) -> String {
+    let errors: Vec<&Finding> = sub
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    let warnings: Vec<&Finding> = sub
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .collect();
+    let where_ja = |f: &Finding| match (f.record_no, f.item_no) {
+        (Some(r), Some(i)) => format!("{r} 行目 {i} 列目"),
+        (Some(r), None) => format!("{r} 行目"),
+        _ => "ファイル全体".to_owned(),
+    };
+    let where_en = |f: &Finding| match (f.record_no, f.item_no) {
+        (Some(r), Some(i)) => format!("line {r}, column {i}"),
+        (Some(r), None) => format!("line {r}"),
+        _ => "whole file".to_owned(),
+    };
     let mut ja = vec![
         "このファイルは国保連合会へ送信していません。".to_owned(),
         String::new(),
@@ -660,38 +679,79 @@ pub fn reason_text(sub: &Submission) -> String {
     if let Some(o) = &sub.office_number {
         ja.push(format!("事業所番号: {o}"));
     }
-    ja.push(String::new());
-    ja.push("理由:".into());
+    if let Some(m) = sub.processing_month {
+        ja.push(format!("処理対象年月: {}", m.to_japanese()));
+    }
     let mut en = vec![
         "This file was NOT sent to the federation.".to_owned(),
         String::new(),
-        "Reasons:".to_owned(),
+        format!("File: {}", sub.file_name),
     ];
-    for f in sub
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-    {
-        let at = match (f.record_no, f.item_no) {
-            (Some(r), Some(i)) => format!("（{r} 行目・{i} 項目目）"),
-            (Some(r), None) => format!("（{r} 行目）"),
-            _ => String::new(),
-        };
-        let at_en = match (f.record_no, f.item_no) {
-            (Some(r), Some(i)) => format!(" (line {r}, item {i})"),
-            (Some(r), None) => format!(" (line {r})"),
-            _ => String::new(),
-        };
-        ja.push(format!("・{}{at} [{}]", f.message_ja, f.code));
-        en.push(format!("- {}{at_en} [{}]", f.message_en, f.code));
+    if let Some(dup) = &sub.duplicate_of {
+        ja.push(String::new());
+        ja.push(format!(
+            "理由: 同じ内容のファイルがすでに取り込まれています（受付番号 {dup}）。二重請求を防ぐため送信しません。送り直す必要がある場合は管理画面から再送してください。"
+        ));
+        en.push(String::new());
+        en.push(format!("Reason: a file with the same contents was already taken (submission {dup}). It is not sent twice; to send it again, use resend in the admin screen."));
+    }
+    if !errors.is_empty() {
+        ja.push(String::new());
+        ja.push(format!("見つかった誤り（{} 件）:", errors.len()));
+        en.push(String::new());
+        en.push(format!("Errors found ({}):", errors.len()));
+        for (n, f) in errors.iter().enumerate() {
+            ja.push(format!(
+                "{:>3}. [{}] {}  （コード {}）",
+                n + 1,
+                where_ja(f),
+                f.message_ja,
+                f.code
+            ));
+            en.push(format!(
+                "{:>3}. [{}] {}  (code {})",
+                n + 1,
+                where_en(f),
+                f.message_en,
+                f.code
+            ));
+        }
+    }
+    if !warnings.is_empty() {
+        ja.push(String::new());
+        ja.push(format!(
+            "注意（これだけなら送信できます）（{} 件）:",
+            warnings.len()
+        ));
+        en.push(String::new());
+        en.push(format!(
+            "Warnings (these alone would not stop the file) ({}):",
+            warnings.len()
+        ));
+        for (n, f) in warnings.iter().enumerate() {
+            ja.push(format!(
+                "{:>3}. [{}] {}  （コード {}）",
+                n + 1,
+                where_ja(f),
+                f.message_ja,
+                f.code
+            ));
+            en.push(format!(
+                "{:>3}. [{}] {}  (code {})",
+                n + 1,
+                where_en(f),
+                f.message_en,
+                f.code
+            ));
+        }
     }
     ja.push(String::new());
     ja.push(
-        "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。このファイルとこの説明は消してもかまいません（装置に記録が残っています）。"
+        "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。行目は請求ファイルの何行目か、列目はカンマで区切った何番目の項目かを表します。このファイルとこの説明は消してもかまいません（装置に記録が残っています）。"
             .into(),
     );
     en.push(String::new());
-    en.push("What to do: correct the data in the billing software, create the file again and put it in the drop folder. You may delete this file and this note; the appliance keeps a record.".into());
+    en.push("What to do: correct the data in the billing software, create the file again and put it in the drop folder. \"Line\" is the line of the claim file, \"column\" the comma-separated item. You may delete this file and this note; the appliance keeps a record.".into());
     let mut text = ja.join("\r\n");
     text.push_str("\r\n\r\n----\r\n\r\n");
     text.push_str(&en.join("\r\n"));

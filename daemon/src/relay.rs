@@ -439,7 +439,7 @@ impl<G: GatewayApi> Relay<G> {
         let t = Try::start("send");
         let result = self
             .gateway
-            .submit(&office, sub.id.as_str(), &sub.file_name, Bytes::from(body))
+            .submit(&office, sub.id.as_str(), sub.name_sent(), Bytes::from(body))
             .await;
         match result {
             Ok(receipt) => {

@@ -211,6 +211,10 @@ pub struct Submission {
     pub id: SubmissionId,
     /// The file's name as dropped.
     pub file_name: String,
+    /// The 8.3 name it is sent under when `file_name` is not one the federation accepts
+    /// (claim-format.md §4); `None` when it is sent under its own name.
+    #[serde(default)]
+    pub send_name: Option<String>,
     /// Lower-case hex SHA-256 of the bytes.
     pub sha256: String,
     /// Size of the file.
@@ -262,6 +266,7 @@ impl Submission {
         Submission {
             id: SubmissionId::new(),
             file_name,
+            send_name: None,
             sha256,
             size_bytes,
             taken_at,
@@ -289,6 +294,11 @@ impl Submission {
             state,
             reason: reason.into(),
         });
+    }
+
+    /// The name the gateway sees.
+    pub fn name_sent(&self) -> &str {
+        self.send_name.as_deref().unwrap_or(&self.file_name)
     }
 
     /// How many times the file was sent (reconciliations do not count).

@@ -1,16 +1,26 @@
-//! `check(bytes, context) -> Report`: every problem the federation's 到達 and 受付 checks would
-//! reject, found before sending, each explained in Japanese and English.
+//! `check(bytes, context) -> Report`: everything the federation's 到達 and 受付 checks would
+//! reject, found before sending, each problem explained in Japanese and English for a clerk.
+//! The rules are claim-format.md §1.7: encoding and characters, CRLF records, the control record
+//! (12 items for 介護), numbering and counts, data type against the exchange IDs (from the
+//! table in `table.rs`), per-record item counts and numeric, date and month items, the office,
+//! insurer and insured numbers with their check digits, service months against the processing
+//! month and the claim time limit, the 7111 請求書 totals against the statements in the file,
+//! the office's registration, and 障害 files, which are refused outright.
 //!
 //! Invariant: the checker is pure and total. It never panics on any input, never stops at the
-//! first problem, and reports each finding with a stable code, the record number and item where
-//! it applies. This first cut checks the envelope (control record first, end record last,
-//! record count, numbering, CRLF, CP932, 事業所番号, 処理対象年月); the full checklist of
-//! claim-format.md §1.7 builds on it.
+//! first problem (only a file it cannot read as text, or a 障害 file, ends the check early), and
+//! reports each finding with a stable code, the line (record number) and the CSV column where
+//! it applies. A rule that fires on many lines is reported for its first lines and then once as
+//! a count, so a broken 10 MB file still gives a readable report.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{Month, OfficeNumber};
-use super::records::{self, Terminator};
+use super::ids::{InsuredNumber, InsurerNumber, Month, OfficeNumber};
+use super::records::{self, QuoteError, Terminator};
+use super::table::{self, ExchangeId, InsurerForm, RecordLayout, Role, Table};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +41,8 @@ pub struct Finding {
     pub code: String,
     /// The record (line) number it concerns, 1-based.
     pub record_no: Option<u32>,
-    /// The item number within the record, 1-based (item 1 is the record type).
+    /// The CSV column within the line, 1-based (column 1 is the record type, 2 the record
+    /// number, 3 the exchange ID of a data record).
     pub item_no: Option<u32>,
     /// What is wrong and what to do, in Japanese.
     pub message_ja: String,
@@ -50,12 +61,18 @@ pub struct ClaimSummary {
     pub data_type: String,
     /// Number of data records in the file.
     pub data_records: u32,
+    /// Number of statements (明細書) and benefit-management forms in the file.
+    #[serde(default)]
+    pub statements: u32,
+    /// The service months (サービス提供年月) the file claims for, in order.
+    #[serde(default)]
+    pub service_months: Vec<Month>,
 }
 
 /// Everything the checker found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
-    /// Every finding, in file order.
+    /// Every finding, file-level ones first, then by line.
     pub findings: Vec<Finding>,
     /// Present when the control record could be read well enough to identify the file.
     pub summary: Option<ClaimSummary>,
@@ -107,36 +124,16 @@ impl Report {
             .iter()
             .filter(|f| f.severity == Severity::Error)
     }
+}
 
-    fn push(
-        &mut self,
-        severity: Severity,
-        code: &str,
-        record_no: Option<u32>,
-        item_no: Option<u32>,
-        ja: String,
-        en: String,
-    ) {
-        self.findings.push(Finding {
-            severity,
-            code: code.to_owned(),
-            record_no,
-            item_no,
-            message_ja: ja,
-            message_en: en,
-        });
-    }
-
-    fn error(
-        &mut self,
-        code: &str,
-        record_no: Option<u32>,
-        item_no: Option<u32>,
-        ja: String,
-        en: String,
-    ) {
-        self.push(Severity::Error, code, record_no, item_no, ja, en);
-    }
+/// What the appliance knows of an office, for the registration check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfficeStanding {
+    /// The office's name, for messages.
+    pub name: String,
+    /// The first processing month in which the office no longer sends (事業所の廃止・休止);
+    /// `None` while it is active.
+    pub ended_from: Option<Month>,
 }
 
 /// What the checker needs to know beyond the file.
@@ -145,6 +142,9 @@ pub struct CheckContext {
     /// The processing month of the reception window the file will be sent into, as the gateway
     /// reports it. `None` skips that check.
     pub processing_month: Option<Month>,
+    /// The offices registered on this appliance. `None` skips the registration check (the
+    /// offline `validate` command without a configuration).
+    pub offices: Option<BTreeMap<OfficeNumber, OfficeStanding>>,
 }
 
 /// Whether a file on disk is finished, judged by its own envelope.
@@ -188,128 +188,393 @@ pub fn completeness(bytes: &[u8]) -> Completeness {
 
 /// Number of items of a 介護 control record (claim-format.md §1.3).
 const CONTROL_ITEMS: usize = 12;
+/// Number of items of a 障害 control record, used to recognise (and refuse) disability files.
+const SHOGAI_CONTROL_ITEMS: usize = 11;
+/// How many findings of one code are listed before the rest are counted.
+const SHOWN_PER_CODE: u32 = 20;
+/// A service month this many months before the processing month is past the two-year claim
+/// time limit whichever way its start (the 1st of the month after next, or the month after
+/// that) is counted: refused.
+const TIME_LIMIT_REFUSE_MONTHS: i32 = 27;
+/// From this many months the limit may have passed: a warning.
+const TIME_LIMIT_WARN_MONTHS: i32 = 25;
+
+/// Collects findings, capping each code at `SHOWN_PER_CODE` listed findings.
+struct Findings {
+    list: Vec<Finding>,
+    per_code: HashMap<&'static str, (u32, Severity)>,
+}
+
+impl Findings {
+    fn new() -> Self {
+        Findings {
+            list: Vec::new(),
+            per_code: HashMap::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        at: (Option<u32>, Option<u32>),
+        ja: String,
+        en: String,
+    ) {
+        let seen = self.per_code.entry(code).or_insert((0, severity));
+        seen.0 += 1;
+        if seen.0 <= SHOWN_PER_CODE {
+            self.list.push(Finding {
+                severity,
+                code: code.to_owned(),
+                record_no: at.0,
+                item_no: at.1,
+                message_ja: ja,
+                message_en: en,
+            });
+        }
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        at: (Option<u32>, Option<u32>),
+        ja: String,
+        en: String,
+    ) {
+        self.push(Severity::Error, code, at, ja, en);
+    }
+
+    fn warning(
+        &mut self,
+        code: &'static str,
+        at: (Option<u32>, Option<u32>),
+        ja: String,
+        en: String,
+    ) {
+        self.push(Severity::Warning, code, at, ja, en);
+    }
+
+    fn has(&self, code: &str) -> bool {
+        self.per_code.contains_key(code)
+    }
+
+    fn finish(mut self, summary: Option<ClaimSummary>) -> Report {
+        self.list.sort_by_key(|f| f.record_no.unwrap_or(0));
+        let mut more: Vec<(&'static str, u32, Severity)> = self
+            .per_code
+            .iter()
+            .filter(|(_, (n, _))| *n > SHOWN_PER_CODE)
+            .map(|(code, (n, sev))| (*code, n - SHOWN_PER_CODE, *sev))
+            .collect();
+        more.sort_by_key(|m| m.0);
+        for (code, n, severity) in more {
+            self.list.push(Finding {
+                severity,
+                code: code.to_owned(),
+                record_no: None,
+                item_no: None,
+                message_ja: format!("同じ誤り（{code}）がほかに {n} か所あります。"),
+                message_en: format!("The same problem ({code}) occurs in {n} more place(s)."),
+            });
+        }
+        Report {
+            findings: self.list,
+            summary,
+        }
+    }
+}
+
+fn line_at(line: u32) -> (Option<u32>, Option<u32>) {
+    (Some(line), None)
+}
+
+fn item_at(line: u32, column: usize) -> (Option<u32>, Option<u32>) {
+    (Some(line), u32::try_from(column).ok())
+}
+
+const NOWHERE: (Option<u32>, Option<u32>) = (None, None);
+
+/// True when `s` is non-empty and all ASCII digits.
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An all-zero value (`0`, `000000`) means "omitted" for dates and codes (claim-format.md §1.1).
+fn is_zero(s: &str) -> bool {
+    is_digits(s) && s.bytes().all(|b| b == b'0')
+}
+
+/// A real calendar date written `YYYYMMDD`.
+fn is_date(s: &str) -> bool {
+    if s.len() != 8 || !is_digits(s) {
+        return false;
+    }
+    let year: u32 = s[..4].parse().unwrap_or(0);
+    let month: u32 = s[4..6].parse().unwrap_or(0);
+    let day: u32 = s[6..].parse().unwrap_or(0);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    year >= 1800 && (1..=days).contains(&day)
+}
+
+/// Length in bytes once encoded in CP932: ASCII and half-width katakana take one byte, every
+/// other character two.
+fn cp932_len(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii() || ('\u{FF61}'..='\u{FF9F}').contains(&c) {
+                1
+            } else {
+                2
+            }
+        })
+        .sum()
+}
+
+/// A signed amount; `None` when not a number (already reported by the item checks).
+fn amount(s: &str) -> Option<i64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if !is_digits(digits) || digits.len() > 15 {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Whether the text is UTF-8 that holds Japanese, rather than CP932 that happens to decode.
+fn looks_like_utf8_japanese(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let japanese = text
+        .chars()
+        .any(|c| ('\u{3000}'..='\u{9FFF}').contains(&c) || ('\u{FF00}'..='\u{FFEF}').contains(&c));
+    japanese.then_some(text)
+}
+
+/// The control record, as far as it could be read.
+#[derive(Default)]
+struct Control {
+    count: Option<u32>,
+    data_type: Option<String>,
+    office: Option<OfficeNumber>,
+    month: Option<Month>,
+}
+
+/// The running totals of one statement (明細書), for the 7111 cross-check.
+struct Statement {
+    line: u32,
+    id: &'static ExchangeId,
+    month: Option<Month>,
+    invoice_kind: &'static str,
+    has_basic: bool,
+    has_totals: bool,
+    units: i64,
+    insurance_claim: i64,
+    user_burden: i64,
+    public_claim: i64,
+}
+
+/// One 請求書 record.
+struct Invoice {
+    line: u32,
+    month: Option<Month>,
+    insurance: bool,
+    kind: String,
+    count: Option<i64>,
+    units: Option<i64>,
+    insurance_claim: Option<i64>,
+    public_claim: Option<i64>,
+    user_burden: Option<i64>,
+}
+
+/// Everything gathered while reading the lines.
+struct Pass {
+    table: &'static Table,
+    out: Findings,
+    control: Option<Control>,
+    data_records: u32,
+    ends: Vec<(u32, usize)>,
+    statements: Vec<Statement>,
+    statement_index: HashMap<(String, String), usize>,
+    invoices: Vec<Invoice>,
+    service_months: Vec<Month>,
+    benefit_forms: u32,
+    wrong_numbers: (u32, Option<(u32, String)>),
+    shogai: bool,
+}
 
 /// Checks a claim file and returns every finding.
 pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
-    let mut report = Report::default();
+    let mut out = Findings::new();
+    let table = match table::table() {
+        Ok(t) => t,
+        Err(e) => {
+            out.error(
+                "internal.table",
+                NOWHERE,
+                "点検用の様式表を読み込めないため、ファイルを送信しません。サポートに連絡してください。".into(),
+                format!("The checker's exchange-ID table cannot be loaded ({e}); the file is not sent. Contact support."),
+            );
+            return out.finish(None);
+        }
+    };
     if bytes.is_empty() {
-        report.error(
+        out.error(
             "file.empty",
-            None,
-            None,
+            NOWHERE,
             "ファイルが空です。請求ソフトでもう一度ファイルを作成してください。".into(),
             "The file is empty. Create the file again in the billing software.".into(),
         );
-        return report;
+        return out.finish(None);
     }
     let mut body = bytes;
-    if let Some(rest) = body.strip_prefix(b"\xEF\xBB\xBF") {
-        report.error(
-            "file.utf8_bom",
-            Some(1),
-            None,
-            "ファイルの先頭に UTF-8 の印（BOM）があります。請求ファイルは Shift_JIS で作成してください。".into(),
-            "The file starts with a UTF-8 byte order mark. Claim files must be Shift_JIS (CP932).".into(),
-        );
-        body = rest;
+    let bom = body.starts_with(b"\xEF\xBB\xBF");
+    if bom {
+        body = &body[3..];
     }
     let eof_markers = body.iter().rev().take_while(|&&b| b == 0x1A).count();
     if eof_markers > 0 {
         body = &body[..body.len() - eof_markers];
-        report.push(
-            Severity::Warning,
+        out.warning(
             "file.eof_marker",
-            None,
-            None,
-            "ファイルの末尾に EOF 記号 (0x1A) があります。通常は問題ありません。".into(),
-            "The file ends with an EOF marker (0x1A). This is usually harmless.".into(),
+            NOWHERE,
+            "ファイルの末尾に EOF 記号 (0x1A) があります。通常は問題ありません（送信時もそのまま送ります）。".into(),
+            "The file ends with an EOF marker (0x1A). This is usually harmless (the file is sent as it is).".into(),
         );
     }
-    let text = match records::decode_cp932(body) {
-        Ok(t) => t,
-        Err(e) => {
-            report.error(
-                "file.not_cp932",
-                None,
-                None,
-                format!(
-                    "{} バイト目に Shift_JIS (CP932) として読めない文字があります。請求ソフトの出力設定（文字コード）を確認してください。",
-                    e.offset + 1
-                ),
-                format!(
-                    "Byte {} is not valid Shift_JIS (CP932). Check the billing software's output encoding.",
-                    e.offset + 1
-                ),
+    let decoded: Cow<'_, str> = if let Some(text) = looks_like_utf8_japanese(body) {
+        out.error(
+            "file.utf8",
+            NOWHERE,
+            "このファイルは UTF-8 で保存されています。国保連合会は Shift_JIS (CP932) のファイルしか受け付けません。請求ソフトの出力設定で文字コードを Shift_JIS にして作り直してください（メモ帳などで開いて保存し直さないでください）。".into(),
+            "This file is saved as UTF-8. The federation accepts Shift_JIS (CP932) files only. Set the billing software's output encoding to Shift_JIS and create the file again (do not re-save it in a text editor).".into(),
+        );
+        Cow::Borrowed(text)
+    } else {
+        if bom {
+            out.error(
+                "file.utf8_bom",
+                line_at(1),
+                "ファイルの先頭に UTF-8 の印（BOM）があります。メモ帳などで保存し直すと付きます。請求ソフトから出力したファイルをそのまま置いてください。".into(),
+                "The file starts with a UTF-8 byte order mark, which text editors add when re-saving. Drop the file exactly as the billing software wrote it.".into(),
             );
-            return report;
+        }
+        match records::decode_cp932(body) {
+            Ok(t) => Cow::Owned(t),
+            Err(e) => {
+                out.error(
+                    "file.not_cp932",
+                    NOWHERE,
+                    format!(
+                        "{} バイト目に Shift_JIS (CP932) として読めない文字があります。請求ソフトの出力設定（文字コード）を確認してください。",
+                        e.offset + 1
+                    ),
+                    format!(
+                        "Byte {} is not valid Shift_JIS (CP932). Check the billing software's output encoding.",
+                        e.offset + 1
+                    ),
+                );
+                return out.finish(None);
+            }
         }
     };
-    let lines = records::lines(&text);
-    check_terminators(&lines, &mut report);
+    let lines = records::lines(&decoded);
+    check_terminators(&lines, &mut out);
 
-    let mut parsed: Vec<(u32, Vec<String>)> = Vec::with_capacity(lines.len());
+    let mut pass = Pass {
+        table,
+        out,
+        control: None,
+        data_records: 0,
+        ends: Vec::new(),
+        statements: Vec::new(),
+        statement_index: HashMap::new(),
+        invoices: Vec::new(),
+        service_months: Vec::new(),
+        benefit_forms: 0,
+        wrong_numbers: (0, None),
+        shogai: false,
+    };
+    let mut items: Vec<Cow<'_, str>> = Vec::with_capacity(64);
     for line in &lines {
-        match records::items(line.text) {
-            Some(items) => parsed.push((line.position, items)),
-            None => report.error(
+        pass.characters(line.position, line.text);
+        if line.text.is_empty() {
+            pass.out.error(
+                "record.blank",
+                line_at(line.position),
+                format!(
+                    "{} 行目が空行です。請求ファイルに空の行があってはいけません。",
+                    line.position
+                ),
+                format!(
+                    "Line {} is empty. Claim files may not hold blank lines.",
+                    line.position
+                ),
+            );
+            continue;
+        }
+        if let Err(e) = records::split_items(line.text, &mut items) {
+            let (ja, en) = match e {
+                QuoteError::Unterminated => (
+                    "引用符 (\") が閉じていません",
+                    "a double quote is not closed",
+                ),
+                QuoteError::Stray => (
+                    "項目の途中に引用符 (\") があります",
+                    "a double quote appears inside an item",
+                ),
+            };
+            pass.out.error(
                 "record.quote",
-                Some(line.position),
-                None,
-                format!("{} 行目の引用符 (\") が閉じていません。", line.position),
-                format!("Line {}: a double quote is not closed.", line.position),
-            ),
+                line_at(line.position),
+                format!(
+                    "{} 行目: {ja}。請求ソフトで作り直してください。",
+                    line.position
+                ),
+                format!(
+                    "Line {}: {en}. Create the file again in the billing software.",
+                    line.position
+                ),
+            );
+            continue;
+        }
+        pass.record(line.position, &items, ctx);
+        if pass.shogai {
+            return pass.out.finish(None);
         }
     }
-    if parsed.is_empty() {
-        report.error(
-            "control.missing",
-            Some(1),
-            None,
-            "読み取れるレコードがありません。".into(),
-            "The file holds no readable record.".into(),
-        );
-        return report;
-    }
-
-    check_numbering(&parsed, &mut report);
-    let data_records = parsed
-        .iter()
-        .filter(|(_, items)| items.first().map(String::as_str) == Some("2"))
-        .count();
-    let data_records = u32::try_from(data_records).unwrap_or(u32::MAX);
-    check_end_record(&parsed, &lines, &mut report);
-    report.summary = check_control_record(&parsed[0], data_records, ctx, &mut report);
-    report
+    pass.finish(&lines, ctx)
 }
 
-fn check_terminators(lines: &[records::Line<'_>], report: &mut Report) {
-    let bare_lf: Vec<u32> = lines
-        .iter()
-        .filter(|l| l.terminator == Terminator::Lf)
-        .map(|l| l.position)
-        .collect();
-    if let Some(&first) = bare_lf.first() {
-        report.error(
+fn check_terminators(lines: &[records::Line<'_>], out: &mut Findings) {
+    let mut bare_lf = lines.iter().filter(|l| l.terminator == Terminator::Lf);
+    if let Some(first) = bare_lf.next() {
+        let n = 1 + bare_lf.count();
+        out.error(
             "file.line_ending",
-            Some(first),
-            None,
+            line_at(first.position),
             format!(
-                "改行コードが CRLF ではない行が {} 行あります（最初は {} 行目）。請求ファイルの改行は CRLF でなければなりません。",
-                bare_lf.len(),
-                first
+                "改行コードが CRLF ではない（LF だけの）行が {n} 行あります（最初は {} 行目）。請求ファイルの改行は CRLF でなければなりません。請求ソフトから出力したファイルをそのまま置いてください。",
+                first.position
             ),
             format!(
-                "{} line(s) end with LF instead of CRLF (first: line {}). Claim files must use CRLF.",
-                bare_lf.len(),
-                first
+                "{n} line(s) end with LF instead of CRLF (first: line {}). Claim files must use CRLF; drop the file exactly as the billing software wrote it.",
+                first.position
             ),
         );
     }
     if let Some(last) = lines.last().filter(|l| l.terminator == Terminator::None) {
-        report.error(
+        out.error(
             "file.no_final_line_break",
-            Some(last.position),
-            None,
+            line_at(last.position),
             format!(
                 "最後の行（{} 行目）に改行 (CRLF) がありません。ファイルが途中で切れている可能性があります。",
                 last.position
@@ -322,194 +587,938 @@ fn check_terminators(lines: &[records::Line<'_>], report: &mut Report) {
     }
 }
 
-fn check_numbering(parsed: &[(u32, Vec<String>)], report: &mut Report) {
-    let mut wrong = Vec::new();
-    for (position, items) in parsed {
-        let kind = items.first().map(String::as_str).unwrap_or("");
-        if !matches!(kind, "1" | "2" | "3") {
-            report.error(
-                "record.type",
-                Some(*position),
-                Some(1),
-                format!(
-                    "{position} 行目のレコード種別「{kind}」が正しくありません（1: コントロール, 2: データ, 3: エンド）。"
-                ),
-                format!("Line {position}: record type \"{kind}\" is not 1 (control), 2 (data) or 3 (end)."),
-            );
-            continue;
+impl Pass {
+    /// Forbidden characters: the single quote, control characters, and (a warning) 外字.
+    fn characters(&mut self, line: u32, text: &str) {
+        if !text
+            .bytes()
+            .any(|b| b < 0x20 || b == b'\'' || b == 0x7F || b >= 0xEE)
+        {
+            return;
         }
-        let number = items.get(1).map(String::as_str).unwrap_or("");
-        if number.parse::<u32>().ok() != Some(*position) {
-            wrong.push((*position, number.to_owned()));
-        }
-    }
-    if let Some((position, number)) = wrong.first() {
-        report.error(
-            "record.number",
-            Some(*position),
-            Some(2),
-            format!(
-                "レコード番号が行の位置と合っていない行が {} 行あります（最初は {} 行目: 「{}」、正しくは {}）。",
-                wrong.len(),
-                position,
-                number,
-                position
-            ),
-            format!(
-                "{} record number(s) do not match their line (first: line {}: \"{}\", expected {}).",
-                wrong.len(),
-                position,
-                number,
-                position
-            ),
-        );
-    }
-}
-
-fn check_end_record(
-    parsed: &[(u32, Vec<String>)],
-    lines: &[records::Line<'_>],
-    report: &mut Report,
-) {
-    let ends: Vec<u32> = parsed
-        .iter()
-        .filter(|(_, items)| items.first().map(String::as_str) == Some("3"))
-        .map(|(p, _)| *p)
-        .collect();
-    let last_position = lines.last().map(|l| l.position).unwrap_or(0);
-    match ends.as_slice() {
-        [] => report.error(
-            "end.missing",
-            Some(last_position),
-            None,
-            "エンドレコード（3 で始まる最後の行）がありません。ファイルが途中で切れているか、作成が終わっていません。".into(),
-            "There is no end record (the last line, starting with 3). The file is cut short or not finished.".into(),
-        ),
-        [one] if *one == last_position => {
-            if let Some((_, items)) = parsed.iter().find(|(p, _)| p == one)
-                && items.len() != 2
-            {
-                report.error(
-                    "end.items",
-                    Some(*one),
-                    None,
-                    format!("エンドレコードの項目数が {} です（正しくは 2）。", items.len()),
-                    format!("The end record has {} items (expected 2).", items.len()),
+        for (i, c) in text.chars().enumerate() {
+            let column = i + 1;
+            if c == '\'' {
+                self.out.error(
+                    "char.single_quote",
+                    line_at(line),
+                    format!("{line} 行目の {column} 文字目に使えない文字「'」（シングルクォート）があります。"),
+                    format!("Line {line}, character {column}: the single quote (') is not allowed."),
+                );
+            } else if c.is_ascii_control() {
+                self.out.error(
+                    "char.control",
+                    line_at(line),
+                    format!(
+                        "{line} 行目の {column} 文字目に制御文字 (0x{:02X}) があります。請求ファイルには使えません。",
+                        u32::from(c)
+                    ),
+                    format!(
+                        "Line {line}, character {column}: control character 0x{:02X} is not allowed.",
+                        u32::from(c)
+                    ),
+                );
+            } else if ('\u{E000}'..='\u{F8FF}').contains(&c) {
+                self.out.warning(
+                    "char.gaiji",
+                    line_at(line),
+                    format!("{line} 行目の {column} 文字目に外字（利用者が作った文字）があります。国保連合会では空白として扱われます。"),
+                    format!("Line {line}, character {column}: a user-defined character (外字); the federation prints it as a space."),
                 );
             }
         }
-        _ => report.error(
-            "end.position",
-            ends.first().copied(),
-            None,
-            "エンドレコードはファイルの最後に 1 つだけ置きます。".into(),
-            "There must be exactly one end record, as the last line.".into(),
-        ),
     }
-}
 
-fn check_control_record(
-    (position, items): &(u32, Vec<String>),
-    data_records: u32,
-    ctx: &CheckContext,
-    report: &mut Report,
-) -> Option<ClaimSummary> {
-    if items.first().map(String::as_str) != Some("1") {
-        report.error(
-            "control.missing",
-            Some(*position),
-            Some(1),
-            "1 行目がコントロールレコード（1 で始まる行）ではありません。介護給付費の請求ファイルか確認してください。".into(),
-            "The first line is not a control record (starting with 1). Is this a claim file?".into(),
-        );
-        return None;
+    fn record(&mut self, line: u32, items: &[Cow<'_, str>], ctx: &CheckContext) {
+        let kind = items.first().map(|s| s.as_ref()).unwrap_or("");
+        if matches!(kind, "1" | "2" | "3") {
+            let number = items.get(1).map(|s| s.as_ref()).unwrap_or("");
+            if number.parse::<u32>().ok() != Some(line) {
+                self.wrong_numbers.0 += 1;
+                if self.wrong_numbers.1.is_none() {
+                    self.wrong_numbers.1 = Some((line, number.to_owned()));
+                }
+            }
+        }
+        match kind {
+            "1" if line == 1 => self.control(items, ctx),
+            "1" => self.out.error(
+                "control.position",
+                item_at(line, 1),
+                format!("{line} 行目にコントロールレコード（1 で始まる行）があります。コントロールレコードはファイルの先頭に 1 つだけです。"),
+                format!("Line {line} is a control record (starting with 1); there must be exactly one, as the first line."),
+            ),
+            "2" => {
+                self.data_records += 1;
+                self.data(line, items);
+            }
+            "3" => self.ends.push((line, items.len())),
+            _ => self.out.error(
+                "record.type",
+                item_at(line, 1),
+                format!("{line} 行目のレコード種別「{kind}」が正しくありません（1: コントロール, 2: データ, 3: エンド）。"),
+                format!("Line {line}: record type \"{kind}\" is not 1 (control), 2 (data) or 3 (end)."),
+            ),
+        }
     }
-    if items.len() != CONTROL_ITEMS {
-        report.error(
-            "control.items",
-            Some(1),
-            None,
+
+    fn refuse_shogai(&mut self, line: u32, why_ja: &str, why_en: &str) {
+        self.shogai = true;
+        self.out.error(
+            "shogai.refused",
+            line_at(line),
             format!(
-                "コントロールレコードの項目数が {} です（介護の請求ファイルは 12）。",
-                items.len()
+                "障害福祉サービスの請求ファイルです（{why_ja}）。この装置は介護給付費の請求だけを国保連合会へ送ります。障害福祉サービスの請求は、障害者総合支援用の電子請求受付システムから送ってください。"
             ),
             format!(
-                "The control record has {} items (介護 claim files have 12).",
-                items.len()
-            ),
-        );
-        return None;
-    }
-    let count = &items[3];
-    if count.parse::<u32>().ok() != Some(data_records) {
-        report.error(
-            "control.record_count",
-            Some(1),
-            Some(4),
-            format!(
-                "コントロールレコードのレコード件数は「{count}」ですが、データレコードは {data_records} 件あります。ファイルが壊れているか途中で切れています。"
-            ),
-            format!(
-                "The control record says {count} data records, but the file has {data_records}. The file is damaged or cut short."
+                "This is a disability-services (障害) claim file ({why_en}). This appliance relays long-term-care (介護) claims only; send disability claims through the federation's disability-services reception system."
             ),
         );
     }
-    let data_type = items[4].clone();
-    let office = match items[7].parse::<OfficeNumber>() {
-        Ok(o) => Some(o),
-        Err(e) => {
-            report.error(
+
+    fn control(&mut self, items: &[Cow<'_, str>], ctx: &CheckContext) {
+        let at = |column: usize| item_at(1, column);
+        let data_type = items.get(4).map(|s| s.as_ref()).unwrap_or("");
+        if data_type.starts_with('J') || data_type.starts_with('L') {
+            self.refuse_shogai(
+                1,
+                &format!("データ種別 {data_type}"),
+                &format!("data type {data_type}"),
+            );
+            return;
+        }
+        if items.len() == SHOGAI_CONTROL_ITEMS {
+            self.refuse_shogai(
+                1,
+                "コントロールレコードが 11 項目",
+                "an 11-item control record",
+            );
+            return;
+        }
+        if items.len() != CONTROL_ITEMS {
+            self.out.error(
+                "control.items",
+                line_at(1),
+                format!(
+                    "コントロールレコード（1 行目）の項目数が {} です。介護給付費の請求ファイルは 12 項目です。",
+                    items.len()
+                ),
+                format!(
+                    "The control record (line 1) has {} items; 介護 claim files have 12.",
+                    items.len()
+                ),
+            );
+            self.control = Some(Control::default());
+            return;
+        }
+        let item = |n: usize| items[n - 1].as_ref();
+        let mut control = Control::default();
+        if item(3).parse::<u32>().ok() != Some(0) {
+            self.out.error(
+                "control.volume",
+                at(3),
+                format!(
+                    "ボリューム通番が「{}」です。インターネット請求では 0 です。",
+                    item(3)
+                ),
+                format!(
+                    "The volume number is \"{}\"; internet claims use 0.",
+                    item(3)
+                ),
+            );
+        }
+        match item(4).parse::<u32>() {
+            Ok(n) if is_digits(item(4)) => control.count = Some(n),
+            _ => self.out.error(
+                "control.record_count",
+                at(4),
+                format!(
+                    "コントロールレコードのレコード件数「{}」が数字ではありません。",
+                    item(4)
+                ),
+                format!(
+                    "The control record's record count \"{}\" is not a number.",
+                    item(4)
+                ),
+            ),
+        }
+        if self.table.data_type(data_type).is_some() {
+            control.data_type = Some(data_type.to_owned());
+        } else {
+            self.out.error(
+                "control.data_type",
+                at(5),
+                format!("データ種別「{data_type}」は介護給付費の請求ファイルの種別ではありません（711: 請求書・明細書, 821: 給付管理票 など）。"),
+                format!("Data type \"{data_type}\" is not a 介護 claim file type (711 invoices and statements, 821 benefit management forms, …)."),
+            );
+        }
+        for (n, what_ja, what_en) in [
+            (6, "福祉事務所特定番号", "welfare-office number"),
+            (7, "保険者番号", "insurer number"),
+            (9, "都道府県番号", "prefecture number"),
+        ] {
+            if !is_zero(item(n)) {
+                self.out.error(
+                    "control.sender",
+                    at(n),
+                    format!("コントロールレコードの{what_ja}が「{}」です。事業所から送るファイルでは 0 です。", item(n)),
+                    format!("The control record's {what_en} is \"{}\"; files sent by a care office carry 0.", item(n)),
+                );
+            }
+        }
+        match item(8).parse::<OfficeNumber>() {
+            Ok(o) => control.office = Some(o),
+            Err(e) => self.out.error(
                 "control.office_number",
-                Some(1),
-                Some(8),
+                at(8),
                 format!("コントロールレコードの事業所番号が正しくありません: {e}"),
                 format!("The control record's office number is invalid: {e}"),
-            );
-            None
+            ),
         }
-    };
-    let month = match items[10].parse::<Month>() {
-        Ok(m) => Some(m),
-        Err(_) => {
-            report.error(
+        match item(10) {
+            "7" => {}
+            "1" => self.out.warning(
+                "control.media_isdn",
+                at(10),
+                "媒体区分が 1（ISDN 伝送）です。インターネット請求では通常 7 です。多くの連合会はそのまま受け付けますが、請求ソフトの設定を確認してください。".into(),
+                "The media code is 1 (ISDN); internet claims normally carry 7. Most federations accept it, but check the billing software's setting.".into(),
+            ),
+            other => self.out.error(
+                "control.media_type",
+                at(10),
+                format!("媒体区分が「{other}」です。インターネット請求は 7 です（2 と 4 は MO や CD-R で提出するときの値です）。請求ソフトの送付方法の設定を確認してください。"),
+                format!("The media code is \"{other}\"; internet claims carry 7 (2 and 4 are for MO or CD-R submissions). Check the billing software's submission setting."),
+            ),
+        }
+        match item(11).parse::<Month>() {
+            Ok(m) => control.month = Some(m),
+            Err(_) => self.out.error(
                 "control.processing_month",
-                Some(1),
-                Some(11),
+                at(11),
                 format!(
                     "処理対象年月「{}」が YYYYMM 形式の年月ではありません。",
-                    items[10]
+                    item(11)
                 ),
                 format!(
                     "The processing month \"{}\" is not a YYYYMM month.",
-                    items[10]
+                    item(11)
+                ),
+            ),
+        }
+        if let (Some(m), Some(expected)) = (control.month, ctx.processing_month)
+            && m != expected
+        {
+            self.out.error(
+                "control.processing_month_mismatch",
+                at(11),
+                format!(
+                    "処理対象年月が {} になっていますが、いま国保連合会が受け付けているのは {} 分です。請求ソフトで処理対象年月（請求年月）を確認して作り直してください。",
+                    m.to_japanese(),
+                    expected.to_japanese()
+                ),
+                format!(
+                    "The processing month is {m}, but the federation is now receiving {expected}. Check the claim month in the billing software and create the file again."
                 ),
             );
-            None
         }
-    };
-    if let (Some(m), Some(expected)) = (month, ctx.processing_month)
-        && m != expected
-    {
-        report.error(
-            "control.processing_month_mismatch",
-            Some(1),
-            Some(11),
-            format!(
-                "処理対象年月が {} になっていますが、いま受け付けているのは {} 分です。請求ソフトで処理対象年月（請求年月）を確認して作り直してください。",
-                m.to_japanese(),
-                expected.to_japanese()
-            ),
-            format!(
-                "The processing month is {m}, but the federation is now receiving {expected}. Check the claim month in the billing software and create the file again."
-            ),
+        if !is_digits(item(12)) {
+            self.out.error(
+                "control.item_format",
+                at(12),
+                format!("ファイル管理番号「{}」が数字ではありません。", item(12)),
+                format!(
+                    "The file management number \"{}\" is not a number.",
+                    item(12)
+                ),
+            );
+        }
+        if let (Some(office), Some(offices)) = (&control.office, &ctx.offices) {
+            match offices.get(office) {
+                None => self.out.error(
+                    "office.not_registered",
+                    at(8),
+                    format!("事業所番号 {office} はこの装置に登録されていません。事業所番号が正しいか確認し、正しければ管理者に事業所の登録を依頼してください。"),
+                    format!("Office number {office} is not registered on this appliance. Check the number; if it is right, ask the administrator to register the office."),
+                ),
+                Some(standing) => {
+                    if let (Some(ended), Some(month)) = (standing.ended_from, control.month)
+                        && month >= ended
+                    {
+                        self.out.error(
+                            "office.ended",
+                            at(8),
+                            format!(
+                                "{}（{office}）は {} 分から請求を終了した事業所として登録されています。事業所番号が変わった場合は新しい番号で作り直してください。",
+                                standing.name,
+                                ended.to_japanese()
+                            ),
+                            format!(
+                                "{} ({office}) is registered as having stopped claiming from {ended}. If the office number changed, create the file with the new number.",
+                                standing.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        self.control = Some(control);
+    }
+}
+
+impl Pass {
+    fn data(&mut self, line: u32, items: &[Cow<'_, str>]) {
+        let Some(id) = items.get(2).map(|s| s.as_ref()) else {
+            self.out.error(
+                "data.items",
+                line_at(line),
+                format!("{line} 行目のデータレコードに交換情報識別番号がありません。"),
+                format!("Line {line}: the data record has no exchange ID."),
+            );
+            return;
+        };
+        let table = self.table;
+        let Some(entry) = table.get(id) else {
+            let b = id.as_bytes();
+            if b.len() == 4
+                && matches!(b[0], b'J' | b'L')
+                && b[1..]
+                    .iter()
+                    .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            {
+                self.refuse_shogai(
+                    line,
+                    &format!("交換情報識別番号 {id}"),
+                    &format!("exchange ID {id}"),
+                );
+                return;
+            }
+            self.out.error(
+                "data.exchange_id",
+                item_at(line, 3),
+                format!("{line} 行目の交換情報識別番号「{id}」は介護給付費の様式にありません。"),
+                format!("Line {line}: exchange ID \"{id}\" is not a 介護 claim form."),
+            );
+            return;
+        };
+        let data_type = self.control.as_ref().and_then(|c| c.data_type.clone());
+        if let Some(dt) = &data_type
+            && !entry.data_types.iter().any(|d| d == dt)
+        {
+            self.out.error(
+                "data.id_data_type",
+                item_at(line, 3),
+                format!(
+                    "{line} 行目の {}（{id}）は、データ種別 {dt} のファイルには入れられません。請求書・明細書と給付管理票は別のファイルにします。",
+                    entry.name_ja
+                ),
+                format!(
+                    "Line {line}: {} ({id}) does not belong in a file of data type {dt}. Invoices/statements and benefit management forms go in separate files.",
+                    entry.name_en
+                ),
+            );
+        }
+        // Item n of the exchange information is CSV column n + 2.
+        let item = |n: usize| items.get(n + 1).map(|s| s.as_ref());
+        let code = if matches!(entry.role, Role::Statement) {
+            item(2)
+        } else {
+            None
+        };
+        let layout = entry.layout(code);
+        if layout.is_none() && !entry.records.is_empty() {
+            self.out.error(
+                "data.record_code",
+                item_at(line, 4),
+                format!(
+                    "{line} 行目の {} のレコード種別コード「{}」は様式にありません。",
+                    entry.name_ja,
+                    code.unwrap_or("")
+                ),
+                format!(
+                    "Line {line}: record code \"{}\" does not exist for {}.",
+                    code.unwrap_or(""),
+                    entry.name_en
+                ),
+            );
+        }
+        if let Some(layout) = layout {
+            self.layout(line, items, entry, layout);
+        }
+        let month = self.head(line, items, entry);
+        match entry.role {
+            Role::Statement | Role::CarePlanStatement => {
+                self.statement(line, items, entry, code, month);
+            }
+            Role::Invoice => self.invoices.push(Invoice {
+                line,
+                month,
+                insurance: item(4) == Some("1"),
+                kind: item(6).unwrap_or("").to_owned(),
+                count: item(7).and_then(amount),
+                units: item(8).and_then(amount),
+                insurance_claim: item(10).and_then(amount),
+                public_claim: item(11).and_then(amount),
+                user_burden: item(12).and_then(amount),
+            }),
+            Role::BenefitPlan => {
+                if item(8) != Some("99") {
+                    self.benefit_forms += 1;
+                }
+            }
+            Role::Reexamination => {}
+        }
+    }
+
+    /// Item count and the form of each item, as the table describes the record.
+    fn layout(
+        &mut self,
+        line: u32,
+        items: &[Cow<'_, str>],
+        entry: &ExchangeId,
+        layout: &RecordLayout,
+    ) {
+        let present = items.len().saturating_sub(2);
+        let name_ja = layout.name_ja.as_deref().unwrap_or("");
+        if let Some(expected) = layout.items
+            && present != expected
+        {
+            self.out.error(
+                "data.items",
+                line_at(line),
+                format!(
+                    "{line} 行目（{} {name_ja}）の項目数が {present} です。正しくは {expected} 項目です（先頭のレコード種別とレコード番号を除く）。請求ソフトで作り直してください。",
+                    entry.id
+                ),
+                format!(
+                    "Line {line} ({} record) has {present} items; it should have {expected} (not counting the record type and number). Create the file again in the billing software.",
+                    entry.id
+                ),
+            );
+        }
+        let value = |n: usize| items.get(n + 1).map(|s| s.as_ref()).unwrap_or("");
+        let column = |n: usize| n + 2;
+        for &n in &layout.required {
+            if n <= present && value(n).is_empty() {
+                self.out.error(
+                    "data.required",
+                    item_at(line, column(n)),
+                    format!(
+                        "{line} 行目の {} 列目（{} の項目 {n}）は必ず入力する項目ですが、空です。",
+                        column(n),
+                        entry.id
+                    ),
+                    format!(
+                        "Line {line}, column {} ({} item {n}) is mandatory but empty.",
+                        column(n),
+                        entry.id
+                    ),
+                );
+            }
+        }
+        let skip = entry.service_month_item;
+        for &n in &layout.numeric {
+            let v = value(n);
+            if !v.is_empty() && !is_digits(v) {
+                self.numeric_error(line, column(n), entry, n, v);
+            }
+        }
+        for &n in &layout.signed {
+            let v = value(n);
+            if !v.is_empty() && !is_digits(v.strip_prefix('-').unwrap_or(v)) {
+                self.numeric_error(line, column(n), entry, n, v);
+            }
+        }
+        for &n in &layout.dates {
+            let v = value(n);
+            if !v.is_empty() && !is_zero(v) && !is_date(v) {
+                self.out.error(
+                    "data.date",
+                    item_at(line, column(n)),
+                    format!("{line} 行目の {} 列目（{} の項目 {n}）の「{v}」は正しい年月日 (YYYYMMDD) ではありません。", column(n), entry.id),
+                    format!("Line {line}, column {} ({} item {n}): \"{v}\" is not a valid YYYYMMDD date.", column(n), entry.id),
+                );
+            }
+        }
+        for &n in &layout.months {
+            let v = value(n);
+            if Some(n) != skip && !v.is_empty() && !is_zero(v) && v.parse::<Month>().is_err() {
+                self.out.error(
+                    "data.month",
+                    item_at(line, column(n)),
+                    format!("{line} 行目の {} 列目（{} の項目 {n}）の「{v}」は正しい年月 (YYYYMM) ではありません。", column(n), entry.id),
+                    format!("Line {line}, column {} ({} item {n}): \"{v}\" is not a valid YYYYMM month.", column(n), entry.id),
+                );
+            }
+        }
+        for &[n, max] in &layout.max_bytes {
+            let v = value(n);
+            let len = cp932_len(v);
+            if len > max {
+                self.out.error(
+                    "data.too_long",
+                    item_at(line, column(n)),
+                    format!("{line} 行目の {} 列目（{} の項目 {n}）が {len} バイトあります。最大 {max} バイトです。", column(n), entry.id),
+                    format!("Line {line}, column {} ({} item {n}) is {len} bytes long; at most {max} are allowed.", column(n), entry.id),
+                );
+            }
+        }
+    }
+
+    fn numeric_error(&mut self, line: u32, column: usize, entry: &ExchangeId, n: usize, v: &str) {
+        self.out.error(
+            "data.numeric",
+            item_at(line, column),
+            format!("{line} 行目の {column} 列目（{} の項目 {n}）は数字の項目ですが「{v}」になっています。", entry.id),
+            format!("Line {line}, column {column} ({} item {n}) must be a number but is \"{v}\".", entry.id),
         );
     }
-    Some(ClaimSummary {
-        office_number: office?,
-        processing_month: month?,
-        data_type,
-        data_records,
-    })
+
+    /// The items every record of an ID shares: service month, office, insurer and insured.
+    /// Returns the service month when it could be read.
+    fn head(&mut self, line: u32, items: &[Cow<'_, str>], entry: &ExchangeId) -> Option<Month> {
+        let value = |n: usize| items.get(n + 1).map(|s| s.as_ref());
+        let (office, processing) = match &self.control {
+            Some(c) => (c.office.clone(), c.month),
+            None => (None, None),
+        };
+        if let Some(n) = entry.office_item
+            && let (Some(v), Some(office)) = (value(n), &office)
+            && v != office.as_str()
+        {
+            self.out.error(
+                "data.office_mismatch",
+                item_at(line, n + 2),
+                format!("{line} 行目の事業所番号「{v}」が、コントロールレコード（1 行目）の事業所番号 {office} と違います。1 つのファイルには 1 つの事業所の請求だけを入れます。"),
+                format!("Line {line}: office number \"{v}\" differs from the control record's {office}. One file holds the claims of one office."),
+            );
+        }
+        if let (Some(n), Some(form)) = (entry.insurer_item, entry.insurer_form)
+            && let Some(v) = value(n)
+        {
+            let parsed = match form {
+                InsurerForm::Padded8 => InsurerNumber::parse_padded(v),
+                InsurerForm::Plain6 => v.parse(),
+            };
+            if let Err(e) = parsed {
+                self.out.error(
+                    "data.insurer_number",
+                    item_at(line, n + 2),
+                    format!("{line} 行目の保険者番号が正しくありません: {e}"),
+                    format!("Line {line}: the insurer number is invalid: {e}"),
+                );
+            }
+        }
+        if let Some(n) = entry.insured_item
+            && let Some(v) = value(n)
+            && let Err(e) = v.parse::<InsuredNumber>()
+        {
+            self.out.error(
+                "data.insured_number",
+                item_at(line, n + 2),
+                format!("{line} 行目の被保険者番号が正しくありません: {e}"),
+                format!("Line {line}: the insured number is invalid: {e}"),
+            );
+        }
+        let n = entry.service_month_item?;
+        let v = value(n)?;
+        let Ok(month) = v.parse::<Month>() else {
+            self.out.error(
+                "data.service_month",
+                item_at(line, n + 2),
+                format!(
+                    "{line} 行目のサービス提供年月「{v}」が正しい年月 (YYYYMM) ではありません。"
+                ),
+                format!("Line {line}: the service month \"{v}\" is not a valid YYYYMM month."),
+            );
+            return None;
+        };
+        if let Some(p) = processing {
+            let age = month.months_until(p);
+            if age < 1 {
+                self.out.error(
+                    "data.service_month_future",
+                    item_at(line, n + 2),
+                    format!(
+                        "{line} 行目のサービス提供年月が {} です。{} 分の請求で送れるのは {} 以前のサービスだけです。請求ソフトで年月を確認してください。",
+                        month.to_japanese(),
+                        p.to_japanese(),
+                        p.previous().to_japanese()
+                    ),
+                    format!(
+                        "Line {line}: the service month is {month}; a claim for processing month {p} may only cover services up to {}. Check the months in the billing software.",
+                        p.previous()
+                    ),
+                );
+            } else if age >= TIME_LIMIT_REFUSE_MONTHS {
+                self.out.error(
+                    "data.service_month_expired",
+                    item_at(line, n + 2),
+                    format!(
+                        "{line} 行目のサービス提供年月 {} は請求できる期限（2 年）を過ぎています。国保連合会から返戻されるため送信しません。",
+                        month.to_japanese()
+                    ),
+                    format!(
+                        "Line {line}: service month {month} is past the two-year claim time limit; the federation would return it, so it is not sent."
+                    ),
+                );
+            } else if age >= TIME_LIMIT_WARN_MONTHS {
+                self.out.warning(
+                    "data.service_month_time_limit",
+                    item_at(line, n + 2),
+                    format!(
+                        "{line} 行目のサービス提供年月 {} は請求期限（2 年）の境目です。期限を過ぎていると返戻されます。",
+                        month.to_japanese()
+                    ),
+                    format!(
+                        "Line {line}: service month {month} is at the edge of the two-year claim time limit; if the limit has passed, the claim will be returned."
+                    ),
+                );
+            }
+        }
+        if !entry.valid_for(month) {
+            self.out.error(
+                "data.id_not_valid_for_month",
+                item_at(line, 3),
+                format!(
+                    "{line} 行目の様式 {}（{}）は {} のサービスには使えません（制度改正で様式が変わっています）。請求ソフトを最新にして作り直してください。",
+                    entry.id,
+                    entry.name_ja,
+                    month.to_japanese()
+                ),
+                format!(
+                    "Line {line}: form {} ({}) is not valid for services in {month} (the forms changed with a fee revision). Update the billing software and create the file again.",
+                    entry.id, entry.name_en
+                ),
+            );
+        }
+        if !self.service_months.contains(&month) {
+            self.service_months.push(month);
+        }
+        Some(month)
+    }
+
+    fn statement(
+        &mut self,
+        line: u32,
+        items: &[Cow<'_, str>],
+        entry: &'static ExchangeId,
+        code: Option<&str>,
+        month: Option<Month>,
+    ) {
+        let value = |n: Option<usize>| {
+            n.and_then(|n| items.get(n + 1))
+                .map(|s| s.as_ref())
+                .unwrap_or("")
+        };
+        let key = (
+            format!("{}|{}", entry.id, value(entry.service_month_item)),
+            format!(
+                "{}|{}",
+                value(entry.insurer_item),
+                value(entry.insured_item)
+            ),
+        );
+        let index = match self.statement_index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let invoice_kind = match (&entry.totals, entry.role) {
+                    (Some(t), _) => t.invoice_kind.as_str(),
+                    (None, Role::CarePlanStatement) => "02",
+                    (None, _) => "01",
+                };
+                self.statements.push(Statement {
+                    line,
+                    id: entry,
+                    month,
+                    invoice_kind,
+                    has_basic: false,
+                    has_totals: false,
+                    units: 0,
+                    insurance_claim: 0,
+                    user_burden: 0,
+                    public_claim: 0,
+                });
+                self.statement_index.insert(key, self.statements.len() - 1);
+                self.statements.len() - 1
+            }
+        };
+        let s = &mut self.statements[index];
+        if code == Some("01") {
+            s.has_basic = true;
+        }
+        let Some(totals) = &entry.totals else { return };
+        let takes = match &totals.record {
+            Some(record) => code == Some(record.as_str()),
+            None => !s.has_totals,
+        };
+        if !takes {
+            return;
+        }
+        s.has_totals = true;
+        let sum = |list: &[usize]| -> i64 {
+            list.iter()
+                .filter_map(|&n| items.get(n + 1).and_then(|v| amount(v)))
+                .fold(0i64, i64::saturating_add)
+        };
+        s.units = s.units.saturating_add(sum(&totals.units));
+        s.insurance_claim = s
+            .insurance_claim
+            .saturating_add(sum(&totals.insurance_claim));
+        s.user_burden = s.user_burden.saturating_add(sum(&totals.user_burden));
+        s.public_claim = s.public_claim.saturating_add(sum(&totals.public_claim));
+    }
+}
+
+impl Pass {
+    fn finish(mut self, lines: &[records::Line<'_>], _ctx: &CheckContext) -> Report {
+        if let (n, Some((line, number))) = &self.wrong_numbers {
+            self.out.error(
+                "record.number",
+                item_at(*line, 2),
+                format!(
+                    "レコード番号が行の位置と合っていない行が {n} 行あります（最初は {line} 行目: 「{number}」、正しくは {line}）。請求ソフトで作り直してください。"
+                ),
+                format!(
+                    "{n} record number(s) do not match their line (first: line {line}: \"{number}\", expected {line}). Create the file again in the billing software."
+                ),
+            );
+        }
+        let last = lines.last().map(|l| l.position).unwrap_or(0);
+        match self.ends.as_slice() {
+            [] => self.out.error(
+                "end.missing",
+                line_at(last.max(1)),
+                "エンドレコード（3 で始まる最後の行）がありません。ファイルが途中で切れているか、作成が終わっていません。".into(),
+                "There is no end record (the last line, starting with 3). The file is cut short or not finished.".into(),
+            ),
+            [(line, items)] if *line == last => {
+                if *items != 2 {
+                    self.out.error(
+                        "end.items",
+                        line_at(*line),
+                        format!("エンドレコードの項目数が {items} です（正しくは 2）。"),
+                        format!("The end record has {items} items (expected 2)."),
+                    );
+                }
+            }
+            [(line, _), ..] => self.out.error(
+                "end.position",
+                line_at(*line),
+                "エンドレコード（3 で始まる行）はファイルの最後に 1 つだけ置きます。".into(),
+                "There must be exactly one end record (starting with 3), as the last line.".into(),
+            ),
+        }
+        let Some(control) = self.control.take() else {
+            if !self.out.has("record.quote") || lines.len() > 1 {
+                self.out.error(
+                    "control.missing",
+                    item_at(1, 1),
+                    "1 行目がコントロールレコード（1 で始まる行）ではありません。介護給付費の請求ファイルか確認してください。".into(),
+                    "The first line is not a control record (starting with 1). Is this a claim file?".into(),
+                );
+            }
+            return self.out.finish(None);
+        };
+        if let Some(count) = control.count
+            && count != self.data_records
+        {
+            let data_records = self.data_records;
+            self.out.error(
+                "control.record_count",
+                item_at(1, 4),
+                format!(
+                    "コントロールレコードのレコード件数は {count} 件ですが、データレコードは {data_records} 件あります。ファイルが壊れているか途中で切れています。請求ソフトで作り直してください。"
+                ),
+                format!(
+                    "The control record says {count} data records, but the file has {data_records}. The file is damaged or cut short; create it again in the billing software."
+                ),
+            );
+        }
+        self.statement_structure();
+        if control
+            .data_type
+            .as_deref()
+            .is_some_and(|d| d == "711" || d == "71R")
+        {
+            self.totals();
+        }
+        let statements = u32::try_from(self.statements.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.benefit_forms);
+        let summary = match (control.office, control.month, control.data_type) {
+            (Some(office_number), Some(processing_month), Some(data_type)) => Some(ClaimSummary {
+                office_number,
+                processing_month,
+                data_type,
+                data_records: self.data_records,
+                statements,
+                service_months: self.service_months,
+            }),
+            _ => None,
+        };
+        self.out.finish(summary)
+    }
+
+    /// A 明細書 of a form whose layout is known needs its 基本 record and its 集計 record.
+    fn statement_structure(&mut self) {
+        for s in &self.statements {
+            if s.id.role != Role::Statement {
+                continue;
+            }
+            if s.id.layout(Some("01")).is_some() && !s.has_basic {
+                self.out.error(
+                    "statement.basic_missing",
+                    line_at(s.line),
+                    format!(
+                        "{} 行目から始まる明細書（{}）に基本情報レコード（01）がありません。",
+                        s.line, s.id.id
+                    ),
+                    format!(
+                        "The statement ({}) starting at line {} has no basic record (01).",
+                        s.id.id, s.line
+                    ),
+                );
+            }
+            if let Some(record) = s.id.totals.as_ref().and_then(|t| t.record.as_deref())
+                && !s.has_totals
+            {
+                self.out.error(
+                    "statement.summary_missing",
+                    line_at(s.line),
+                    format!(
+                        "{} 行目から始まる明細書（{}）に集計情報レコード（{record}）がありません。",
+                        s.line, s.id.id
+                    ),
+                    format!(
+                        "The statement ({}) starting at line {} has no totals record ({record}).",
+                        s.id.id, s.line
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The 7111 請求書 totals against the sums of the statements in the file (保険 lines; 公費
+    /// lines are checked for presence only).
+    fn totals(&mut self) {
+        type Key = (Option<Month>, String);
+        let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+        for (i, s) in self.statements.iter().enumerate() {
+            groups
+                .entry((s.month, s.invoice_kind.to_owned()))
+                .or_default()
+                .push(i);
+        }
+        let mut seen: BTreeMap<Key, u32> = BTreeMap::new();
+        for inv in &self.invoices {
+            let key = (inv.month, inv.kind.clone());
+            if !inv.insurance {
+                continue;
+            }
+            if let Some(first) = seen.insert(key.clone(), inv.line) {
+                self.out.error(
+                    "totals.invoice_duplicate",
+                    line_at(inv.line),
+                    format!("{} 行目の請求書（保険分）は {first} 行目と同じ提供年月・請求情報区分です。請求書は 1 つにまとめます。", inv.line),
+                    format!("The invoice (insurance part) on line {} repeats the month and kind of line {first}; there must be one.", inv.line),
+                );
+                continue;
+            }
+            let members = groups.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let count = i64::try_from(members.len()).unwrap_or(i64::MAX);
+            let all_known = members
+                .iter()
+                .all(|&i| self.statements[i].id.totals.is_some());
+            let sum = |f: fn(&Statement) -> i64| {
+                members
+                    .iter()
+                    .map(|&i| f(&self.statements[i]))
+                    .fold(0i64, i64::saturating_add)
+            };
+            let mut compare: Vec<(&'static str, usize, &str, &str, Option<i64>, i64)> = vec![(
+                "totals.count",
+                7,
+                "件数",
+                "count of statements",
+                inv.count,
+                count,
+            )];
+            if all_known {
+                compare.push((
+                    "totals.units",
+                    8,
+                    "単位数",
+                    "units",
+                    inv.units,
+                    sum(|s| s.units),
+                ));
+                compare.push((
+                    "totals.insurance_claim",
+                    10,
+                    "保険請求額",
+                    "insurance claim",
+                    inv.insurance_claim,
+                    sum(|s| s.insurance_claim),
+                ));
+                compare.push((
+                    "totals.public_claim",
+                    11,
+                    "公費請求額",
+                    "public-expense claim",
+                    inv.public_claim,
+                    sum(|s| s.public_claim),
+                ));
+                compare.push((
+                    "totals.user_burden",
+                    12,
+                    "利用者負担",
+                    "user share",
+                    inv.user_burden,
+                    sum(|s| s.user_burden),
+                ));
+            }
+            for (code, item, ja, en, stated, actual) in compare {
+                let Some(stated) = stated else { continue };
+                if stated != actual {
+                    self.out.error(
+                        code,
+                        item_at(inv.line, item + 2),
+                        format!(
+                            "{} 行目の請求書の{ja}は {stated} ですが、このファイルの明細書を合計すると {actual} です。請求書と明細書が合っていないため、国保連合会で受け付けられません。請求ソフトで作り直してください。",
+                            inv.line
+                        ),
+                        format!(
+                            "Line {}: the invoice states {en} {stated}, but the statements in this file add up to {actual}. The federation does not accept an invoice that disagrees with its statements; create the file again.",
+                            inv.line
+                        ),
+                    );
+                }
+            }
+        }
+        for (key, members) in &groups {
+            let public_invoice = self
+                .invoices
+                .iter()
+                .any(|inv| !inv.insurance && inv.month == key.0 && inv.kind == key.1);
+            if !seen.contains_key(key) && !public_invoice {
+                let first = self.statements[members[0]].line;
+                let month = key.0.map(|m| m.to_japanese()).unwrap_or_default();
+                self.out.error(
+                    "totals.invoice_missing",
+                    line_at(first),
+                    format!(
+                        "{first} 行目などの明細書（サービス提供年月 {month}、請求情報区分 {}）に対応する請求書（7111）がありません。",
+                        key.1
+                    ),
+                    format!(
+                        "The statements from line {first} (service month {}, invoice kind {}) have no matching invoice (7111).",
+                        key.0.map(|m| m.to_string()).unwrap_or_default(),
+                        key.1
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -527,6 +1536,7 @@ mod tests {
     fn ctx() -> CheckContext {
         CheckContext {
             processing_month: Some("202506".parse().unwrap()),
+            ..Default::default()
         }
     }
 
@@ -561,7 +1571,10 @@ mod tests {
     fn a_truncated_file_reports_every_problem() {
         let cut = &EXAMPLE[..EXAMPLE.find("2,5,").unwrap()];
         let r = check(cut.as_bytes(), &ctx());
-        assert_eq!(codes(&r), vec!["end.missing", "control.record_count"]);
+        let c = codes(&r);
+        for code in ["end.missing", "control.record_count", "statement.summary_missing"] {
+            assert!(c.contains(&code), "{code} in {c:?}");
+        }
     }
 
     #[test]
@@ -614,7 +1627,12 @@ mod tests {
     fn eleven_item_control_records_are_not_read_as_kaigo() {
         let shogai = "1,1,0,1,J11,0,1219999990,0,7,202506,\r\n2,2,\"J111\",01\r\n3,3\r\n";
         let r = check(shogai.as_bytes(), &ctx());
-        assert_eq!(codes(&r), vec!["control.items"]);
+        assert_eq!(codes(&r), vec!["shogai.refused"]);
+        assert!(r.findings[0].message_ja.contains("介護給付費の請求だけ"));
+        assert_eq!(r.verdict(), Verdict::Refused);
+        // A 介護-looking control record with a 障害 record inside is refused the same way.
+        let mixed = EXAMPLE.replacen("2,3,\"7131\"", "2,3,\"J121\"", 1);
+        assert_eq!(codes(&check(mixed.as_bytes(), &ctx())), vec!["shogai.refused"]);
     }
 
     #[test]
@@ -630,6 +1648,49 @@ mod tests {
         let r = check(&eof, &ctx());
         assert_eq!(codes(&r), vec!["file.eof_marker"]);
         assert!(r.is_sendable());
+    }
+
+    #[test]
+    fn many_findings_of_one_kind_are_counted_not_listed() {
+        let mut text = String::from("1,1,0,100,711,0,0,1379999996,0,7,202506,1\r\n");
+        for n in 2..102 {
+            text.push_str(&format!("2,{n},\"9999\"\r\n"));
+        }
+        text.push_str("3,102\r\n");
+        let r = check(text.as_bytes(), &ctx());
+        let listed = r.findings.iter().filter(|f| f.code == "data.exchange_id").count();
+        assert_eq!(listed, SHOWN_PER_CODE as usize + 1);
+        let last = r.findings.last().unwrap();
+        assert_eq!(last.code, "data.exchange_id");
+        assert!(last.message_ja.contains("ほかに 80 か所"), "{}", last.message_ja);
+    }
+
+    #[test]
+    fn summary_counts_statements_and_months() {
+        let r = check(EXAMPLE.as_bytes(), &ctx());
+        let s = r.summary.clone().unwrap();
+        assert_eq!(s.statements, 1);
+        assert_eq!(s.service_months, vec!["202505".parse::<Month>().unwrap()]);
+        assert_eq!(r.verdict(), Verdict::Ok);
+    }
+
+    #[test]
+    fn invoice_totals_must_match_the_statements() {
+        let bad = EXAMPLE.replacen(",01,1,2000,22800,20520,", ",01,1,2100,22800,20520,", 1);
+        let r = check(bad.as_bytes(), &ctx());
+        assert_eq!(codes(&r), vec!["totals.units"]);
+        assert_eq!((r.findings[0].record_no, r.findings[0].item_no), (Some(2), Some(10)));
+        assert!(r.findings[0].message_ja.contains("2100"));
+        assert!(r.findings[0].message_ja.contains("2000"));
+    }
+
+    #[test]
+    fn utf8_files_are_recognised() {
+        let utf8 = EXAMPLE.replacen(",\"\"\r\n", ",\"訪問介護\"\r\n", 1);
+        let r = check(utf8.as_bytes(), &ctx());
+        assert_eq!(codes(&r), vec!["file.utf8"]);
+        let (cp932, _, _) = encoding_rs::SHIFT_JIS.encode(&utf8);
+        assert_eq!(check(&cp932, &ctx()).verdict(), Verdict::Ok);
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub enum IdError {
     /// Not a YYYYMM month.
     #[error("年月「{value}」は YYYYMM 形式の正しい年月ではありません (not a valid YYYYMM month)")]
     Month { value: String },
+    /// A 被保険者番号 that is not ten half-width letters or digits.
+    #[error(
+        "被保険者番号は半角の英数字 10 文字です（短い番号は前を 0 で埋めます）: 「{value}」 (insured numbers are 10 ASCII letters or digits)"
+    )]
+    Insured { value: String },
     /// A federation user ID that does not start with `KJ`.
     #[error(
         "国保連の請求用ユーザIDは「KJ」で始まります: 「{value}」 (federation user IDs start with KJ)"
@@ -191,6 +196,9 @@ pub struct Month {
 /// 処理対象年月: the month of the reception window a claim file is submitted in.
 pub type ProcessingMonth = Month;
 
+/// サービス提供年月: the month the care was given in.
+pub type ServiceMonth = Month;
+
 impl Month {
     /// A month from its parts; `None` unless `month` is 1–12 and the year has four digits.
     pub fn new(year: i16, month: i8) -> Option<Month> {
@@ -238,6 +246,12 @@ impl Month {
         }
     }
 
+    /// Months from `self` to `later` (negative when `later` is earlier).
+    pub fn months_until(self, later: Month) -> i32 {
+        (i32::from(later.year) * 12 + i32::from(later.month))
+            - (i32::from(self.year) * 12 + i32::from(self.month))
+    }
+
     /// Written the Japanese way, e.g. `2026年12月`.
     pub fn to_japanese(self) -> String {
         format!("{}年{}月", self.year, self.month)
@@ -275,6 +289,55 @@ impl From<Month> for String {
 impl fmt::Display for Month {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}{:02}", self.year, self.month)
+    }
+}
+
+/// 被保険者番号: 10 half-width characters, digits or capital letters (shorter numbers are
+/// right-aligned and zero-filled; public-assistance recipients start with `H`). It has no check
+/// digit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InsuredNumber(String);
+
+impl InsuredNumber {
+    /// The number as written in claim files.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for InsuredNumber {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let ok = s.len() == 10
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(IdError::Insured {
+                value: s.to_owned(),
+            })
+        }
+    }
+}
+
+impl TryFrom<String> for InsuredNumber {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        s.parse()
+    }
+}
+
+impl From<InsuredNumber> for String {
+    fn from(n: InsuredNumber) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for InsuredNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -399,6 +462,25 @@ mod tests {
             assert!(bad.parse::<Month>().is_err(), "{bad}");
         }
         assert_eq!(m.to_japanese(), "2026年12月");
+    }
+
+    #[test]
+    fn insured_numbers_and_month_distance() {
+        assert!("0000123456".parse::<InsuredNumber>().is_ok());
+        assert!("H000123456".parse::<InsuredNumber>().is_ok());
+        for bad in [
+            "123456",
+            "00001234567",
+            "h000123456",
+            "0000-12345",
+            "０００００１２３４５",
+        ] {
+            assert!(bad.parse::<InsuredNumber>().is_err(), "{bad}");
+        }
+        let a: Month = "202505".parse().unwrap();
+        assert_eq!(a.months_until("202506".parse().unwrap()), 1);
+        assert_eq!(a.months_until("202705".parse().unwrap()), 24);
+        assert_eq!(a.months_until("202412".parse().unwrap()), -5);
     }
 
     #[test]

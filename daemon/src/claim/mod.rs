@@ -11,10 +11,10 @@ pub mod sample;
 pub mod table;
 
 pub use check::{
-    CheckContext, ClaimSummary, Completeness, Finding, Report, Severity, Verdict, check,
-    completeness,
+    CheckContext, ClaimSummary, Completeness, Finding, OfficeStanding, Report, Severity, Verdict,
+    check, completeness,
 };
 pub use ids::{
-    FederationUserId, IdError, InsurerNumber, Month, OfficeNumber, ProcessingMonth,
-    mod10_check_digit,
+    FederationUserId, IdError, InsuredNumber, InsurerNumber, Month, OfficeNumber, ProcessingMonth,
+    ServiceMonth, mod10_check_digit,
 };

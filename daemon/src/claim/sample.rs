@@ -101,6 +101,7 @@ mod tests {
         let month: Month = "202612".parse().unwrap();
         let ctx = CheckContext {
             processing_month: Some(month),
+            ..Default::default()
         };
         let claim = care_claim(&office, &cm, month, &["0000123456", "0000654321"], 7);
         let r = check(&claim, &ctx);
