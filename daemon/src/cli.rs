@@ -1,4 +1,4 @@
-//! The command line: `run`, `demo`, `status`, `check-config`, and their exit codes.
+//! The command line: `run`, `demo`, `status`, `check-config`, `validate`, and their exit codes.
 //!
 //! Invariant: a configuration problem exits with status 64 and a message that names the
 //! setting (so systemd does not restart-loop on it); any other failure exits with 1 and the
@@ -54,6 +54,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// 請求ファイルを送信前と同じ基準で点検する（送らない）/ Check claim files offline, as intake would.
+    ///
+    /// 終了コード: すべて送信できるとき 0、送信できないファイルがあるとき 1 /
+    /// exit 0 when every file is sendable, 1 otherwise.
+    Validate {
+        /// 処理対象年月 YYYYMM（省略時は日本の今月）/ Processing month (default: this month in Japan).
+        #[arg(long, value_name = "YYYYMM")]
+        month: Option<String>,
+        /// JSON で出力する / Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// 設定ファイル（あれば事業所の登録も確認）/ Config file (also checks office registration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// 点検するファイル / Files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
     CheckConfig {
         /// 設定ファイル / Config file.
@@ -105,6 +123,12 @@ pub fn main() -> ExitCode {
         Command::Demo { dir, setup_only } => demo(dir, setup_only),
         Command::Status { config, json } => status(config, json),
         Command::CheckConfig { config } => check_config(config),
+        Command::Validate {
+            month,
+            json,
+            config,
+            files,
+        } => return validate(month, json, config, &files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +180,51 @@ fn status(config: PathBuf, json: bool) -> Result<(), Failure> {
     }
     out.flush().map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+fn validate(
+    month: Option<String>,
+    json: bool,
+    config: Option<PathBuf>,
+    files: &[PathBuf],
+) -> ExitCode {
+    let processing_month = match month {
+        Some(m) => match m.parse::<crate::claim::Month>() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("--month: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => crate::validate::current_month_in_japan(),
+    };
+    let offices = match config {
+        Some(path) => match Settings::load(&path) {
+            Ok(s) => Some(s.office_standings()),
+            Err(e) => {
+                eprintln!("設定エラー (configuration error): {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
+    let ctx = crate::claim::CheckContext {
+        processing_month,
+        offices,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match crate::validate::run(files, &ctx, json, &mut out).and_then(|ok| {
+        out.flush()?;
+        Ok(ok)
+    }) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("エラー (error): {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn check_config(config: PathBuf) -> Result<(), Failure> {

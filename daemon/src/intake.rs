@@ -687,14 +687,6 @@ pub fn reason_text(sub: &Submission) -> String {
         String::new(),
         format!("File: {}", sub.file_name),
     ];
-    if let Some(dup) = &sub.duplicate_of {
-        ja.push(String::new());
-        ja.push(format!(
-            "理由: 同じ内容のファイルがすでに取り込まれています（受付番号 {dup}）。二重請求を防ぐため送信しません。送り直す必要がある場合は管理画面から再送してください。"
-        ));
-        en.push(String::new());
-        en.push(format!("Reason: a file with the same contents was already taken (submission {dup}). It is not sent twice; to send it again, use resend in the admin screen."));
-    }
     if !errors.is_empty() {
         ja.push(String::new());
         ja.push(format!("見つかった誤り（{} 件）:", errors.len()));

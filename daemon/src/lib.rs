@@ -19,6 +19,7 @@ pub mod status;
 pub mod store;
 pub mod submission;
 pub mod timefmt;
+pub mod validate;
 
 /// Installs the process-wide rustls crypto provider (ring). Call once at the start of `main`;
 /// calling again is harmless.

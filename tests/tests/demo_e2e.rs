@@ -70,7 +70,7 @@ fn the_demo_sends_its_samples_through_and_can_run_again() {
     );
     assert!(text.contains("受付結果: 受付済 ○"), "{text}");
     assert!(
-        text.contains(".理由.txt"),
+        text.contains(".エラー.txt"),
         "points at the reason file:\n{text}"
     );
 

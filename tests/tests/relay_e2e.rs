@@ -134,7 +134,7 @@ fn a_file_dropped_twice_is_sent_once_and_the_copy_reported_as_a_duplicate() {
 
     // The clerk sees why, next to the copy, in Japanese and English.
     let reason =
-        std::fs::read_to_string(env.drop_dir.join("エラー/KK261204.CSV.理由.txt")).unwrap();
+        std::fs::read_to_string(env.drop_dir.join("エラー/KK261204.CSV.エラー.txt")).unwrap();
     assert!(reason.starts_with('\u{feff}'), "UTF-8 with BOM for Notepad");
     assert!(reason.contains("同じ内容のファイル"), "{reason}");
     assert!(
@@ -165,7 +165,7 @@ fn a_bad_file_goes_to_the_error_folder_with_its_reasons_and_is_never_sent() {
     assert_eq!(errors, vec!["file.line_ending", "control.record_count"]);
     assert!(env.received().is_empty(), "nothing reached the federation");
     let reason =
-        std::fs::read_to_string(env.drop_dir.join("エラー/KK261209.CSV.理由.txt")).unwrap();
+        std::fs::read_to_string(env.drop_dir.join("エラー/KK261209.CSV.エラー.txt")).unwrap();
     assert!(reason.contains("レコード件数"), "{reason}");
     assert!(reason.contains("CRLF"), "{reason}");
     assert_eq!(

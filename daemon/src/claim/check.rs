@@ -407,8 +407,15 @@ struct Pass {
     invoices: Vec<Invoice>,
     service_months: Vec<Month>,
     benefit_forms: u32,
-    wrong_numbers: (u32, Option<(u32, String)>),
+    wrong_numbers: (u32, Option<(u32, String, u32)>),
     shogai: bool,
+    /// Records so far (non-blank lines): the record number the current line should carry.
+    ordinal: u32,
+    /// Physical line of the last record.
+    last_record_line: u32,
+    /// The statement the previous record belonged to, for forms whose statements open with a
+    /// 基本 (01) record.
+    current_statement: Option<usize>,
 }
 
 /// Checks a claim file and returns every finding.
@@ -502,6 +509,9 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
         benefit_forms: 0,
         wrong_numbers: (0, None),
         shogai: false,
+        ordinal: 0,
+        last_record_line: 0,
+        current_statement: None,
     };
     let mut items: Vec<Cow<'_, str>> = Vec::with_capacity(64);
     for line in &lines {
@@ -521,7 +531,12 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
             );
             continue;
         }
+        pass.ordinal += 1;
+        pass.last_record_line = line.position;
         if let Err(e) = records::split_items(line.text, &mut items) {
+            if !(pass.ordinal == 1 && line.text.starts_with("1,")) && !line.text.starts_with("3,") {
+                pass.data_records += 1;
+            }
             let (ja, en) = match e {
                 QuoteError::Unterminated => (
                     "引用符 (\") が閉じていません",
@@ -631,17 +646,21 @@ impl Pass {
 
     fn record(&mut self, line: u32, items: &[Cow<'_, str>], ctx: &CheckContext) {
         let kind = items.first().map(|s| s.as_ref()).unwrap_or("");
+        let ordinal = self.ordinal;
         if matches!(kind, "1" | "2" | "3") {
             let number = items.get(1).map(|s| s.as_ref()).unwrap_or("");
-            if number.parse::<u32>().ok() != Some(line) {
+            if number.parse::<u32>().ok() != Some(ordinal) {
                 self.wrong_numbers.0 += 1;
                 if self.wrong_numbers.1.is_none() {
-                    self.wrong_numbers.1 = Some((line, number.to_owned()));
+                    self.wrong_numbers.1 = Some((line, number.to_owned(), ordinal));
                 }
             }
         }
+        if kind != "2" {
+            self.current_statement = None;
+        }
         match kind {
-            "1" if line == 1 => self.control(items, ctx),
+            "1" if ordinal == 1 => self.control(items, ctx),
             "1" => self.out.error(
                 "control.position",
                 item_at(line, 1),
@@ -653,12 +672,21 @@ impl Pass {
                 self.data(line, items);
             }
             "3" => self.ends.push((line, items.len())),
-            _ => self.out.error(
+            _ => {
+                self.data_records += 1;
+                self.record_type_error(line, kind);
+            }
+        }
+    }
+
+    fn record_type_error(&mut self, line: u32, kind: &str) {
+        {
+            self.out.error(
                 "record.type",
                 item_at(line, 1),
                 format!("{line} 行目のレコード種別「{kind}」が正しくありません（1: コントロール, 2: データ, 3: エンド）。"),
                 format!("Line {line}: record type \"{kind}\" is not 1 (control), 2 (data) or 3 (end)."),
-            ),
+            );
         }
     }
 
@@ -954,11 +982,11 @@ impl Pass {
                 month,
                 insurance: item(4) == Some("1"),
                 kind: item(6).unwrap_or("").to_owned(),
-                count: item(7).and_then(amount),
-                units: item(8).and_then(amount),
-                insurance_claim: item(10).and_then(amount),
-                public_claim: item(11).and_then(amount),
-                user_burden: item(12).and_then(amount),
+                count: item(7).filter(|v| !v.is_empty()).and_then(amount),
+                units: item(8).filter(|v| !v.is_empty()).and_then(amount),
+                insurance_claim: item(10).filter(|v| !v.is_empty()).and_then(amount),
+                public_claim: item(11).filter(|v| !v.is_empty()).and_then(amount),
+                user_burden: item(12).filter(|v| !v.is_empty()).and_then(amount),
             }),
             Role::BenefitPlan => {
                 if item(8) != Some("99") {
@@ -1218,8 +1246,17 @@ impl Pass {
                 value(entry.insured_item)
             ),
         );
-        let index = match self.statement_index.get(&key) {
-            Some(&i) => i,
+        let opens_with_basic = entry.role == Role::Statement && entry.layout(Some("01")).is_some();
+        let current = self
+            .current_statement
+            .filter(|&i| self.statements[i].id.id == entry.id);
+        let known = if opens_with_basic {
+            if code == Some("01") { None } else { current }
+        } else {
+            self.statement_index.get(&key).copied()
+        };
+        let index = match known {
+            Some(i) => i,
             None => {
                 let invoice_kind = match (&entry.totals, entry.role) {
                     (Some(t), _) => t.invoice_kind.as_str(),
@@ -1238,52 +1275,71 @@ impl Pass {
                     user_burden: 0,
                     public_claim: 0,
                 });
-                self.statement_index.insert(key, self.statements.len() - 1);
+                if !opens_with_basic {
+                    self.statement_index.insert(key, self.statements.len() - 1);
+                }
                 self.statements.len() - 1
             }
         };
+        self.current_statement = Some(index);
         let s = &mut self.statements[index];
         if code == Some("01") {
             s.has_basic = true;
         }
         let Some(totals) = &entry.totals else { return };
-        let takes = match &totals.record {
-            Some(record) => code == Some(record.as_str()),
-            None => !s.has_totals,
-        };
-        if !takes {
-            return;
-        }
-        s.has_totals = true;
         let sum = |list: &[usize]| -> i64 {
             list.iter()
                 .filter_map(|&n| items.get(n + 1).and_then(|v| amount(v)))
                 .fold(0i64, i64::saturating_add)
         };
-        s.units = s.units.saturating_add(sum(&totals.units));
-        s.insurance_claim = s
-            .insurance_claim
-            .saturating_add(sum(&totals.insurance_claim));
-        s.user_burden = s.user_burden.saturating_add(sum(&totals.user_burden));
-        s.public_claim = s.public_claim.saturating_add(sum(&totals.public_claim));
+        match &totals.record {
+            // A totals record per service type (集計情報): add them up.
+            Some(record) if code == Some(record.as_str()) => {
+                s.has_totals = true;
+                s.units = s.units.saturating_add(sum(&totals.units));
+                s.insurance_claim = s
+                    .insurance_claim
+                    .saturating_add(sum(&totals.insurance_claim));
+                s.user_burden = s.user_burden.saturating_add(sum(&totals.user_burden));
+                s.public_claim = s.public_claim.saturating_add(sum(&totals.public_claim));
+            }
+            Some(_) => {}
+            // The statement's totals on its lines (8124): QKAN repeats them on every line,
+            // ほのぼの writes them on the closing line only, so the last line that carries them
+            // counts.
+            None => {
+                let carries = totals
+                    .units
+                    .iter()
+                    .any(|&n| items.get(n + 1).is_some_and(|v| !v.is_empty()));
+                if carries {
+                    s.has_totals = true;
+                    s.units = sum(&totals.units);
+                    s.insurance_claim = sum(&totals.insurance_claim);
+                    s.user_burden = sum(&totals.user_burden);
+                    s.public_claim = sum(&totals.public_claim);
+                }
+            }
+        }
     }
 }
 
 impl Pass {
     fn finish(mut self, lines: &[records::Line<'_>], _ctx: &CheckContext) -> Report {
-        if let (n, Some((line, number))) = &self.wrong_numbers {
+        if let (n, Some((line, number, expected))) = &self.wrong_numbers {
             self.out.error(
                 "record.number",
                 item_at(*line, 2),
                 format!(
-                    "レコード番号が行の位置と合っていない行が {n} 行あります（最初は {line} 行目: 「{number}」、正しくは {line}）。請求ソフトで作り直してください。"
+                    "レコード番号が行の位置と合っていない行が {n} 行あります（最初は {line} 行目: 「{number}」、正しくは {expected}）。請求ソフトで作り直してください。"
                 ),
                 format!(
-                    "{n} record number(s) do not match their line (first: line {line}: \"{number}\", expected {line}). Create the file again in the billing software."
+                    "{n} record number(s) do not match their line (first: line {line}: \"{number}\", expected {expected}). Create the file again in the billing software."
                 ),
             );
         }
-        let last = lines.last().map(|l| l.position).unwrap_or(0);
+        let last = self.last_record_line;
+        let _ = lines;
         match self.ends.as_slice() {
             [] => self.out.error(
                 "end.missing",
@@ -1334,6 +1390,19 @@ impl Pass {
                 ),
             );
         }
+        // When records could not be read or sit in the wrong place, statements cannot be told
+        // apart reliably; their structure and the invoice totals are checked once that is fixed.
+        let unreadable = [
+            "record.quote",
+            "record.type",
+            "end.position",
+            "control.position",
+        ]
+        .iter()
+        .any(|c| self.out.has(c));
+        if unreadable {
+            return self.finish_summary(control);
+        }
         self.statement_structure();
         if control
             .data_type
@@ -1342,6 +1411,10 @@ impl Pass {
         {
             self.totals();
         }
+        self.finish_summary(control)
+    }
+
+    fn finish_summary(self, control: Control) -> Report {
         let statements = u32::try_from(self.statements.len())
             .unwrap_or(u32::MAX)
             .saturating_add(self.benefit_forms);
@@ -1402,6 +1475,13 @@ impl Pass {
     /// lines are checked for presence only).
     fn totals(&mut self) {
         type Key = (Option<Month>, String);
+        // A month that could not be read was reported; statements cannot be matched to
+        // invoices without it.
+        if self.statements.iter().any(|s| s.month.is_none())
+            || self.invoices.iter().any(|i| i.month.is_none())
+        {
+            return;
+        }
         let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
         for (i, s) in self.statements.iter().enumerate() {
             groups
@@ -1426,9 +1506,10 @@ impl Pass {
             }
             let members = groups.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             let count = i64::try_from(members.len()).unwrap_or(i64::MAX);
-            let all_known = members
-                .iter()
-                .all(|&i| self.statements[i].id.totals.is_some());
+            let all_known = members.iter().all(|&i| {
+                let s = &self.statements[i];
+                s.id.totals.is_some() && s.has_totals
+            });
             let sum = |f: fn(&Statement) -> i64| {
                 members
                     .iter()
@@ -1572,7 +1653,11 @@ mod tests {
         let cut = &EXAMPLE[..EXAMPLE.find("2,5,").unwrap()];
         let r = check(cut.as_bytes(), &ctx());
         let c = codes(&r);
-        for code in ["end.missing", "control.record_count", "statement.summary_missing"] {
+        for code in [
+            "end.missing",
+            "control.record_count",
+            "statement.summary_missing",
+        ] {
             assert!(c.contains(&code), "{code} in {c:?}");
         }
     }
@@ -1632,7 +1717,10 @@ mod tests {
         assert_eq!(r.verdict(), Verdict::Refused);
         // A 介護-looking control record with a 障害 record inside is refused the same way.
         let mixed = EXAMPLE.replacen("2,3,\"7131\"", "2,3,\"J121\"", 1);
-        assert_eq!(codes(&check(mixed.as_bytes(), &ctx())), vec!["shogai.refused"]);
+        assert_eq!(
+            codes(&check(mixed.as_bytes(), &ctx())),
+            vec!["shogai.refused"]
+        );
     }
 
     #[test]
@@ -1658,11 +1746,19 @@ mod tests {
         }
         text.push_str("3,102\r\n");
         let r = check(text.as_bytes(), &ctx());
-        let listed = r.findings.iter().filter(|f| f.code == "data.exchange_id").count();
+        let listed = r
+            .findings
+            .iter()
+            .filter(|f| f.code == "data.exchange_id")
+            .count();
         assert_eq!(listed, SHOWN_PER_CODE as usize + 1);
         let last = r.findings.last().unwrap();
         assert_eq!(last.code, "data.exchange_id");
-        assert!(last.message_ja.contains("ほかに 80 か所"), "{}", last.message_ja);
+        assert!(
+            last.message_ja.contains("ほかに 80 か所"),
+            "{}",
+            last.message_ja
+        );
     }
 
     #[test]
@@ -1679,7 +1775,10 @@ mod tests {
         let bad = EXAMPLE.replacen(",01,1,2000,22800,20520,", ",01,1,2100,22800,20520,", 1);
         let r = check(bad.as_bytes(), &ctx());
         assert_eq!(codes(&r), vec!["totals.units"]);
-        assert_eq!((r.findings[0].record_no, r.findings[0].item_no), (Some(2), Some(10)));
+        assert_eq!(
+            (r.findings[0].record_no, r.findings[0].item_no),
+            (Some(2), Some(10))
+        );
         assert!(r.findings[0].message_ja.contains("2100"));
         assert!(r.findings[0].message_ja.contains("2000"));
     }

@@ -1,0 +1,101 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The fixtures corpus (`tests/fixtures/claims/`, written by its `make.py`): every file is named
+//! `<verdict>--<code>[--variant].CSV` and must get exactly that verdict from the claim checker,
+//! with the named finding among its findings; an `ok` file must have no finding at all, and a
+//! refused file's errors must all be of the named code (so each fixture proves one rule). The
+//! same corpus goes through the `kaigo-relay validate --json` command, whose exit status and
+//! JSON must agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use kaigo_relay::claim::{
+    CheckContext, Month, OfficeNumber, OfficeStanding, Severity, Verdict, check,
+};
+
+fn corpus() -> Vec<(String, Verdict, Option<String>, PathBuf)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/claims");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".CSV") else {
+            continue;
+        };
+        let mut parts = stem.split("--");
+        let verdict = match parts.next().unwrap() {
+            "ok" => Verdict::Ok,
+            "warning" => Verdict::Warning,
+            "refused" => Verdict::Refused,
+            other => panic!("{name}: unknown verdict {other}"),
+        };
+        let code = (verdict != Verdict::Ok).then(|| parts.next().unwrap().to_owned());
+        out.push((name, verdict, code, path));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn context() -> CheckContext {
+    let standing = |name: &str, ended: Option<&str>| OfficeStanding {
+        name: name.into(),
+        ended_from: ended.map(|m| m.parse().unwrap()),
+    };
+    let offices: BTreeMap<OfficeNumber, OfficeStanding> = [
+        ("1379999996", standing("テスト訪問介護", None)),
+        ("1379999988", standing("テスト居宅介護支援", None)),
+        ("1379999970", standing("閉じた事業所", Some("202504"))),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.parse().unwrap(), s))
+    .collect();
+    CheckContext {
+        processing_month: Some("202506".parse::<Month>().unwrap()),
+        offices: Some(offices),
+    }
+}
+
+#[test]
+fn every_fixture_gets_the_verdict_its_name_promises() {
+    let corpus = corpus();
+    assert!(corpus.len() >= 40, "only {} fixtures", corpus.len());
+    let invalid = corpus.iter().filter(|c| c.1 != Verdict::Ok).count();
+    assert!(invalid >= 40, "only {invalid} invalid fixtures");
+    let ctx = context();
+    let mut failures = Vec::new();
+    for (name, verdict, code, path) in &corpus {
+        let bytes = std::fs::read(path).unwrap();
+        let report = check(&bytes, &ctx);
+        let codes: BTreeSet<&str> = report.findings.iter().map(|f| f.code.as_str()).collect();
+        let error_codes: BTreeSet<&str> = report.errors().map(|f| f.code.as_str()).collect();
+        let ok = report.verdict() == *verdict
+            && match (verdict, code) {
+                (Verdict::Ok, _) => report.findings.is_empty(),
+                (Verdict::Warning, Some(c)) => codes.contains(c.as_str()),
+                (Verdict::Refused, Some(c)) => {
+                    error_codes.len() == 1 && error_codes.contains(c.as_str())
+                }
+                _ => false,
+            };
+        if !ok {
+            failures.push(format!(
+                "{name}: got {:?} with {codes:?} (errors {error_codes:?})",
+                report.verdict()
+            ));
+        }
+        for f in &report.findings {
+            assert!(
+                !f.message_ja.is_empty() && !f.message_en.is_empty(),
+                "{name}"
+            );
+            if f.severity == Severity::Error && f.record_no.is_none() {
+                assert!(
+                    f.code.starts_with("file.") || f.message_ja.contains("ほかに"),
+                    "{name}: {} has no line",
+                    f.code
+                );
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
