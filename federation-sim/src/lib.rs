@@ -8,6 +8,9 @@
 //! daemon), which is what makes it a useful test peer. The invariant it keeps above all:
 //! one idempotency key is one submission, recorded durably before it is acknowledged.
 //!
+//! It also generates synthetic claim files ([`generate`], module [`gen`](crate::r#gen)) that its
+//! own 到達/受付 checks accept with ○: test and benchmark input for the daemon.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use federation_sim::{SimConfig, Simulator};
@@ -29,6 +32,7 @@ mod clock;
 pub mod config;
 mod control;
 mod gateway;
+pub mod r#gen;
 mod ids;
 mod reception;
 mod reply;
@@ -38,4 +42,6 @@ mod state;
 mod window;
 
 pub use config::{ConfigError, OfficeConfig, SimConfig, WindowConfig};
+pub use r#gen::{GenError, GenOptions, GeneratedFile, Style, generate};
 pub use sim::{Listening, Simulator};
+pub use window::Month;

@@ -49,6 +49,21 @@ impl Month {
         }
     }
 
+    /// The preceding month (the service month of a claim processed in this month).
+    pub fn prev(self) -> Month {
+        if self.month <= 1 {
+            Month {
+                year: self.year.saturating_sub(1),
+                month: 12,
+            }
+        } else {
+            Month {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
+
     /// Parses `YYYYMM`.
     pub fn parse(s: &str) -> Option<Month> {
         if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -281,6 +296,8 @@ mod tests {
     #[test]
     fn month_parse_and_display() {
         assert_eq!(Month::parse("202612").unwrap().next().to_string(), "202701");
+        assert_eq!(Month::parse("202701").unwrap().prev().to_string(), "202612");
+        assert_eq!(Month::parse("202606").unwrap().prev().to_string(), "202605");
         assert!(Month::parse("202613").is_none());
         assert!(Month::parse("20261").is_none());
         assert!(Month::parse("2026a1").is_none());

@@ -455,6 +455,60 @@ async fn returns_and_arrival_failures_over_the_wire() {
     sim.stop().await;
 }
 
+/// Files from `federation_sim::generate` for the processing month the gateway reports are
+/// accepted with ○ over the wire, in both quoting styles.
+#[tokio::test]
+async fn generated_claims_are_accepted_in_both_styles() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Running::start(config(dir.path()), Some(IN_WINDOW)).await;
+    let (status, health) = sim.gateway(get("/v1/health")).await;
+    assert_eq!(status, StatusCode::OK);
+    let month = health["reception_window"]["processing_month"]
+        .as_str()
+        .unwrap();
+    let processing_month = federation_sim::Month::parse(month).unwrap();
+
+    let mut receipts = Vec::new();
+    for style in [federation_sim::Style::Honobono, federation_sim::Style::Qkan] {
+        let files = federation_sim::generate(&federation_sim::GenOptions {
+            office: "1379999996".into(),
+            processing_month,
+            members: 50,
+            style,
+            seed: 11,
+        })
+        .unwrap();
+        for file in files {
+            let key = format!("gen-{}", file.name);
+            let mut req = post_claim(&key, &file.bytes);
+            req.headers_mut()
+                .insert("x-file-name", file.name.parse().unwrap());
+            let (status, receipt) = sim.gateway(req).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
+            assert_eq!(receipt["status"], "arrived", "{}: {receipt}", file.name);
+            receipts.push((
+                file.name,
+                receipt["receipt_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let (_, adv) = sim
+        .control(
+            Method::POST,
+            "/sim/advance",
+            Some(json!({"phase": "reception"})),
+        )
+        .await;
+    assert_eq!(adv["finalised"], 4);
+    for (name, receipt_id) in receipts {
+        let (_, st) = sim.gateway(get(&format!("/v1/claims/{receipt_id}"))).await;
+        assert_eq!(st["status"], "accepted", "{name}: {st}");
+        assert_eq!(st["reception_mark"], "○");
+        assert_eq!(st["errors"], json!([]));
+    }
+    sim.stop().await;
+}
+
 #[tokio::test]
 async fn http2_works_over_alpn() {
     let dir = tempfile::tempdir().unwrap();

@@ -99,3 +99,40 @@ fn every_fixture_gets_the_verdict_its_name_promises() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Files from `federation-sim gen-claims`, which the simulator accepts with ○, pass the
+/// daemon's checker without a finding, in both quoting styles and for several seeds.
+#[test]
+fn generated_claim_files_pass_the_checker() {
+    for style in [federation_sim::Style::Honobono, federation_sim::Style::Qkan] {
+        for seed in 1..=5u64 {
+            let opts = federation_sim::GenOptions {
+                office: "1379999996".into(),
+                processing_month: federation_sim::Month {
+                    year: 2025,
+                    month: 6,
+                },
+                members: 40,
+                style,
+                seed,
+            };
+            for file in federation_sim::generate(&opts).unwrap() {
+                let ctx = CheckContext {
+                    processing_month: Some("202506".parse().unwrap()),
+                    offices: None,
+                };
+                let report = check(&file.bytes, &ctx);
+                assert!(
+                    report.findings.is_empty(),
+                    "{} ({style:?}, seed {seed}): {:#?}",
+                    file.name,
+                    report.findings
+                );
+                assert_eq!(report.verdict(), Verdict::Ok);
+                let summary = report.summary.unwrap();
+                assert_eq!(summary.data_type, file.data_type);
+                assert_eq!(summary.statements, 40);
+            }
+        }
+    }
+}
