@@ -1238,14 +1238,17 @@ impl Pass {
                 .map(|s| s.as_ref())
                 .unwrap_or("")
         };
-        let key = (
-            format!("{}|{}", entry.id, value(entry.service_month_item)),
-            format!(
-                "{}|{}",
-                value(entry.insurer_item),
-                value(entry.insured_item)
-            ),
-        );
+        // Statements without a 基本 record to open them are told apart by their head items.
+        let key = || {
+            (
+                format!("{}|{}", entry.id, value(entry.service_month_item)),
+                format!(
+                    "{}|{}",
+                    value(entry.insurer_item),
+                    value(entry.insured_item)
+                ),
+            )
+        };
         let opens_with_basic = entry.role == Role::Statement && entry.layout(Some("01")).is_some();
         let current = self
             .current_statement
@@ -1253,7 +1256,7 @@ impl Pass {
         let known = if opens_with_basic {
             if code == Some("01") { None } else { current }
         } else {
-            self.statement_index.get(&key).copied()
+            self.statement_index.get(&key()).copied()
         };
         let index = match known {
             Some(i) => i,
@@ -1276,7 +1279,8 @@ impl Pass {
                     public_claim: 0,
                 });
                 if !opens_with_basic {
-                    self.statement_index.insert(key, self.statements.len() - 1);
+                    self.statement_index
+                        .insert(key(), self.statements.len() - 1);
                 }
                 self.statements.len() - 1
             }
