@@ -42,8 +42,12 @@ pub struct StatusEntry {
     pub moved_to: Option<String>,
     /// For duplicates: the submission with the same bytes.
     pub duplicate_of: Option<String>,
+    /// The 8.3 name it is sent under, when its own name is not one the federation accepts.
+    pub send_name: Option<String>,
     /// Error codes found by the check.
     pub errors: Vec<String>,
+    /// Warning codes found by the check (the file is sent).
+    pub warnings: Vec<String>,
     /// Explanation, Japanese.
     pub note_ja: Option<String>,
     /// Explanation, English.
@@ -73,6 +77,13 @@ impl From<&Submission> for StatusEntry {
             receipt_stored_at: s.receipt.as_ref().map(|r| jst_rfc3339(r.stored_at)),
             moved_to: s.moved_to.clone(),
             duplicate_of: s.duplicate_of.as_ref().map(|d| d.to_string()),
+            send_name: s.send_name.clone(),
+            warnings: s
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+                .map(|f| f.code.clone())
+                .collect(),
             errors: s
                 .findings
                 .iter()

@@ -286,3 +286,57 @@ fn a_file_dropped_outside_the_window_is_held_then_sent_when_it_opens() {
     assert_eq!(at_sim.len(), 1);
     assert_eq!(at_sim[0]["presented"], 1);
 }
+
+#[test]
+fn a_long_file_name_is_sent_under_a_generated_8_3_name_and_both_are_kept() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let bytes = env.claim(&["0000500001"], 5);
+    let sha = sha256_hex(&bytes);
+    let long = "訪問介護 12月分 請求データ.csv";
+    env.drop_atomic(long, &bytes);
+    let entry = env.wait_state(&sha, "accepted", T);
+    assert_eq!(entry["file_name"], long);
+    let send_name = entry["send_name"]
+        .as_str()
+        .expect("a generated name")
+        .to_owned();
+    assert!(
+        send_name.len() == 12 && send_name.starts_with('K') && send_name.ends_with(".CSV"),
+        "{send_name}"
+    );
+    assert_eq!(entry["warnings"], serde_json::json!(["file.name_replaced"]));
+    let at_sim = received_with(&env, &sha);
+    assert_eq!(at_sim.len(), 1, "{at_sim:?}");
+    assert_eq!(at_sim[0]["file_name"], send_name.as_str(), "{at_sim:?}");
+    assert_eq!(
+        std::fs::read(env.drop_dir.join("送信済").join(long)).unwrap(),
+        bytes,
+        "the clerk's copy keeps its own name"
+    );
+}
+
+#[test]
+fn a_disability_claim_is_refused_with_the_reason_and_never_sent() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let month = env.month.to_string();
+    let shogai = format!(
+        "1,1,0,1,J11,0,1379999996,0,7,{month},\r\n2,2,\"J111\",01,{},139998,1379999996,1,0\r\n3,3\r\n",
+        env.month.previous()
+    );
+    env.drop_atomic("KJ261201.CSV", shogai.as_bytes());
+    let entry = env.wait_state(&sha256_hex(shogai.as_bytes()), "refused", T);
+    assert_eq!(entry["errors"], serde_json::json!(["shogai.refused"]));
+    assert!(env.received().is_empty(), "nothing reached the federation");
+    let reason =
+        std::fs::read_to_string(env.drop_dir.join("エラー/KJ261201.CSV.エラー.txt")).unwrap();
+    assert!(reason.starts_with('\u{feff}'), "UTF-8 with BOM for Notepad");
+    assert!(reason.contains("障害福祉サービス"), "{reason}");
+    assert!(reason.contains("介護給付費の請求だけ"), "{reason}");
+    assert!(
+        reason.contains("long-term-care (介護) claims only"),
+        "{reason}"
+    );
+    assert!(reason.contains("\r\n"), "CRLF for Notepad");
+}
