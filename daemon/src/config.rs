@@ -512,6 +512,27 @@ client_key_file = "c.key"
     }
 
     #[test]
+    fn an_ended_office_is_read_with_its_month() {
+        let dir = tempfile::tempdir().unwrap();
+        write_password(dir.path());
+        let path = dir.path().join("k.toml");
+        let ended = format!("{MINIMAL}ended_from_month = \"202704\"\n");
+        let s = Settings::from_toml(&ended, &path).unwrap();
+        assert_eq!(
+            s.offices[0].ended_from_month,
+            Some("202704".parse().unwrap())
+        );
+        let standing = s.office_standings();
+        assert_eq!(
+            standing[&s.offices[0].office_number].ended_from,
+            Some("202704".parse().unwrap())
+        );
+        let bad = format!("{MINIMAL}ended_from_month = \"2027-04\"\n");
+        let e = Settings::from_toml(&bad, &path).unwrap_err().to_string();
+        assert!(e.contains("ended_from_month") || e.contains("年月"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_the_key_named() {
         let dir = tempfile::tempdir().unwrap();
         write_password(dir.path());
