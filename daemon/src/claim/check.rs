@@ -313,7 +313,7 @@ fn is_date(s: &str) -> bool {
     let year: u32 = s[..4].parse().unwrap_or(0);
     let month: u32 = s[4..6].parse().unwrap_or(0);
     let day: u32 = s[6..].parse().unwrap_or(0);
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
@@ -534,7 +534,8 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
         pass.ordinal += 1;
         pass.last_record_line = line.position;
         if let Err(e) = records::split_items(line.text, &mut items) {
-            if !(pass.ordinal == 1 && line.text.starts_with("1,")) && !line.text.starts_with("3,") {
+            let control = pass.ordinal == 1 && line.text.starts_with("1,");
+            if !control && !line.text.starts_with("3,") {
                 pass.data_records += 1;
             }
             let (ja, en) = match e {
@@ -1520,7 +1521,16 @@ impl Pass {
                     .map(|&i| f(&self.statements[i]))
                     .fold(0i64, i64::saturating_add)
             };
-            let mut compare: Vec<(&'static str, usize, &str, &str, Option<i64>, i64)> = vec![(
+            // (code, 7111 item, what in Japanese, in English, stated, sum of the statements)
+            type Comparison = (
+                &'static str,
+                usize,
+                &'static str,
+                &'static str,
+                Option<i64>,
+                i64,
+            );
+            let mut compare: Vec<Comparison> = vec![(
                 "totals.count",
                 7,
                 "件数",

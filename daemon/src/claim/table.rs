@@ -83,9 +83,16 @@ pub struct ExchangeId {
     /// Record layouts; for `Statement` IDs one per レコード種別コード (item 2).
     #[serde(default)]
     pub records: Vec<RecordLayout>,
+    /// Takes the record layouts of another ID (the 明細書 forms share one set of layouts, so a
+    /// revision of them is one change).
+    #[serde(default)]
+    pub records_like: Option<String>,
     /// For statements: which items feed the 7111 totals.
     #[serde(default)]
     pub totals: Option<Totals>,
+    /// Takes the totals mapping of another ID.
+    #[serde(default)]
+    pub totals_like: Option<String>,
 }
 
 /// The layout of one record of an exchange ID. Item numbers count from the ID as item 1, as the
@@ -175,6 +182,15 @@ impl Table {
     /// Parses and validates a table.
     pub fn parse(text: &str) -> Result<Table, String> {
         let mut table: Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut ids = std::collections::HashSet::new();
+        if let Some(e) = table
+            .exchange_id
+            .iter()
+            .find(|e| !ids.insert(e.id.as_str()))
+        {
+            return Err(format!("{}: listed twice", e.id));
+        }
+        table.resolve_likes()?;
         table.validate()?;
         table.by_id = table
             .exchange_id
@@ -183,6 +199,41 @@ impl Table {
             .map(|(i, e)| (e.id.clone(), i))
             .collect();
         Ok(table)
+    }
+
+    /// Copies the layouts and totals named by `records_like` / `totals_like`. The named ID must
+    /// carry its own (no chains), and an ID may not have both its own and a borrowed set.
+    fn resolve_likes(&mut self) -> Result<(), String> {
+        let snapshot = self.exchange_id.clone();
+        let find = |id: &str| snapshot.iter().find(|e| e.id == id);
+        for e in &mut self.exchange_id {
+            if let Some(like) = &e.records_like {
+                let source = find(like)
+                    .ok_or_else(|| format!("{}: records_like {like} is not in the table", e.id))?;
+                if source.records_like.is_some()
+                    || source.records.is_empty()
+                    || !e.records.is_empty()
+                {
+                    return Err(format!(
+                        "{}: records_like {like} must name an ID with its own records",
+                        e.id
+                    ));
+                }
+                e.records = source.records.clone();
+            }
+            if let Some(like) = &e.totals_like {
+                let source = find(like)
+                    .ok_or_else(|| format!("{}: totals_like {like} is not in the table", e.id))?;
+                if source.totals_like.is_some() || source.totals.is_none() || e.totals.is_some() {
+                    return Err(format!(
+                        "{}: totals_like {like} must name an ID with its own totals",
+                        e.id
+                    ));
+                }
+                e.totals = source.totals.clone();
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -285,6 +336,13 @@ mod tests {
         let s = t.get("7131").unwrap();
         assert_eq!(s.layout(Some("01")).and_then(|l| l.items), Some(56));
         assert_eq!(s.layout(Some("10")).and_then(|l| l.items), Some(38));
+        // Forms that share the 明細書 layouts get them whole.
+        let shared = t.get("7183").unwrap();
+        assert_eq!(shared.layout(Some("01")).and_then(|l| l.items), Some(56));
+        assert_eq!(
+            shared.totals.as_ref().map(|t| t.units.clone()),
+            Some(vec![14])
+        );
         assert!(t.get("7121").unwrap().valid_for("200201".parse().unwrap()));
         assert!(!t.get("7121").unwrap().valid_for("200202".parse().unwrap()));
     }
@@ -295,5 +353,7 @@ mod tests {
         assert!(Table::parse(&bad).unwrap_err().contains("twice"));
         let unknown = format!("{TABLE_TOML}\nsurprise = 1\n");
         assert!(Table::parse(&unknown).is_err());
+        let dangling = TABLE_TOML.replacen("records_like = \"7131\"", "records_like = \"7999\"", 1);
+        assert!(Table::parse(&dangling).unwrap_err().contains("7999"));
     }
 }
