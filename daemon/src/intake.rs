@@ -687,56 +687,43 @@ pub fn reason_text(sub: &Submission) -> String {
         String::new(),
         format!("File: {}", sub.file_name),
     ];
-    if !errors.is_empty() {
+    let mut section = |heading_ja: String, heading_en: String, list: &[&Finding]| {
+        if list.is_empty() {
+            return;
+        }
         ja.push(String::new());
-        ja.push(format!("見つかった誤り（{} 件）:", errors.len()));
+        ja.push(heading_ja);
         en.push(String::new());
-        en.push(format!("Errors found ({}):", errors.len()));
-        for (n, f) in errors.iter().enumerate() {
+        en.push(heading_en);
+        for (n, f) in list.iter().enumerate() {
+            let n = n + 1;
             ja.push(format!(
-                "{:>3}. [{}] {}  （コード {}）",
-                n + 1,
+                "{n:>3}. [{}] {}  （コード {}）",
                 where_ja(f),
                 f.message_ja,
                 f.code
             ));
             en.push(format!(
-                "{:>3}. [{}] {}  (code {})",
-                n + 1,
+                "{n:>3}. [{}] {}  (code {})",
                 where_en(f),
                 f.message_en,
                 f.code
             ));
         }
-    }
-    if !warnings.is_empty() {
-        ja.push(String::new());
-        ja.push(format!(
-            "注意（これだけなら送信できます）（{} 件）:",
-            warnings.len()
-        ));
-        en.push(String::new());
-        en.push(format!(
+    };
+    section(
+        format!("見つかった誤り（{} 件）:", errors.len()),
+        format!("Errors found ({}):", errors.len()),
+        &errors,
+    );
+    section(
+        format!("注意（これだけなら送信できます）（{} 件）:", warnings.len()),
+        format!(
             "Warnings (these alone would not stop the file) ({}):",
             warnings.len()
-        ));
-        for (n, f) in warnings.iter().enumerate() {
-            ja.push(format!(
-                "{:>3}. [{}] {}  （コード {}）",
-                n + 1,
-                where_ja(f),
-                f.message_ja,
-                f.code
-            ));
-            en.push(format!(
-                "{:>3}. [{}] {}  (code {})",
-                n + 1,
-                where_en(f),
-                f.message_en,
-                f.code
-            ));
-        }
-    }
+        ),
+        &warnings,
+    );
     ja.push(String::new());
     ja.push(
         "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。行目は請求ファイルの何行目か、列目はカンマで区切った何番目の項目かを表します。このファイルとこの説明は消してもかまいません（装置に記録が残っています）。"
@@ -763,6 +750,36 @@ fn write_reason_file(path: &Path, sub: &Submission) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_file_lists_every_finding_with_its_place() {
+        let mut sub = Submission::new("KK.CSV".into(), "00".into(), 10, Timestamp::UNIX_EPOCH);
+        let bytes = b"1,1,0,1,711,0,0,1379999996,0,4,202506,1\r\n2,2,\"7111\"\r\n3,3\r\n";
+        let ctx = CheckContext {
+            processing_month: Some("202506".parse().unwrap()),
+            offices: None,
+        };
+        sub.findings = claim::check(bytes, &ctx).findings;
+        let errors = sub
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        assert!(errors >= 2, "{:?}", sub.findings);
+        let text = reason_text(&sub);
+        assert!(
+            text.contains(&format!("見つかった誤り（{errors} 件）")),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 行目 10 列目"),
+            "media code at line 1, column 10: {text}"
+        );
+        assert!(text.contains("line 1, column 10"), "{text}");
+        assert!(text.contains("control.media_type"), "{text}");
+        assert!(!text.contains("注意（"), "no warnings here: {text}");
+        assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
+    }
 
     #[test]
     fn ignored_names() {
