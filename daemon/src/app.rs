@@ -66,6 +66,7 @@ impl App {
             gateway_settings: settings.gateway.clone(),
             wakeup,
             window: window_tx,
+            drop_dir: settings.intake.drop_dir.clone(),
         };
         let mut tasks = JoinSet::new();
         let token = shutdown.child_token();

@@ -48,6 +48,8 @@ pub const SENT_DIR: &str = "送信済";
 pub const ERROR_DIR: &str = "エラー";
 /// Suffix of the reason file written next to a refused file.
 pub const REASON_SUFFIX: &str = ".エラー.txt";
+/// Suffix of the result file next to a file in `送信済/`: where the claim stands now.
+pub const RESULT_SUFFIX: &str = ".結果.txt";
 
 /// Names intake never takes: temporary files of editors and copy tools, and files Windows
 /// Explorer leaves in shared folders.
@@ -605,6 +607,9 @@ impl TakeJob {
         if to_error {
             let reason_path = PathBuf::from(format!("{}{REASON_SUFFIX}", dest.display()));
             write_reason_file(&reason_path, sub)?;
+        } else {
+            let result_path = PathBuf::from(format!("{}{RESULT_SUFFIX}", dest.display()));
+            write_note_file(&result_path, &result_text(sub))?;
         }
         std::fs::rename(&self.path, &dest).with_context(|| {
             format!("cannot move {} to {}", self.path.display(), dest.display())
@@ -618,6 +623,10 @@ impl TakeJob {
                 .unwrap_or_default()
         );
         self.store.mark_moved(&sub.id, rel)?;
+        if !to_error && let Some(latest) = self.store.get(&sub.id)? {
+            // The relay may have moved the claim on between the commit and the move.
+            refresh_result_file(&self.drop_dir, &latest);
+        }
         Ok(())
     }
 }
@@ -738,6 +747,138 @@ pub fn reason_text(sub: &Submission) -> String {
     text
 }
 
+/// The result file of a file in `送信済/`: where the claim stands, its 受付番号 and 受付 mark,
+/// the federation's reasons for △ or ×, and what to do, in Japanese then English. It holds no
+/// time of writing, so it changes only when the claim's standing does.
+pub fn result_text(sub: &Submission) -> String {
+    let mut ja = vec![
+        "国保連合会への送信状況（状況が変わるたびに装置が書き直します）".to_owned(),
+        String::new(),
+        format!("ファイル名: {}", sub.file_name),
+    ];
+    let mut en = vec![
+        "Where this claim stands with the federation (the appliance rewrites this note whenever that changes)".to_owned(),
+        String::new(),
+        format!("File: {}", sub.file_name),
+    ];
+    if let Some(send_name) = &sub.send_name {
+        ja.push(format!("送信時の名前: {send_name}（国保連合会に届く名前）"));
+        en.push(format!(
+            "Sent as: {send_name} (the name the federation sees)"
+        ));
+    }
+    if let Some(o) = &sub.office_number {
+        ja.push(format!("事業所番号: {o}"));
+    }
+    if let Some(m) = sub.processing_month {
+        ja.push(format!("処理対象年月: {}", m.to_japanese()));
+        en.push(format!("Processing month: {m}"));
+    }
+    ja.push(format!("状況: {}", sub.state.label_ja()));
+    en.push(format!("State: {}", sub.state.as_str()));
+    if let Some(r) = &sub.receipt {
+        ja.push(format!("受付番号: {}", r.receipt_id));
+        ja.push(format!("到達日時: {}", r.arrived_at));
+        en.push(format!("Receipt: {}", r.receipt_id));
+        en.push(format!("Arrived: {}", r.arrived_at));
+        for e in &r.arrival_errors {
+            ja.push(format!("・到達エラー: {} [{}]", e.message, e.code));
+            en.push(format!("- arrival error: {} [{}]", e.message, e.code));
+        }
+    }
+    if let Some(r) = &sub.reception {
+        let mark = r.mark.as_deref().unwrap_or("—");
+        ja.push(format!("受付結果: {mark}"));
+        en.push(format!("Reception result: {mark}"));
+        for e in &r.errors {
+            let at = e
+                .record_no
+                .map(|n| format!("{n} 行目: "))
+                .unwrap_or_default();
+            let at_en = e
+                .record_no
+                .map(|n| format!("line {n}: "))
+                .unwrap_or_default();
+            ja.push(format!("・{at}{} [{}]", e.message, e.code));
+            en.push(format!("- {at_en}{} [{}]", e.message, e.code));
+        }
+    }
+    let warnings: Vec<&Finding> = sub
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .collect();
+    if !warnings.is_empty() {
+        ja.push(String::new());
+        ja.push("点検での注意（送信には影響しません）:".into());
+        en.push(String::new());
+        en.push("Warnings from the check (the file was sent anyway):".into());
+        for f in warnings {
+            ja.push(format!("・{} [{}]", f.message_ja, f.code));
+            en.push(format!("- {} [{}]", f.message_en, f.code));
+        }
+    }
+    if let Some(note) = &sub.note {
+        ja.push(String::new());
+        ja.push(format!("説明: {}", note.ja));
+        en.push(String::new());
+        en.push(format!("Note: {}", note.en));
+    }
+    ja.push(String::new());
+    ja.push(match sub.state {
+        State::Accepted => "国保連合会が受け付けました。このファイルについてすることはありません。".to_owned(),
+        State::AcceptedWithReturns => "受け付けられましたが、△の明細書は月末の返戻一覧で返戻されます。内容を直して翌月以降に再請求してください。".to_owned(),
+        State::Rejected => "受け付けられませんでした（×）。上の理由を直してファイルを作り直し、受付期間内にもう一度投入フォルダーに置いてください。".to_owned(),
+        State::FailedNeedsAttention => "装置が自動では送れない状態です。上の説明に従って対応するか、管理者に連絡してください。".to_owned(),
+        State::Held => "受付期間になると装置が自動で送信します。何もする必要はありません。".to_owned(),
+        _ => "装置が送信と結果の確認を続けています。何もする必要はありません。".to_owned(),
+    });
+    let mut text = ja.join("\r\n");
+    text.push_str("\r\n\r\n----\r\n\r\n");
+    text.push_str(&en.join("\r\n"));
+    text.push_str("\r\n");
+    text
+}
+
+/// Rewrites the result file of a submission archived in `送信済/` when its text changed. The
+/// new text goes to a temporary file first and is renamed over the old one, so a clerk never
+/// opens half a note. The store stays the truth: a failure here is logged, not fatal.
+pub fn refresh_result_file(drop_dir: &Path, sub: &Submission) {
+    let Some(moved_to) = sub.moved_to.as_deref() else {
+        return;
+    };
+    if !moved_to.starts_with(SENT_DIR) {
+        return;
+    }
+    let path = drop_dir.join(format!("{moved_to}{RESULT_SUFFIX}"));
+    let text = result_text(sub);
+    let current = std::fs::read(&path).ok();
+    let wanted = [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
+    if current.as_deref() == Some(wanted.as_slice()) {
+        return;
+    }
+    if let Err(e) = write_note_file(&path, &text) {
+        warn!(submission = %sub.id, path = %path.display(), error = %e, "could not update the result file");
+    }
+}
+
+/// Writes a note for clerks: UTF-8 with a BOM (Notepad), through a temporary file and a rename.
+fn write_note_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(b"\xEF\xBB\xBF")?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
 fn write_reason_file(path: &Path, sub: &Submission) -> anyhow::Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -779,6 +920,57 @@ mod tests {
         assert!(text.contains("control.media_type"), "{text}");
         assert!(!text.contains("注意（"), "no warnings here: {text}");
         assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
+    }
+
+    #[test]
+    fn the_result_file_follows_the_claim() {
+        use crate::submission::{GatewayIssue, Receipt, Reception};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(SENT_DIR)).unwrap();
+        let mut sub = Submission::new("KK.CSV".into(), "00".into(), 10, Timestamp::UNIX_EPOCH);
+        // Not archived yet: nothing is written.
+        refresh_result_file(dir.path(), &sub);
+        let path = dir.path().join(format!("{SENT_DIR}/KK.CSV{RESULT_SUFFIX}"));
+        assert!(!path.exists());
+        sub.moved_to = Some(format!("{SENT_DIR}/KK.CSV"));
+        refresh_result_file(dir.path(), &sub);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("状況: 送信待ち"), "{text}");
+        sub.receipt = Some(Receipt {
+            receipt_id: "R1".into(),
+            arrived_at: "2026-12-03T10:00:00+09:00".into(),
+            arrival_status: "arrived".into(),
+            arrival_errors: vec![],
+            stored_at: Timestamp::UNIX_EPOCH,
+        });
+        sub.reception = Some(Reception {
+            status: "rejected".into(),
+            mark: Some("×".into()),
+            errors: vec![GatewayIssue {
+                record_no: Some(1),
+                code: "control_office_mismatch".into(),
+                message: "事業所番号が違います".into(),
+            }],
+            updated_at: "2026-12-03T10:01:00+09:00".into(),
+        });
+        sub.transition(State::Rejected, "x", Timestamp::UNIX_EPOCH);
+        refresh_result_file(dir.path(), &sub);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with('\u{feff}'));
+        for want in [
+            "受付番号: R1",
+            "受付結果: ×",
+            "1 行目: 事業所番号が違います",
+            "作り直し",
+            "line 1:",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join(SENT_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Relay<G: GatewayApi> {
     pub wakeup: Arc<Notify>,
     /// Publishes the gateway's reception window to intake and to the loop.
     pub window: watch::Sender<Option<GatewayWindow>>,
+    /// The drop folder, whose result files (`送信済/NAME.結果.txt`) follow every change.
+    pub drop_dir: std::path::PathBuf,
 }
 
 impl<G: GatewayApi> std::fmt::Debug for Relay<G> {
@@ -324,9 +326,18 @@ impl<G: GatewayApi> Relay<G> {
         f: impl FnOnce(&mut Submission, Timestamp) + Send + 'static,
     ) -> anyhow::Result<Submission> {
         let id = id.clone();
-        self.store
+        let sub = self
+            .store
             .call(move |s| s.update(&id, |sub| f(sub, Timestamp::now())))
-            .await
+            .await?;
+        let drop_dir = self.drop_dir.clone();
+        let for_file = sub.clone();
+        // Best effort and off the async threads: the store already holds the truth.
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::intake::refresh_result_file(&drop_dir, &for_file)
+        })
+        .await;
+        Ok(sub)
     }
 
     async fn hold(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {

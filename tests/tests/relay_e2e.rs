@@ -44,6 +44,19 @@ fn a_dropped_claim_reaches_the_federation_exactly_once() {
     assert_eq!(at_sim[0]["presented"], 1);
     assert_eq!(at_sim[0]["office_number"], tests::CARE_OFFICE);
 
+    // Next to the archived copy, a note tells a clerk in Explorer where the claim stands.
+    let result_path = env.drop_dir.join("送信済/KK261201.CSV.結果.txt");
+    let note = env.wait_for("the result file to show ○", T, |_| {
+        std::fs::read_to_string(&result_path)
+            .ok()
+            .filter(|t| t.contains("受付結果: ○"))
+    });
+    assert!(note.starts_with('\u{feff}'), "UTF-8 with BOM for Notepad");
+    assert!(note.contains(&format!("受付番号: {receipt}")), "{note}");
+    assert!(note.contains("受付済 ○"), "{note}");
+    assert!(note.contains("Reception result: ○"), "{note}");
+    assert!(!note.replace("\r\n", "").contains('\n'), "CRLF only");
+
     // The file left the drop folder only for 送信済/, byte for byte.
     assert!(!env.drop_dir.join("KK261201.CSV").exists());
     assert_eq!(
@@ -313,6 +326,13 @@ fn a_long_file_name_is_sent_under_a_generated_8_3_name_and_both_are_kept() {
         std::fs::read(env.drop_dir.join("送信済").join(long)).unwrap(),
         bytes,
         "the clerk's copy keeps its own name"
+    );
+    let note =
+        std::fs::read_to_string(env.drop_dir.join("送信済").join(format!("{long}.結果.txt")))
+            .unwrap();
+    assert!(
+        note.contains(&format!("送信時の名前: {send_name}")),
+        "{note}"
     );
 }
 
