@@ -1,10 +1,11 @@
 //! The simulator's TOML configuration: listeners, server certificate names, reception timing,
-//! the reception window and the offices to register at start.
+//! the reception window, the fault plan in force at start and the offices to register at start.
 //!
-//! Invariants: unknown keys are rejected everywhere (`deny_unknown_fields`); a config that
-//! passes [`SimConfig::validate`] has a loopback control listener, valid 事業所番号 (check digit),
-//! `KJ` user IDs, well-formed fingerprints and a well-formed window, so the rest of the crate
-//! never re-checks them. Relative `state_dir` paths are resolved against the config file's
+//! Invariants: unknown keys are rejected everywhere (`deny_unknown_fields`, fault kinds by
+//! name); a config that passes [`SimConfig::validate`] has a loopback control listener, valid
+//! 事業所番号 (check digit), `KJ` user IDs, well-formed fingerprints, a well-formed window and a
+//! valid fault plan (off unless a `[faults]` table turns it on), so the rest of the crate never
+//! re-checks them. Relative `state_dir` paths are resolved against the config file's
 //! directory by [`SimConfig::load`].
 
 use std::collections::BTreeSet;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::faults::{FaultPlan, FaultPlanError};
 use crate::ids;
 
 /// The whole configuration file.
@@ -40,6 +42,10 @@ pub struct SimConfig {
     /// The monthly reception window (JST).
     #[serde(default)]
     pub window: WindowConfig,
+    /// The fault plan in force at start (`[faults]`; off by default). `POST /sim/faults`
+    /// replaces it until the process ends.
+    #[serde(default)]
+    pub faults: FaultPlan,
     /// Offices registered (or updated) at every start.
     #[serde(default)]
     pub offices: Vec<OfficeConfig>,
@@ -107,6 +113,8 @@ pub enum ConfigError {
     EmptyPassword(String),
     #[error("office {office}: certificate fingerprint {fingerprint:?} is not 64 hex digits")]
     BadFingerprint { office: String, fingerprint: String },
+    #[error("faults: {0}")]
+    Faults(#[from] FaultPlanError),
 }
 
 fn default_gateway_listen() -> SocketAddr {
@@ -198,6 +206,7 @@ impl SimConfig {
             reception_delay_ms: default_reception_delay_ms(),
             max_claim_bytes: default_max_claim_bytes(),
             window: WindowConfig::default(),
+            faults: FaultPlan::default(),
             offices: Vec::new(),
         }
     }
@@ -243,6 +252,7 @@ impl SimConfig {
             return Err(ConfigError::ZeroMaxClaimBytes);
         }
         self.window.validate()?;
+        self.faults.validate()?;
         let mut seen = BTreeSet::new();
         for office in &self.offices {
             office.validate()?;
@@ -286,6 +296,7 @@ impl OfficeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::FaultKind;
 
     const FULL: &str = r#"
 state_dir = "sim-state"
@@ -300,6 +311,13 @@ open_day = 1
 close_day = 10
 close_time = "23:30"
 withdraw_close_time = "20:00"
+
+[faults]
+seed = 7
+rate = 0.25
+kinds = ["http_503", "lost_response"]
+timeout_ms = 300
+slow_ms = 200
 
 [[offices]]
 office_number = "1379999996"
@@ -316,6 +334,41 @@ password = "secret"
         assert_eq!(c.window.withdraw_close_minutes().unwrap(), 20 * 60);
         assert_eq!(c.offices.len(), 1);
         assert!(c.offices[0].certificate_fingerprints.is_empty());
+        assert_eq!(
+            c.faults,
+            FaultPlan {
+                seed: 7,
+                rate: 0.25,
+                kinds: vec![FaultKind::Http503, FaultKind::LostResponse],
+                timeout_ms: 300,
+                slow_ms: 200,
+            }
+        );
+    }
+
+    #[test]
+    fn faults_are_off_by_default_and_checked() {
+        let c = SimConfig::from_toml("state_dir = \"x\"\n").unwrap();
+        assert!(!c.faults.is_on());
+        assert_eq!(c.faults.timeout_ms, 30_000);
+        assert_eq!(c.faults.slow_ms, 1_500);
+        assert_eq!(c.faults.kinds, FaultKind::ALL.to_vec());
+        // An integer rate is fine; partial tables take the defaults.
+        let c = SimConfig::from_toml("state_dir = \"x\"\n[faults]\nrate = 1\n").unwrap();
+        assert!(c.faults.is_on());
+        for bad in [
+            "[faults]\nrate = 1.5\n",
+            "[faults]\nrate = -0.5\n",
+            "[faults]\nrate = 0.5\nkinds = []\n",
+            "[faults]\nkinds = [\"http_502\"]\n",
+            "[faults]\ncolour = 1\n",
+            "[faults]\nslow_ms = 3600001\n",
+        ] {
+            assert!(
+                SimConfig::from_toml(&format!("state_dir = \"x\"\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The control API (`/sim/...`): plain HTTP on the loopback control listener, no
 //! authentication, JSON in and out. Tests and `kaigo-relay demo` use it to move the clock,
-//! register offices, read the accounting of received submissions and run phases.
+//! register offices, read the accounting of received submissions, run phases and set the
+//! fault plan.
 //!
-//! Invariants: the listener is loopback-only (enforced by config validation); `/sim/received`
-//! lists every recorded submission exactly once, in arrival order, with how many requests
-//! presented its idempotency key; the office password is never returned.
+//! Invariants: the listener is loopback-only (enforced by config validation) and is never
+//! faulted; `/sim/received` lists every recorded submission exactly once, in arrival order,
+//! with how many requests presented its idempotency key; the office password is never
+//! returned; a fault plan is only replaced by a valid one (a refused plan changes nothing).
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::clock::{format_jst, format_jst_ms};
 use crate::config::OfficeConfig;
+use crate::faults::{FaultKind, FaultPlan, FaultPlanError};
 use crate::reply::{self, ApiError, ReadBody, Resp, blocking, json_response};
 use crate::sim::{Core, RegisterError};
 use crate::state::OfficeRecord;
@@ -62,6 +65,9 @@ where
         ("/sim/offices", _) => Err(ApiError::method_not_allowed("GET, POST")),
         ("/sim/advance", Method::POST) => advance(core, read_json(req).await?).await,
         ("/sim/advance", _) => Err(ApiError::method_not_allowed("POST")),
+        ("/sim/faults", Method::GET) => Ok(faults_json(core)),
+        ("/sim/faults", Method::POST) => set_faults(core, read_json(req).await?),
+        ("/sim/faults", _) => Err(ApiError::method_not_allowed("GET, POST")),
         _ => Err(ApiError::not_found()),
     }
 }
@@ -218,4 +224,85 @@ async fn advance(core: &Arc<Core>, req: AdvanceRequest) -> Result<Resp, ApiError
             ),
         )),
     }
+}
+
+/// `POST /sim/faults`: a whole new plan; omitted fields take their defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsRequest {
+    seed: Option<u64>,
+    rate: Option<f64>,
+    kinds: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    slow_ms: Option<u64>,
+}
+
+fn invalid_plan(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(
+        "invalid_fault_plan",
+        format!("障害設定が正しくありません (invalid fault plan: {detail})"),
+    )
+}
+
+fn set_faults(core: &Core, req: FaultsRequest) -> Result<Resp, ApiError> {
+    let defaults = FaultPlan::default();
+    let rate = req
+        .rate
+        .ok_or_else(|| invalid_plan("rate is required; {\"rate\": 0} turns faults off"))?;
+    let kinds = match req.kinds {
+        None => defaults.kinds,
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                FaultKind::parse(name).ok_or_else(|| {
+                    let known: Vec<&str> = FaultKind::ALL.iter().map(|k| k.as_str()).collect();
+                    ApiError::bad_request(
+                        "unknown_fault_kind",
+                        format!(
+                            "障害の種類「{name}」は不明です (unknown fault kind; use {})",
+                            known.join(", ")
+                        ),
+                    )
+                    .with_field("kind", json!(name))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let plan = FaultPlan {
+        seed: req.seed.unwrap_or(defaults.seed),
+        rate,
+        kinds,
+        timeout_ms: req.timeout_ms.unwrap_or(defaults.timeout_ms),
+        slow_ms: req.slow_ms.unwrap_or(defaults.slow_ms),
+    };
+    core.faults
+        .set(plan)
+        .map_err(|e: FaultPlanError| invalid_plan(e))?;
+    Ok(faults_json(core))
+}
+
+/// `GET /sim/faults`: the plan in force and what it has injected since it was set.
+fn faults_json(core: &Core) -> Resp {
+    let status = core.faults.status();
+    let injected: serde_json::Map<String, Value> = status
+        .injected
+        .iter()
+        .map(|(kind, n)| (kind.as_str().to_owned(), json!(n)))
+        .collect();
+    let plan = &status.plan;
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "seed": plan.seed,
+            "rate": plan.rate,
+            "kinds": plan.kinds,
+            "timeout_ms": plan.timeout_ms,
+            "slow_ms": plan.slow_ms,
+            "active": plan.is_on(),
+            "injected": injected,
+            "http_503_with_retry_after": status.http_503_with_retry_after,
+            "requests": status.requests,
+            "connections": status.connections,
+        }),
+    )
 }

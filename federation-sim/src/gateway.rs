@@ -2,11 +2,13 @@
 //!
 //! Invariants: every `/v1` request except `/v1/health` is authenticated (Basic user ID and
 //! password, then the client certificate's fingerprint must be allowed for that user ID) before
-//! anything else happens. `POST /v1/claims` looks the idempotency key up before any other check
-//! on the body, so a retry of a recorded submission always gets the original receipt (200) or
-//! `idempotency_mismatch` (422), and the key is counted; a new submission is committed to the
-//! store before its 202 is sent. The handler is a plain function from request to response
-//! ([`handle`]) so that a fault-injection layer can wrap it without touching the rules.
+//! anything else happens. `POST /v1/claims` counts the key's presentation and looks the key up
+//! before reading the body or any other check on it, so a retry of a recorded submission always
+//! gets the original receipt (200) or `idempotency_mismatch` (422); a new submission is
+//! committed to the store before its 202 is sent. [`respond`] decides each request's fault from
+//! its identity (the key and its presentation count for `POST /v1/claims`, method + path +
+//! query otherwise) and lets `faults::apply` carry it out around the fault-free rules, which
+//! never know about faults.
 
 use std::sync::Arc;
 
@@ -16,9 +18,11 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
 
 use crate::claims::{Arrival, Withdrawal};
 use crate::clock::{format_jst, format_jst_ms};
+use crate::faults::{self, Outcome};
 use crate::reply::{self, ApiError, ReadBody, Resp, blocking, json_response};
 use crate::sim::{Core, UserView};
 use crate::state::{Recorded, Submission};
@@ -34,24 +38,91 @@ pub struct Peer {
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 200;
 
-/// Handles one gateway request. Never fails: every error is a JSON response.
-pub async fn handle<B>(core: Arc<Core>, peer: Peer, req: Request<B>) -> Resp
+/// Handles one gateway request, with the fault (if any) the plan decides for it. Every error
+/// is a JSON response; [`Outcome::Drop`] asks the connection to be closed without one.
+pub(crate) async fn respond<B>(
+    core: Arc<Core>,
+    peer: Peer,
+    req: Request<B>,
+    shutdown: &CancellationToken,
+) -> Outcome
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin + Send + 'static,
     B::Error: std::fmt::Display,
 {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let result = route(&core, &peer, req).await;
-    let resp = result.unwrap_or_else(ApiError::into_response);
-    tracing::info!(
-        %method,
-        %path,
-        status = resp.status().as_u16(),
-        peer = %peer.addr,
-        "gateway request"
-    );
-    resp
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    let limit = core.config.max_claim_bytes;
+    let is_submission = method == Method::POST && path.trim_end_matches('/') == "/v1/claims";
+    let admitted = if is_submission {
+        Some(admit(&core, &peer, req.headers()).await)
+    } else {
+        None
+    };
+    let (fault, outcome) = match admitted {
+        Some(Ok(admitted)) => {
+            let fault = core.faults.on_submission(
+                &admitted.user.user_id,
+                &admitted.key,
+                admitted.presentation,
+            );
+            let c = Arc::clone(&core);
+            let handler = move |req| async move {
+                submit(&c, admitted, req)
+                    .await
+                    .unwrap_or_else(ApiError::into_response)
+            };
+            (
+                fault,
+                faults::apply(fault, req, limit, shutdown, handler).await,
+            )
+        }
+        // A POST /v1/claims refused before its key was counted: faulted like any request.
+        Some(Err(refused)) => {
+            let fault = core.faults.on_request(&method, &target);
+            let handler = move |_req| async move { refused.into_response() };
+            (
+                fault,
+                faults::apply(fault, req, limit, shutdown, handler).await,
+            )
+        }
+        None => {
+            let fault = core.faults.on_request(&method, &target);
+            let (c, p) = (Arc::clone(&core), peer.clone());
+            let handler = move |req| async move {
+                route(&c, &p, req)
+                    .await
+                    .unwrap_or_else(ApiError::into_response)
+            };
+            (
+                fault,
+                faults::apply(fault, req, limit, shutdown, handler).await,
+            )
+        }
+    };
+    let fault_kind = fault.map(|f| f.kind.as_str());
+    match &outcome {
+        Outcome::Respond(resp) => tracing::info!(
+            %method,
+            %path,
+            status = resp.status().as_u16(),
+            fault = fault_kind,
+            peer = %peer.addr,
+            "gateway request"
+        ),
+        Outcome::Drop => tracing::info!(
+            %method,
+            %path,
+            fault = fault_kind,
+            peer = %peer.addr,
+            "gateway request: connection dropped without a response"
+        ),
+    }
+    outcome
 }
 
 async fn route<B>(core: &Arc<Core>, peer: &Peer, req: Request<B>) -> Result<Resp, ApiError>
@@ -68,8 +139,8 @@ where
         },
         ["v1", "claims"] => match *req.method() {
             Method::POST => {
-                let user = authorize(core, peer, req.headers())?;
-                submit(core, &user, req).await
+                let admitted = admit(core, peer, req.headers()).await?;
+                submit(core, admitted, req).await
             }
             Method::GET => {
                 let user = authorize(core, peer, req.headers())?;
@@ -275,14 +346,45 @@ fn is_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"))
 }
 
-async fn submit<B>(core: &Arc<Core>, user: &UserView, req: Request<B>) -> Result<Resp, ApiError>
+/// A `POST /v1/claims` that passed authentication and the key check, its presentation
+/// counted.
+#[derive(Debug)]
+struct Admitted {
+    user: UserView,
+    key: String,
+    /// How many times the key has now been presented (this request included).
+    presentation: u64,
+    /// The submission already recorded under the key.
+    existing: Option<Submission>,
+}
+
+/// Steps 1–2 of `POST /v1/claims`, then counts the presentation and looks the key up.
+async fn admit(core: &Arc<Core>, peer: &Peer, headers: &HeaderMap) -> Result<Admitted, ApiError> {
+    let user = authorize(core, peer, headers)?;
+    let key = idempotency_key(headers)?;
+    let (user_id, k) = (user.user_id.clone(), key.clone());
+    let presentation = blocking(core, move |c| c.state.present(&user_id, &k)).await?;
+    Ok(Admitted {
+        user,
+        key,
+        presentation: presentation.count,
+        existing: presentation.existing,
+    })
+}
+
+async fn submit<B>(core: &Arc<Core>, admitted: Admitted, req: Request<B>) -> Result<Resp, ApiError>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Unpin + Send + 'static,
     B::Error: std::fmt::Display,
 {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
-    let key = idempotency_key(&headers)?;
+    let Admitted {
+        user,
+        key,
+        existing,
+        ..
+    } = admitted;
 
     let declared_too_large = headers
         .get(http::header::CONTENT_LENGTH)
@@ -300,8 +402,7 @@ where
     };
 
     // Idempotency first: a recorded key decides the answer whatever else the request says.
-    let (user_id, k) = (user.user_id.clone(), key.clone());
-    if let Some(existing) = blocking(core, move |c| c.state.present_again(&user_id, &k)).await? {
+    if let Some(existing) = existing {
         return replay(&existing, sha256.as_deref());
     }
 
@@ -353,7 +454,6 @@ where
             .map(str::to_owned)
             .unwrap_or_else(|_| String::new())
     });
-    let user = user.clone();
     let sha = sha256.unwrap_or_default();
     let processing_month = window.processing_month().to_string();
     let recorded = blocking(core, move |c| {

@@ -4,7 +4,8 @@
 //! It owns the other side of the wire: a mutual-TLS HTTPS gateway (`/v1/...`) that applies the
 //! 到達 and 受付 rules of `claim-format.md` to claim files, and a loopback control API
 //! (`/sim/...`) that moves a virtual clock, registers offices and accounts for every
-//! submission it recorded. It is an independent implementation (it does not depend on the
+//! submission it recorded, and injects seeded, deterministic faults ([`faults`]) into the
+//! gateway on demand. It is an independent implementation (it does not depend on the
 //! daemon), which is what makes it a useful test peer. The invariant it keeps above all:
 //! one idempotency key is one submission, recorded durably before it is acknowledged.
 //!
@@ -31,6 +32,7 @@ mod claims;
 mod clock;
 pub mod config;
 mod control;
+pub mod faults;
 mod gateway;
 pub mod r#gen;
 mod ids;
@@ -42,6 +44,7 @@ mod state;
 mod window;
 
 pub use config::{ConfigError, OfficeConfig, SimConfig, WindowConfig};
+pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultStatus};
 pub use r#gen::{GenError, GenOptions, GeneratedFile, Style, generate};
 pub use sim::{Listening, Simulator};
 pub use window::Month;

@@ -6,7 +6,9 @@
 //! atomically only after both listeners are bound, so whoever reads it can connect. On
 //! shutdown the listeners stop accepting at once, in-flight requests get [`GRACE`] to finish,
 //! and every task holding the store has ended when `serve` returns (so the state directory
-//! can be opened again straight away).
+//! can be opened again straight away). Faults touch only the gateway listener: the
+//! `tls_handshake` decision is taken in the accept loop, in accept order, and a request whose
+//! fault drops the connection closes its whole connection without another byte being written.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs;
+use crate::faults::Outcome;
 use crate::gateway::{self, Peer};
 use crate::sim::{Core, Listening};
 
@@ -115,9 +118,18 @@ pub(crate) async fn serve(
             _ = shutdown.cancelled() => break,
             accepted = gateway_listener.accept() => match accepted {
                 Ok((stream, addr)) => {
-                    tasks.spawn(gateway_connection(
-                        Arc::clone(&core), acceptor.clone(), stream, addr, shutdown.clone(),
-                    ));
+                    if let Some(fault) = core.faults.on_connection() {
+                        tracing::info!(
+                            peer = %addr,
+                            fault = fault.kind.as_str(),
+                            "closing the connection before the TLS handshake"
+                        );
+                        drop(stream);
+                    } else {
+                        tasks.spawn(gateway_connection(
+                            Arc::clone(&core), acceptor.clone(), stream, addr, shutdown.clone(),
+                        ));
+                    }
                 }
                 Err(e) => accept_failed("gateway", e).await,
             },
@@ -230,13 +242,45 @@ async fn gateway_connection(
         .map(|cert| certs::fingerprint(cert));
     tracing::debug!(peer = %addr, fingerprint = ?fingerprint, "TLS connection established");
     let peer = Peer { addr, fingerprint };
+    // `kill`: a fault asks for the connection to be dropped without a response; `closed`: the
+    // connection is gone (cancelled once `serve_connection` has returned).
+    let kill = CancellationToken::new();
+    let closed = CancellationToken::new();
+    let (kill2, closed2, shutdown2) = (kill.clone(), closed.clone(), shutdown.clone());
     let service = service_fn(move |req| {
         let core = Arc::clone(&core);
         let peer = peer.clone();
-        async move { Ok::<_, Infallible>(gateway::handle(core, peer, req).await) }
+        let (kill, closed) = (kill2.clone(), closed2.clone());
+        let shutdown = shutdown2.clone();
+        async move {
+            match gateway::respond(core, peer, req, &shutdown).await {
+                Outcome::Respond(resp) => Ok(resp),
+                Outcome::Drop => {
+                    kill.cancel();
+                    // HTTP/1.1 drops this future with the connection. An HTTP/2 stream runs in
+                    // its own task: it ends once the connection is gone, so the error can no
+                    // longer reach the client.
+                    closed.cancelled().await;
+                    Err(ConnectionDropped)
+                }
+            }
+        }
     });
-    serve_connection(TokioIo::new(tls), service, addr, shutdown).await;
+    serve_connection(TokioIo::new(tls), service, addr, shutdown, kill).await;
+    closed.cancel();
 }
+
+/// The service error of a request whose fault dropped the connection.
+#[derive(Debug)]
+struct ConnectionDropped;
+
+impl std::fmt::Display for ConnectionDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for ConnectionDropped {}
 
 async fn control_connection(
     core: Arc<Core>,
@@ -248,30 +292,46 @@ async fn control_connection(
         let core = Arc::clone(&core);
         async move { Ok::<_, Infallible>(crate::control::handle(core, req).await) }
     });
-    serve_connection(TokioIo::new(stream), service, addr, shutdown).await;
+    let never_killed = CancellationToken::new();
+    serve_connection(TokioIo::new(stream), service, addr, shutdown, never_killed).await;
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends or shutdown is requested (then
-/// finishes in-flight requests and closes).
-async fn serve_connection<I, S>(io: I, service: S, addr: SocketAddr, shutdown: CancellationToken)
-where
+/// finishes in-flight requests and closes). When `kill` is cancelled the connection is dropped
+/// at once: the socket closes without writing anything more (no response, no close_notify).
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    kill: CancellationToken,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = crate::reply::Resp,
-            Error = Infallible,
-        > + Send
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = crate::reply::Resp>
+        + Send
         + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
 {
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
+    // `biased`: once a drop is requested the connection is never polled again, so nothing more
+    // is written to it.
     let result = tokio::select! {
+        biased;
+        _ = kill.cancelled() => {
+            tracing::debug!(peer = %addr, "connection dropped by a fault");
+            return;
+        }
         result = conn.as_mut() => result,
         _ = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => return,
+                result = conn.as_mut() => result,
+            }
         }
     };
     if let Err(e) = result {

@@ -1,7 +1,7 @@
-//! The simulator as a whole: [`Simulator`] (the public handle: open, clock, certificates,
-//! serve) and the shared [`Core`] that the gateway, the control API and the background
-//! finaliser work on — configuration, window rule, state store, clock, CA and the office
-//! registry.
+//! The simulator as a whole: [`Simulator`] (the public handle: open, clock, fault plan,
+//! certificates, serve) and the shared [`Core`] that the gateway, the control API and the
+//! background finaliser work on — configuration, window rule, state store, clock, fault plan,
+//! CA and the office registry.
 //!
 //! Invariants: `Simulator::open` is idempotent (a second open of the same state directory keeps
 //! the CA, every issued certificate, every office and every submission); the in-memory office
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::certs::{CertAuthority, CertError};
 use crate::clock::{Clock, format_jst};
 use crate::config::{ConfigError, OfficeConfig, SimConfig};
+use crate::faults::{FaultPlan, FaultPlanError, FaultStatus, Faults};
 use crate::state::{IssuedCert, OfficeRecord, State, StateError};
 use crate::window::Window;
 
@@ -62,6 +63,8 @@ pub struct Core {
     pub window: Window,
     pub state: State,
     pub clock: Clock,
+    /// The fault plan in force and its counters (in memory: a start uses the config's plan).
+    pub(crate) faults: Faults,
     ca: Mutex<CertAuthority>,
     offices: RwLock<BTreeMap<String, OfficeRecord>>,
     /// Submissions whose 受付 result is still hidden: seq → due time (ms).
@@ -215,11 +218,13 @@ impl Simulator {
             .filter(|s| s.is_pending())
             .map(|s| (s.seq, s.reception_due_ms))
             .collect();
+        let faults = Faults::new(config.faults.clone());
         let core = Core {
             config,
             window,
             state,
             clock,
+            faults,
             ca: Mutex::new(ca),
             offices: RwLock::new(offices),
             pending: Mutex::new(pending),
@@ -261,6 +266,16 @@ impl Simulator {
         self.core
             .set_clock(None)
             .context("cannot persist the clock setting")
+    }
+
+    /// Replaces the fault plan (as `POST /sim/faults` does) and resets the fault counters.
+    pub fn set_faults(&self, plan: FaultPlan) -> Result<(), FaultPlanError> {
+        self.core.faults.set(plan)
+    }
+
+    /// The fault plan in force and the faults injected since it was set (as `GET /sim/faults`).
+    pub fn faults(&self) -> FaultStatus {
+        self.core.faults.status()
     }
 
     /// Binds both listeners, writes `state_dir/listen.json`, prints the listening line, sends

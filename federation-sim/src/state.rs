@@ -1,11 +1,14 @@
 //! Persistence in `state_dir/sim.redb` (redb 4): offices, submissions (metadata as JSON), claim
-//! bodies, the idempotency-key and receipt-ID indexes, the clock setting and the receipt counter.
+//! bodies, the idempotency-key and receipt-ID indexes, the per-key presentation counts, the
+//! clock setting and the receipt counter.
 //!
 //! Invariants: this is the only module that names redb tables. Every change is one write
 //! transaction committed with redb's default (immediate, fsync) durability before the caller
 //! answers, so a 202 is only ever sent for a submission that survives `kill -9`. An
 //! idempotency key maps to at most one submission per user ID: the key lookup and the insert
-//! happen in the same write transaction, which redb serialises.
+//! happen in the same write transaction, which redb serialises. A key's presentation count
+//! ([`State::present`]) is kept whether or not the key was ever recorded, and a recorded
+//! submission's `presented` always equals it.
 
 use std::path::Path;
 
@@ -22,6 +25,8 @@ const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotenc
 const RECEIPTS: TableDefinition<&str, u64> = TableDefinition::new("receipt_ids");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// How many requests presented each (user ID, idempotency key), recorded or not.
+const PRESENTATIONS: TableDefinition<&str, u64> = TableDefinition::new("presentations");
 
 const META_CLOCK: &str = "clock";
 const META_SERVER_NAMES: &str = "server_names";
@@ -111,7 +116,7 @@ pub struct Submission {
     pub reception_due_ms: i64,
     pub revealed_at_ms: Option<i64>,
     pub withdrawn_at_ms: Option<i64>,
-    /// How many requests carried this idempotency key.
+    /// How many requests presented this idempotency key (see [`State::present`]).
     pub presented: u64,
     pub updated_at_ms: i64,
 }
@@ -183,8 +188,17 @@ pub struct NewSubmission {
 pub enum Recorded {
     /// A new submission was committed.
     New(Submission),
-    /// The key was already used (by a concurrent request); its presented count was incremented.
+    /// The key was already recorded (by a concurrent request).
     Existing(Submission),
+}
+
+/// The result of [`State::present`].
+#[derive(Debug, Clone)]
+pub struct Presentation {
+    /// How many times the key has now been presented, this time included (1-based).
+    pub count: u64,
+    /// The submission recorded under the key, if any (its `presented` equals `count`).
+    pub existing: Option<Submission>,
 }
 
 /// The redb-backed store.
@@ -213,6 +227,7 @@ impl State {
         tx.open_table(RECEIPTS)?;
         tx.open_table(META)?;
         tx.open_table(COUNTERS)?;
+        tx.open_table(PRESENTATIONS)?;
         tx.commit()?;
         Ok(State { db })
     }
@@ -304,41 +319,53 @@ impl State {
         subs.get(seq)?.map(|v| read_json(v.value())).transpose()
     }
 
-    /// If the key is known, counts one more presentation (committed) and returns the updated
-    /// submission.
-    pub fn present_again(
-        &self,
-        user_id: &str,
-        key: &str,
-    ) -> Result<Option<Submission>, StateError> {
+    /// Counts one more presentation of the key (committed) and returns the new count with the
+    /// submission recorded under the key, if any (updated to the same count).
+    pub fn present(&self, user_id: &str, key: &str) -> Result<Presentation, StateError> {
+        let index_key = key_index(user_id, key);
         let tx = self.db.begin_write()?;
-        let found = {
+        let presentation = {
             let index = tx.open_table(IDEMPOTENCY)?;
-            let seq = index
-                .get(key_index(user_id, key).as_str())?
-                .map(|v| v.value());
-            match seq {
-                Some(seq) => {
-                    let mut subs = tx.open_table(SUBMISSIONS)?;
-                    bump_presented(&mut subs, seq)?
-                }
+            let mut subs = tx.open_table(SUBMISSIONS)?;
+            let mut counts = tx.open_table(PRESENTATIONS)?;
+            let seq = index.get(index_key.as_str())?.map(|v| v.value());
+            let mut existing = match seq {
+                Some(seq) => Some(load_submission(&subs, seq)?),
                 None => None,
+            };
+            // A state directory from before the counts table knows only `presented`.
+            let before = counts
+                .get(index_key.as_str())?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                .max(existing.as_ref().map_or(0, |s| s.presented));
+            let count = before + 1;
+            counts.insert(index_key.as_str(), count)?;
+            if let (Some(seq), Some(sub)) = (seq, existing.as_mut()) {
+                sub.presented = count;
+                let json = serde_json::to_string(&*sub)?;
+                subs.insert(seq, json.as_str())?;
             }
+            Presentation { count, existing }
         };
-        match found {
-            Some(sub) => {
-                tx.commit()?;
-                Ok(Some(sub))
-            }
-            None => {
-                tx.abort()?;
-                Ok(None)
-            }
-        }
+        tx.commit()?;
+        Ok(presentation)
     }
 
-    /// Records a new submission and its body, unless its key was taken meanwhile (then counts
-    /// one more presentation of the existing one). Committed before returning.
+    /// How many times the key has been presented (0 if never).
+    #[cfg(test)]
+    pub fn presentations(&self, user_id: &str, key: &str) -> Result<u64, StateError> {
+        let tx = self.db.begin_read()?;
+        let counts = tx.open_table(PRESENTATIONS)?;
+        Ok(counts
+            .get(key_index(user_id, key).as_str())?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Records a new submission and its body, unless its key was taken meanwhile (then returns
+    /// the existing one unchanged). Committed before returning. The request's presentation is
+    /// expected to have been counted by [`State::present`]; the new submission's `presented` is
+    /// the key's count (a key never presented counts as presented once).
     pub fn record_submission(
         &self,
         new: NewSubmission,
@@ -351,15 +378,15 @@ impl State {
             let mut subs = tx.open_table(SUBMISSIONS)?;
             let existing = index.get(index_key.as_str())?.map(|v| v.value());
             if let Some(seq) = existing {
-                match bump_presented(&mut subs, seq)? {
-                    Some(sub) => Recorded::Existing(sub),
-                    None => {
-                        return Err(StateError::Inconsistent(format!(
-                            "idempotency index points at missing submission {seq}"
-                        )));
-                    }
-                }
+                Recorded::Existing(load_submission(&subs, seq)?)
             } else {
+                let mut counts = tx.open_table(PRESENTATIONS)?;
+                let presented = counts
+                    .get(index_key.as_str())?
+                    .map(|v| v.value())
+                    .unwrap_or(0)
+                    .max(1);
+                counts.insert(index_key.as_str(), presented)?;
                 let mut counters = tx.open_table(COUNTERS)?;
                 let seq = counters
                     .get(COUNTER_RECEIPT)?
@@ -383,7 +410,7 @@ impl State {
                     reception_due_ms: new.reception_due_ms,
                     revealed_at_ms: None,
                     withdrawn_at_ms: None,
-                    presented: 1,
+                    presented,
                     updated_at_ms: new.arrived_at_ms,
                 };
                 let json = serde_json::to_string(&sub)?;
@@ -464,18 +491,17 @@ impl State {
     }
 }
 
-fn bump_presented(
-    subs: &mut redb::Table<'_, u64, &'static str>,
+/// The submission `seq`, which an index points at (so it must exist).
+fn load_submission(
+    subs: &redb::Table<'_, u64, &'static str>,
     seq: u64,
-) -> Result<Option<Submission>, StateError> {
-    let current: Option<Submission> = subs.get(seq)?.map(|v| read_json(v.value())).transpose()?;
-    let Some(mut sub) = current else {
-        return Ok(None);
-    };
-    sub.presented += 1;
-    let json = serde_json::to_string(&sub)?;
-    subs.insert(seq, json.as_str())?;
-    Ok(Some(sub))
+) -> Result<Submission, StateError> {
+    subs.get(seq)?
+        .map(|v| read_json(v.value()))
+        .transpose()?
+        .ok_or_else(|| {
+            StateError::Inconsistent(format!("an index points at missing submission {seq}"))
+        })
 }
 
 #[cfg(test)]
@@ -524,6 +550,12 @@ mod tests {
     fn a_key_is_recorded_once_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("sim.redb")).unwrap();
+        // Presented twice before it is recorded (e.g. two faulted attempts), then recorded.
+        let p = state.present("KJ00000001", "k1").unwrap();
+        assert_eq!((p.count, p.existing.is_none()), (1, true));
+        assert_eq!(state.present("KJ00000001", "k1").unwrap().count, 2);
+        let p = state.present("KJ00000001", "k1").unwrap();
+        assert_eq!(p.count, 3);
         let Recorded::New(first) = state
             .record_submission(new_submission("k1"), b"abc")
             .unwrap()
@@ -531,7 +563,8 @@ mod tests {
             panic!("expected a new submission");
         };
         assert_eq!(first.receipt_id, "R20250603-000001");
-        assert_eq!(first.presented, 1);
+        assert_eq!(first.presented, 3);
+        // A concurrent loser gets the existing one, not counted again.
         let Recorded::Existing(again) = state
             .record_submission(new_submission("k1"), b"abc")
             .unwrap()
@@ -539,17 +572,24 @@ mod tests {
             panic!("expected the existing submission");
         };
         assert_eq!(again.receipt_id, first.receipt_id);
-        assert_eq!(again.presented, 2);
-        let bumped = state.present_again("KJ00000001", "k1").unwrap().unwrap();
-        assert_eq!(bumped.presented, 3);
-        assert!(state.present_again("KJ00000001", "nope").unwrap().is_none());
-        assert!(state.present_again("KJ00000002", "k1").unwrap().is_none());
+        assert_eq!(again.presented, 3);
+        let p = state.present("KJ00000001", "k1").unwrap();
+        assert_eq!(p.count, 4);
+        assert_eq!(p.existing.unwrap().presented, 4);
+        assert_eq!(state.presentations("KJ00000001", "k1").unwrap(), 4);
+        // Keys are scoped per user ID.
+        let p = state.present("KJ00000002", "k1").unwrap();
+        assert_eq!((p.count, p.existing.is_none()), (1, true));
+        assert_eq!(state.presentations("KJ00000001", "nope").unwrap(), 0);
 
+        // Recorded without a counted presentation: counts as one.
         let Recorded::New(second) = state.record_submission(new_submission("k2"), b"x").unwrap()
         else {
             panic!("expected a new submission");
         };
         assert_eq!(second.receipt_id, "R20250603-000002");
+        assert_eq!(second.presented, 1);
+        assert_eq!(state.present("KJ00000001", "k2").unwrap().count, 2);
         let all = state.submissions().unwrap();
         assert_eq!(all.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(state.body(1).unwrap().unwrap(), b"abc");
@@ -564,7 +604,7 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .presented,
-            3
+            4
         );
     }
 

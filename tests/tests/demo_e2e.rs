@@ -105,7 +105,21 @@ fn the_demo_sends_its_samples_through_and_can_run_again() {
         "{subs:?}"
     );
     let drop = Path::new(info["drop_dir"].as_str().unwrap());
-    assert_eq!(std::fs::read_dir(drop.join("送信済")).unwrap().count(), 3);
+    let mut sent: Vec<String> = std::fs::read_dir(drop.join("送信済"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent.len(),
+        6,
+        "three files and their result notes: {sent:?}"
+    );
+    assert_eq!(
+        sent.iter().filter(|n| n.ends_with(".結果.txt")).count(),
+        3,
+        "{sent:?}"
+    );
     assert_eq!(
         std::fs::read_dir(drop.join("エラー")).unwrap().count(),
         2,
