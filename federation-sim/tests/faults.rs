@@ -14,9 +14,7 @@ use std::time::Duration;
 use federation_sim::{FaultKind, FaultPlan};
 use http::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 
 use common::*;
 
@@ -208,12 +206,8 @@ async fn tls_handshake_faults_refuse_new_connections_only() {
     let sim = Running::start(config(dir.path()), Some(IN_WINDOW)).await;
 
     // A keep-alive connection established while faults are off.
-    let tls = tokio_rustls::TlsConnector::from(sim.tls(Some("1379999996"), &[b"http/1.1"]));
-    let tcp = TcpStream::connect(sim.listening.gateway_addr)
-        .await
-        .unwrap();
-    let stream = tls
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+    let stream = sim
+        .connect(Some("1379999996"), &[b"http/1.1"])
         .await
         .unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -261,14 +255,7 @@ async fn a_lost_response_is_recorded_and_reconciled_by_key() {
     assert_no_response(&raw, "lost_response on a GET");
 
     // Over HTTP/2 the whole connection goes.
-    let tls = tokio_rustls::TlsConnector::from(sim.tls(Some("1379999996"), &[b"h2"]));
-    let tcp = TcpStream::connect(sim.listening.gateway_addr)
-        .await
-        .unwrap();
-    let stream = tls
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = sim.connect(Some("1379999996"), &[b"h2"]).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         TokioIo::new(stream),

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::net::TcpStream;
@@ -285,14 +284,7 @@ async fn generated_claims_are_accepted_in_both_styles() {
 async fn http2_works_over_alpn() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Running::start(config(dir.path()), Some(IN_WINDOW)).await;
-    let tls = tokio_rustls::TlsConnector::from(sim.tls(Some("1379999996"), &[b"h2"]));
-    let tcp = TcpStream::connect(sim.listening.gateway_addr)
-        .await
-        .unwrap();
-    let stream = tls
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = sim.connect(Some("1379999996"), &[b"h2"]).await.unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))

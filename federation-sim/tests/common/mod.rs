@@ -77,6 +77,23 @@ pub struct Running {
 }
 
 impl Running {
+    /// A fresh mutual-TLS connection to the gateway with `office`'s certificate (none: no
+    /// client certificate) offering `alpn`; `Err` starts with `handshake:` when the TLS
+    /// handshake failed.
+    pub async fn connect(
+        &self,
+        office: Option<&str>,
+        alpn: &[&[u8]],
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let tls = tokio_rustls::TlsConnector::from(self.tls(office, alpn));
+        let tcp = TcpStream::connect(self.listening.gateway_addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
     pub async fn start(config: SimConfig, clock: Option<&str>) -> Running {
         let sim = Simulator::open(config.clone()).unwrap();
         if let Some(now) = clock {
@@ -157,14 +174,7 @@ impl Running {
         office: Option<&str>,
         req: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, Value), String> {
-        let tls = tokio_rustls::TlsConnector::from(self.tls(office, &[b"http/1.1"]));
-        let tcp = TcpStream::connect(self.listening.gateway_addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = tls
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
+        let stream = self.connect(office, &[b"http/1.1"]).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -274,14 +284,7 @@ impl Running {
     /// starts with `handshake:` when the TLS handshake failed, otherwise it is the HTTP error
     /// (e.g. the connection closed before a response).
     pub async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Exchange, String> {
-        let tls = tokio_rustls::TlsConnector::from(self.tls(Some("1379999996"), &[b"http/1.1"]));
-        let tcp = TcpStream::connect(self.listening.gateway_addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stream = tls
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
+        let stream = self.connect(Some("1379999996"), &[b"http/1.1"]).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -308,12 +311,8 @@ impl Running {
     /// closes it (at most 10 s).
     pub async fn raw(&self, request: &[u8]) -> Raw {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let tls = tokio_rustls::TlsConnector::from(self.tls(Some("1379999996"), &[b"http/1.1"]));
-        let tcp = TcpStream::connect(self.listening.gateway_addr)
-            .await
-            .unwrap();
-        let mut stream = tls
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        let mut stream = self
+            .connect(Some("1379999996"), &[b"http/1.1"])
             .await
             .unwrap();
         let start = std::time::Instant::now();
