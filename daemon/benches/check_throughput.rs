@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use kaigo_relay::claim::{CheckContext, Verdict, check};
+use kaigo_relay::claim::{CheckContext, Month, Verdict, check};
 
 const RUNS: usize = 15;
 const TARGET_BYTES: usize = 10 * 1024 * 1024;
@@ -43,7 +43,7 @@ fn generate(style: federation_sim::Style) -> Vec<u8> {
 
 fn measure(name: &str, bytes: &[u8], expect: Verdict) {
     let ctx = CheckContext {
-        processing_month: Some("202506".parse().unwrap_or_else(|_| unreachable!())),
+        processing_month: Month::new(2025, 6),
         offices: None,
     };
     let warm = check(bytes, &ctx);

@@ -7,12 +7,12 @@
 //! or a summary, and a sendable report always has a summary.
 #![no_main]
 
-use kaigo_relay::claim::{CheckContext, Verdict, check, completeness};
+use kaigo_relay::claim::{CheckContext, Month, Verdict, check, completeness};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let with_month = CheckContext {
-        processing_month: Some("202506".parse().unwrap()),
+        processing_month: Month::new(2025, 6),
         ..Default::default()
     };
     let without_month = CheckContext {
