@@ -1,5 +1,5 @@
-//! The running appliance: opens the store, builds the gateway client, starts intake and the
-//! relay, and on shutdown drains them within a bounded grace period.
+//! The running appliance: opens the store, builds the gateway client, starts intake, the
+//! relay, the deadline watch and the withdraw desk, and on shutdown drains them within a bounded grace period.
 //!
 //! Invariant: every long-running stage gets a child of one shutdown token; if any stage fails,
 //! the others are stopped too and the error is returned (systemd restarts the service), so the
@@ -15,10 +15,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::Settings;
+use crate::deadline::DeadlineWatch;
 use crate::federation::GatewayClient;
 use crate::intake::Intake;
 use crate::relay::Relay;
 use crate::store::Store;
+use crate::withdraw::WithdrawDesk;
 
 /// A started appliance.
 #[derive(Debug)]
@@ -52,12 +54,23 @@ impl App {
 
         let (window_tx, window_rx) = watch::channel(None);
         let wakeup = Arc::new(Notify::new());
+        let deadline = DeadlineWatch {
+            store: store.clone(),
+            offices: settings.office_standings(),
+            window: window_rx.clone(),
+            lead: settings.relay.window_closing_alert,
+        };
         let intake = Intake {
             settings: settings.intake.clone(),
             store: store.clone(),
             offices: Arc::new(settings.office_standings()),
             window: window_rx,
             relay_wakeup: wakeup.clone(),
+        };
+        let desk = WithdrawDesk {
+            store: store.clone(),
+            gateway: gateway.clone(),
+            dir: settings.state_dir.join(crate::withdraw::REQUESTS_DIR),
         };
         let relay = Relay {
             gateway,
@@ -67,12 +80,17 @@ impl App {
             wakeup,
             window: window_tx,
             drop_dir: settings.intake.drop_dir.clone(),
+            breaker: Default::default(),
         };
         let mut tasks = JoinSet::new();
         let token = shutdown.child_token();
         tasks.spawn(async move { ("intake", intake.run(token).await) });
         let token = shutdown.child_token();
         tasks.spawn(async move { ("relay", relay.run(token).await) });
+        let token = shutdown.child_token();
+        tasks.spawn(async move { ("deadline", deadline.run(token).await) });
+        let token = shutdown.child_token();
+        tasks.spawn(async move { ("withdraw", desk.run(token).await) });
         info!(
             config = %settings.config_path.display(),
             drop_dir = %settings.intake.drop_dir.display(),

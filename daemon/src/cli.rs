@@ -1,4 +1,5 @@
-//! The command line: `run`, `demo`, `status`, `check-config`, `validate`, and their exit codes.
+//! The command line: `run`, `demo`, `status`, `check-config`, `validate`, `withdraw`, and their
+//! exit codes.
 //!
 //! Invariant: a configuration problem exits with status 64 and a message that names the
 //! setting (so systemd does not restart-loop on it); any other failure exits with 1 and the
@@ -72,6 +73,20 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// 国保連へ送った請求を取り消す（取消）/ Withdraw (取消) a submission at the federation.
+    ///
+    /// 終了コード: 取り消せたとき 0、できなかったとき 1 / exit 0 when withdrawn, 1 otherwise.
+    Withdraw {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON で出力する / Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// 受付番号 / The receipt number (受付番号) of the submission.
+        #[arg(value_name = "RECEIPT_ID")]
+        receipt_id: String,
+    },
     /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
     CheckConfig {
         /// 設定ファイル / Config file.
@@ -123,6 +138,11 @@ pub fn main() -> ExitCode {
         Command::Demo { dir, setup_only } => demo(dir, setup_only),
         Command::Status { config, json } => status(config, json),
         Command::CheckConfig { config } => check_config(config),
+        Command::Withdraw {
+            config,
+            json,
+            receipt_id,
+        } => return withdraw(config, json, &receipt_id),
         Command::Validate {
             month,
             json,
@@ -222,6 +242,55 @@ fn validate(
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("エラー (error): {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn withdraw(config: PathBuf, json: bool, receipt_id: &str) -> ExitCode {
+    let settings = match Settings::load(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("設定エラー (configuration error): {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !crate::withdraw::valid_receipt_id(receipt_id) {
+        eprintln!("受付番号「{receipt_id}」の形が正しくありません (not a receipt number)");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    init_logging("warn");
+    let outcome = (|| -> anyhow::Result<crate::withdraw::Outcome> {
+        std::fs::create_dir_all(&settings.state_dir)?;
+        match crate::store::Store::open(&settings.store_path()) {
+            Ok(store) => {
+                // The daemon is not running: do it here, as the store's writer.
+                let gateway = crate::federation::GatewayClient::new(&settings)?;
+                runtime()?.block_on(crate::withdraw::perform(&store, &gateway, receipt_id))
+            }
+            Err(crate::store::StoreError::AlreadyOpen) => crate::withdraw::request_from_daemon(
+                &settings.state_dir,
+                receipt_id,
+                std::time::Duration::from_secs(90),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    })();
+    match outcome {
+        Ok(o) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
+            } else {
+                println!("{}\n({})", o.message_ja, o.message_en);
+            }
+            if o.withdrawn {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("エラー (error): {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -78,6 +78,14 @@ struct RawGateway {
     health_refresh_secs: u64,
     #[serde(default = "defaults::status_poll_interval_secs")]
     status_poll_interval_secs: u64,
+    #[serde(default)]
+    proxy_url: Option<String>,
+    #[serde(default)]
+    proxy_user: Option<String>,
+    #[serde(default)]
+    proxy_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pin_sha256: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +99,8 @@ struct RawRelay {
     retry_max_secs: u64,
     #[serde(default = "defaults::shutdown_grace_secs")]
     shutdown_grace_secs: u64,
+    #[serde(default = "defaults::window_closing_alert_hours")]
+    window_closing_alert_hours: u64,
 }
 
 impl Default for RawRelay {
@@ -100,6 +110,7 @@ impl Default for RawRelay {
             retry_initial_ms: defaults::retry_initial_ms(),
             retry_max_secs: defaults::retry_max_secs(),
             shutdown_grace_secs: defaults::shutdown_grace_secs(),
+            window_closing_alert_hours: defaults::window_closing_alert_hours(),
         }
     }
 }
@@ -111,8 +122,14 @@ struct RawOffice {
     name: String,
     federation_user_id: String,
     federation_password_file: PathBuf,
-    client_cert_file: PathBuf,
-    client_key_file: PathBuf,
+    #[serde(default)]
+    client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    client_key_file: Option<PathBuf>,
+    #[serde(default)]
+    client_p12_file: Option<PathBuf>,
+    #[serde(default)]
+    client_p12_password_file: Option<PathBuf>,
     #[serde(default)]
     ended_from_month: Option<crate::claim::Month>,
 }
@@ -151,6 +168,9 @@ mod defaults {
     pub fn shutdown_grace_secs() -> u64 {
         10
     }
+    pub fn window_closing_alert_hours() -> u64 {
+        48
+    }
 }
 
 /// How intake learns of new files.
@@ -172,6 +192,14 @@ impl Secret {
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl Secret {
+    /// A secret made in a test, not read from a file.
+    #[cfg(test)]
+    pub(crate) fn for_tests(s: &str) -> Secret {
+        Secret(s.to_owned())
     }
 }
 
@@ -229,6 +257,48 @@ pub struct GatewaySettings {
     pub health_refresh: Duration,
     /// How often an arrived submission's 受付 result is asked for.
     pub status_poll_interval: Duration,
+    /// The outbound HTTP CONNECT proxy, when the office reaches the gateway through one.
+    pub proxy: Option<ProxySettings>,
+    /// SHA-256 digests of the SubjectPublicKeyInfo the gateway's certificate must carry (RFC 7469
+    /// style); empty means no pinning, only the CA check.
+    pub pin_sha256: Vec<[u8; 32]>,
+}
+
+/// An outbound HTTP CONNECT proxy between this appliance and the gateway.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// `http://host:port` (no credentials in it).
+    pub url: http::Uri,
+    /// Basic credentials, when the proxy asks for them.
+    pub credentials: Option<ProxyCredentials>,
+}
+
+/// The proxy's basic credentials.
+#[derive(Debug, Clone)]
+pub struct ProxyCredentials {
+    /// User name.
+    pub user: String,
+    /// Password, read from `proxy_password_file`.
+    pub password: Secret,
+}
+
+/// Where an office's client certificate (電子証明書) and key come from.
+#[derive(Debug, Clone)]
+pub enum ClientIdentity {
+    /// A PEM certificate (chain) and a PEM private key.
+    Pem {
+        /// `client_cert_file`.
+        cert_file: PathBuf,
+        /// `client_key_file`.
+        key_file: PathBuf,
+    },
+    /// A PKCS#12 bundle (.p12 / .pfx) and its passphrase.
+    Pkcs12 {
+        /// `client_p12_file`.
+        file: PathBuf,
+        /// The passphrase, read from `client_p12_password_file`.
+        password: Secret,
+    },
 }
 
 /// Relay settings.
@@ -242,6 +312,9 @@ pub struct RelaySettings {
     pub retry_max: Duration,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Duration,
+    /// How long before the reception window closes the offices that have sent nothing are
+    /// named in an alert (0: never).
+    pub window_closing_alert: Duration,
 }
 
 /// One office this appliance sends for.
@@ -255,10 +328,8 @@ pub struct OfficeSettings {
     pub federation_user_id: FederationUserId,
     /// Its password, read from `federation_password_file`.
     pub federation_password: Secret,
-    /// Client certificate (PEM) for mutual TLS.
-    pub client_cert_file: PathBuf,
-    /// Its private key (PEM).
-    pub client_key_file: PathBuf,
+    /// The client certificate and key for mutual TLS (PEM pair or PKCS#12 bundle).
+    pub client_identity: ClientIdentity,
     /// The first processing month in which the office no longer sends (closed or renumbered);
     /// `None` while active. Files for it from that month on are refused.
     pub ended_from_month: Option<crate::claim::Month>,
@@ -321,6 +392,15 @@ impl Settings {
                 "受付期間は少なくとも 1 時間ごとに確認します。3600 以下にしてください (at most 3600)",
             ));
         }
+        let proxy = proxy_settings(
+            g.proxy_url.as_deref(),
+            g.proxy_user,
+            g.proxy_password_file.as_deref().map(&abs),
+        )?;
+        let pin_sha256 = match g.pin_sha256 {
+            None => Vec::new(),
+            Some(pins) => pins_from(&pins)?,
+        };
         let gateway = GatewaySettings {
             url,
             ca_file: abs(&g.ca_file),
@@ -332,6 +412,8 @@ impl Settings {
                 g.status_poll_interval_secs,
                 1,
             )?,
+            proxy,
+            pin_sha256,
         };
 
         let r = raw.relay;
@@ -346,6 +428,9 @@ impl Settings {
             retry_initial: ms("relay.retry_initial_ms", r.retry_initial_ms, 10)?,
             retry_max: secs("relay.retry_max_secs", r.retry_max_secs, 1)?,
             shutdown_grace: secs("relay.shutdown_grace_secs", r.shutdown_grace_secs, 1)?,
+            window_closing_alert: Duration::from_secs(
+                r.window_closing_alert_hours.min(24 * 31) * 3600,
+            ),
         };
 
         if raw.offices.is_empty() {
@@ -376,23 +461,59 @@ impl Settings {
                     .map_err(|e: crate::claim::IdError| {
                         invalid(key("federation_user_id"), e.to_string())
                     })?;
-            let password_path = abs(&o.federation_password_file);
-            let password = std::fs::read_to_string(&password_path).map_err(|e| {
-                invalid(
-                    key("federation_password_file"),
-                    format!(
-                        "{} を読めません (cannot read): {e}",
-                        password_path.display()
-                    ),
-                )
-            })?;
-            let password = password.trim_end_matches(['\r', '\n']).to_owned();
-            if password.is_empty() {
-                return Err(invalid(
-                    key("federation_password_file"),
-                    format!("{} が空です (is empty)", password_path.display()),
-                ));
-            }
+            let password = read_secret(
+                &key("federation_password_file"),
+                &abs(&o.federation_password_file),
+            )?;
+            let client_identity = match (
+                o.client_cert_file,
+                o.client_key_file,
+                o.client_p12_file,
+                o.client_p12_password_file,
+            ) {
+                (Some(cert), Some(k), None, None) => ClientIdentity::Pem {
+                    cert_file: abs(&cert),
+                    key_file: abs(&k),
+                },
+                (None, None, Some(file), Some(pw)) => ClientIdentity::Pkcs12 {
+                    file: abs(&file),
+                    password: read_secret(&key("client_p12_password_file"), &abs(&pw))?,
+                },
+                (None, None, None, None) => {
+                    return Err(invalid(
+                        key("client_cert_file"),
+                        "電子証明書を指定してください。PEM なら client_cert_file と client_key_file、PKCS#12 なら client_p12_file と client_p12_password_file です (no client certificate: give client_cert_file + client_key_file, or client_p12_file + client_p12_password_file)",
+                    ));
+                }
+                (cert, _, None, None) => {
+                    let missing = if cert.is_none() {
+                        "client_cert_file"
+                    } else {
+                        "client_key_file"
+                    };
+                    return Err(invalid(
+                        key(missing),
+                        "PEM の電子証明書には client_cert_file と client_key_file の両方が必要です (a PEM certificate needs both client_cert_file and client_key_file)",
+                    ));
+                }
+                (None, None, p12, _) => {
+                    let missing = if p12.is_none() {
+                        "client_p12_file"
+                    } else {
+                        "client_p12_password_file"
+                    };
+                    return Err(invalid(
+                        key(missing),
+                        "PKCS#12 の電子証明書には client_p12_file と client_p12_password_file（パスフレーズのファイル）の両方が必要です (a PKCS#12 certificate needs both client_p12_file and client_p12_password_file)",
+                    ));
+                }
+                _ => {
+                    return Err(invalid(
+                        key("client_p12_file"),
+                        "電子証明書は PEM（client_cert_file と client_key_file）か PKCS#12（client_p12_file と client_p12_password_file）のどちらか一方だけを指定してください (give either the PEM pair or the PKCS#12 pair, not both)",
+                    ));
+                }
+            };
             if o.name.trim().is_empty() {
                 return Err(invalid(
                     key("name"),
@@ -403,9 +524,8 @@ impl Settings {
                 office_number,
                 name: o.name,
                 federation_user_id,
-                federation_password: Secret(password),
-                client_cert_file: abs(&o.client_cert_file),
-                client_key_file: abs(&o.client_key_file),
+                federation_password: password,
+                client_identity,
                 ended_from_month: o.ended_from_month,
             });
         }
@@ -447,6 +567,121 @@ impl Settings {
             })
             .collect()
     }
+}
+
+/// Reads a secret from a file (one line; the trailing newline is not part of it).
+fn read_secret(key: &str, path: &Path) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(
+            key,
+            format!("{} を読めません (cannot read): {e}", path.display()),
+        )
+    })?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        return Err(invalid(
+            key,
+            format!("{} が空です (is empty)", path.display()),
+        ));
+    }
+    Ok(Secret(secret))
+}
+
+/// Validates the `gateway.proxy_*` keys.
+fn proxy_settings(
+    url: Option<&str>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+) -> Result<Option<ProxySettings>, ConfigError> {
+    let Some(url) = url else {
+        if user.is_some() || password_file.is_some() {
+            return Err(invalid(
+                "gateway.proxy_url",
+                "proxy_user / proxy_password_file を使うには proxy_url も指定してください (proxy credentials given without proxy_url)",
+            ));
+        }
+        return Ok(None);
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| invalid("gateway.proxy_url", format!("URL として読めません: {e}")))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(invalid(
+            "gateway.proxy_url",
+            "http://ホスト名:ポート の形で指定してください (must be http://host:port; the proxy is reached in plain HTTP and the gateway's TLS runs through its CONNECT tunnel)",
+        ));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid(
+            "gateway.proxy_url",
+            "URL に利用者名やパスワードを書かないでください。proxy_user と proxy_password_file を使います (no credentials in the URL: use proxy_user and proxy_password_file)",
+        ));
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(invalid(
+            "gateway.proxy_url",
+            "ホスト名とポートだけを指定してください (only scheme, host and port: no path or query)",
+        ));
+    }
+    let credentials = match (user, password_file) {
+        (None, None) => None,
+        (Some(user), Some(file)) => {
+            if user.is_empty() || user.contains(':') {
+                return Err(invalid(
+                    "gateway.proxy_user",
+                    "空でなく「:」を含まない利用者名にしてください (must be non-empty, without ':')",
+                ));
+            }
+            Some(ProxyCredentials {
+                user,
+                password: read_secret("gateway.proxy_password_file", &file)?,
+            })
+        }
+        (Some(_), None) => {
+            return Err(invalid(
+                "gateway.proxy_password_file",
+                "proxy_user にはパスワードのファイル proxy_password_file も必要です (proxy_user needs proxy_password_file)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "gateway.proxy_user",
+                "proxy_password_file には利用者名 proxy_user も必要です (proxy_password_file needs proxy_user)",
+            ));
+        }
+    };
+    Ok(Some(ProxySettings {
+        url: uri,
+        credentials,
+    }))
+}
+
+/// Validates `gateway.pin_sha256`: each entry is the base64 of a 32-byte SHA-256.
+fn pins_from(pins: &[String]) -> Result<Vec<[u8; 32]>, ConfigError> {
+    use base64::Engine as _;
+    if pins.is_empty() {
+        return Err(invalid(
+            "gateway.pin_sha256",
+            "空の一覧ではゲートウェイにつながりません。固定しないなら項目ごと消してください (an empty list would refuse every gateway: remove the key to turn pinning off)",
+        ));
+    }
+    pins.iter()
+        .enumerate()
+        .map(|(n, pin)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(pin.trim())
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| {
+                    invalid(
+                        format!("gateway.pin_sha256[{n}]"),
+                        format!(
+                            "\"{pin}\" は SHA-256 の base64（44 文字）ではありません (not the base64 of a SHA-256 digest, 44 characters)"
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn secs(key: &str, v: u64, min: u64) -> Result<Duration, ConfigError> {
@@ -570,6 +805,194 @@ client_key_file = "c.key"
         for (text, needle) in cases {
             let err = Settings::from_toml(&text, &path).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_client_certificate_is_a_pem_pair_or_a_pkcs12_bundle_never_both_or_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        write_password(dir.path());
+        std::fs::write(dir.path().join("p12pw"), "pass phrase\n").unwrap();
+        let path = dir.path().join("k.toml");
+
+        let s = Settings::from_toml(MINIMAL, &path).unwrap();
+        match &s.offices[0].client_identity {
+            ClientIdentity::Pem {
+                cert_file,
+                key_file,
+            } => {
+                assert_eq!(cert_file, &dir.path().join("c.pem"));
+                assert_eq!(key_file, &dir.path().join("c.key"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let pem_lines = "client_cert_file = \"c.pem\"\nclient_key_file = \"c.key\"\n";
+        let p12_lines = "client_p12_file = \"office.p12\"\nclient_p12_password_file = \"p12pw\"\n";
+        let p12 = MINIMAL.replace(pem_lines, p12_lines);
+        let s = Settings::from_toml(&p12, &path).unwrap();
+        match &s.offices[0].client_identity {
+            ClientIdentity::Pkcs12 { file, password } => {
+                assert_eq!(file, &dir.path().join("office.p12"));
+                assert_eq!(password.expose(), "pass phrase");
+                assert_eq!(format!("{password:?}"), "Secret(***)");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!format!("{s:?}").contains("pass phrase"), "never in Debug");
+
+        let cases = [
+            (
+                MINIMAL.replace(pem_lines, ""),
+                "client_cert_file",
+                "no client certificate",
+            ),
+            (
+                MINIMAL.replace(pem_lines, &format!("{pem_lines}{p12_lines}")),
+                "client_p12_file",
+                "not both",
+            ),
+            (
+                MINIMAL.replace(pem_lines, "client_cert_file = \"c.pem\"\n"),
+                "client_key_file",
+                "needs both",
+            ),
+            (
+                MINIMAL.replace(pem_lines, "client_key_file = \"c.key\"\n"),
+                "client_cert_file",
+                "needs both",
+            ),
+            (
+                MINIMAL.replace(pem_lines, "client_p12_file = \"office.p12\"\n"),
+                "client_p12_password_file",
+                "needs both",
+            ),
+            (
+                MINIMAL.replace(pem_lines, "client_p12_password_file = \"p12pw\"\n"),
+                "client_p12_file",
+                "needs both",
+            ),
+            (
+                MINIMAL.replace(
+                    pem_lines,
+                    "client_p12_file = \"office.p12\"\nclient_p12_password_file = \"absent\"\n",
+                ),
+                "client_p12_password_file",
+                "cannot read",
+            ),
+            (
+                MINIMAL.replace(
+                    pem_lines,
+                    &format!("client_cert_file = \"c.pem\"\n{p12_lines}"),
+                ),
+                "client_p12_file",
+                "not both",
+            ),
+        ];
+        for (text, key, english) in cases {
+            let err = Settings::from_toml(&text, &path).unwrap_err().to_string();
+            assert!(err.contains(&format!("offices[0].{key}")), "{key}: {err}");
+            assert!(err.contains(english), "{key}: {err}");
+            assert!(
+                err.contains("電子証明書") || err.contains("読めません"),
+                "Japanese: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_and_pin_keys_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        write_password(dir.path());
+        std::fs::write(dir.path().join("proxypw"), "pr0xy\n").unwrap();
+        let path = dir.path().join("k.toml");
+        let s = Settings::from_toml(MINIMAL, &path).unwrap();
+        assert!(s.gateway.proxy.is_none());
+        assert!(s.gateway.pin_sha256.is_empty());
+
+        let pin = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let with = |lines: &str| MINIMAL.replace("[gateway]\n", &format!("[gateway]\n{lines}"));
+        let s = Settings::from_toml(
+            &with(&format!(
+                "proxy_url = \"http://127.0.0.1:8888\"\nproxy_user = \"relay\"\nproxy_password_file = \"proxypw\"\npin_sha256 = [\"{pin}\"]\n"
+            )),
+            &path,
+        )
+        .unwrap();
+        let proxy = s.gateway.proxy.as_ref().unwrap();
+        assert_eq!(proxy.url, "http://127.0.0.1:8888");
+        let c = proxy.credentials.as_ref().unwrap();
+        assert_eq!((c.user.as_str(), c.password.expose()), ("relay", "pr0xy"));
+        assert!(!format!("{s:?}").contains("pr0xy"), "never in Debug");
+        assert_eq!(s.gateway.pin_sha256.len(), 1);
+        assert_eq!(s.gateway.pin_sha256[0][..4], [0xe3, 0xb0, 0xc4, 0x42]);
+
+        // A proxy without credentials.
+        let s =
+            Settings::from_toml(&with("proxy_url = \"http://proxy.lan:3128\"\n"), &path).unwrap();
+        assert!(s.gateway.proxy.unwrap().credentials.is_none());
+
+        let cases = [
+            (
+                "proxy_url = \"https://127.0.0.1:8888\"\n",
+                "gateway.proxy_url",
+                "http://host:port",
+            ),
+            (
+                "proxy_url = \"127.0.0.1:8888\"\n",
+                "gateway.proxy_url",
+                "http://host:port",
+            ),
+            (
+                "proxy_url = \"http://u:p@127.0.0.1:8888\"\n",
+                "gateway.proxy_url",
+                "no credentials in the URL",
+            ),
+            (
+                "proxy_url = \"http://127.0.0.1:8888\"\nproxy_user = \"relay\"\n",
+                "gateway.proxy_password_file",
+                "needs proxy_password_file",
+            ),
+            (
+                "proxy_url = \"http://127.0.0.1:8888\"\nproxy_password_file = \"proxypw\"\n",
+                "gateway.proxy_user",
+                "needs proxy_user",
+            ),
+            (
+                "proxy_url = \"http://127.0.0.1:8888\"\nproxy_user = \"relay\"\nproxy_password_file = \"nope\"\n",
+                "gateway.proxy_password_file",
+                "cannot read",
+            ),
+            (
+                "proxy_user = \"relay\"\nproxy_password_file = \"proxypw\"\n",
+                "gateway.proxy_url",
+                "without proxy_url",
+            ),
+            (
+                "proxy_url = \"http://127.0.0.1:8888\"\nproxy_user = \"a:b\"\nproxy_password_file = \"proxypw\"\n",
+                "gateway.proxy_user",
+                "without ':'",
+            ),
+            ("proxy_host = \"x\"\n", "proxy_host", "unknown field"),
+            ("pin_sha256 = []\n", "gateway.pin_sha256", "remove the key"),
+            (
+                "pin_sha256 = [\"abc\"]\n",
+                "gateway.pin_sha256[0]",
+                "not the base64",
+            ),
+            (
+                "pin_sha256 = \"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"\n",
+                "pin_sha256",
+                "sequence",
+            ),
+        ];
+        for (lines, key, english) in cases {
+            let err = Settings::from_toml(&with(lines), &path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{lines}: {err}");
+            assert!(err.contains(english), "{lines}: {err}");
+            assert!(!err.contains("pr0xy"), "{err}");
         }
     }
 

@@ -1,15 +1,17 @@
 //! The federation gateway client: the only module that knows the wire protocol of
 //! federation-api.md. HTTPS with mutual TLS (hyper over rustls, the office's client
-//! certificate, the gateway verified against the configured CA only), pooled connections.
+//! certificate, the gateway verified against the configured CA only and optionally pinned),
+//! pooled connections, directly or through an HTTP `CONNECT` proxy; the connection below HTTP is
+//! `transport`'s.
 //!
 //! Invariant: every failure is classified for the relay. `NotSent` means the request certainly
-//! did not reach the gateway (it could not connect); `Unknown` means it may have: the relay must
+//! did not reach the gateway (it could not connect, the proxy refused the tunnel, the gateway's
+//! certificate failed the CA check or the pin); `Unknown` means it may have: the relay must
 //! ask the gateway by idempotency key before sending again. Permanent refusals (401, 403, 413,
 //! 415, 422) are never retried blindly. Secrets never appear in errors or logs.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,17 +21,15 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jiff::Timestamp;
-use rustls::RootCertStore;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::claim::{Month, OfficeNumber};
-use crate::config::{OfficeSettings, Secret, Settings};
+use crate::config::{Secret, Settings};
+pub use crate::transport::load_roots;
+use crate::transport::{GatewayConnector, error_chain, explain_connect_failure, tls_config};
 
 /// Largest response body read from the gateway.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
@@ -193,9 +193,16 @@ pub trait GatewayApi: Send + Sync + 'static {
         office: &OfficeNumber,
         receipt_id: &str,
     ) -> impl Future<Output = Result<WireStatus, GatewayError>> + Send;
+    /// Withdraws (取消) a submission by its receipt. After the withdraw cut-off the gateway
+    /// refuses with `409 withdraw_closed`.
+    fn withdraw(
+        &self,
+        office: &OfficeNumber,
+        receipt_id: &str,
+    ) -> impl Future<Output = Result<(), GatewayError>> + Send;
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<hyper_rustls::HttpsConnector<GatewayConnector>, Full<Bytes>>;
 
 struct OfficeClient {
     authorization: HeaderValue,
@@ -218,74 +225,6 @@ impl std::fmt::Debug for GatewayClient {
     }
 }
 
-/// Reads the CA bundle the gateway's certificate must chain to.
-pub fn load_roots(ca_file: &Path) -> anyhow::Result<RootCertStore> {
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file).with_context(|| {
-        format!(
-            "CA 証明書 {} を読めません (cannot read the gateway CA)",
-            ca_file.display()
-        )
-    })?;
-    for cert in certs {
-        let cert =
-            cert.with_context(|| format!("{} は PEM 証明書ではありません", ca_file.display()))?;
-        roots
-            .add(cert)
-            .with_context(|| format!("{} の証明書を使えません", ca_file.display()))?;
-    }
-    if roots.is_empty() {
-        anyhow::bail!(
-            "{} に証明書がありません (no certificate in the gateway CA file)",
-            ca_file.display()
-        );
-    }
-    Ok(roots)
-}
-
-fn tls_config(
-    roots: RootCertStore,
-    office: &OfficeSettings,
-) -> anyhow::Result<rustls::ClientConfig> {
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(&office.client_cert_file)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .with_context(|| {
-                format!(
-                    "事業所 {} の電子証明書 {} を読めません (cannot read the client certificate)",
-                    office.office_number,
-                    office.client_cert_file.display()
-                )
-            })?;
-    if certs.is_empty() {
-        anyhow::bail!(
-            "事業所 {} の電子証明書ファイル {} に証明書がありません",
-            office.office_number,
-            office.client_cert_file.display()
-        );
-    }
-    let key = PrivateKeyDer::from_pem_file(&office.client_key_file).with_context(|| {
-        format!(
-            "事業所 {} の秘密鍵 {} を読めません (cannot read the client key)",
-            office.office_number,
-            office.client_key_file.display()
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .with_context(|| {
-            format!(
-                "事業所 {} の電子証明書と秘密鍵が対になっていません (certificate and key do not match)",
-                office.office_number
-            )
-        })?;
-    Ok(config)
-}
-
 fn basic_auth(user: &str, password: &Secret) -> anyhow::Result<HeaderValue> {
     let token =
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
@@ -295,24 +234,35 @@ fn basic_auth(user: &str, password: &Secret) -> anyhow::Result<HeaderValue> {
 }
 
 impl GatewayClient {
-    /// Builds one pooled HTTPS client per office from the settings (CA, client certificates,
-    /// keys, credentials). Fails with a clear message when a file is missing or unusable.
+    /// Builds one pooled HTTPS client per office from the settings (CA, pins, proxy, client
+    /// certificates and keys, credentials). Fails with a clear message when a file is missing or
+    /// unusable.
     pub fn new(settings: &Settings) -> anyhow::Result<GatewayClient> {
         let g = &settings.gateway;
         let roots = load_roots(&g.ca_file)?;
+        let connector = GatewayConnector::new(g.connect_timeout, g.proxy.as_ref())?;
+        if let Some(proxy) = &g.proxy {
+            tracing::info!(
+                proxy = %proxy.url,
+                credentials = proxy.credentials.is_some(),
+                "the gateway is reached through an HTTP CONNECT proxy"
+            );
+        }
+        if !g.pin_sha256.is_empty() {
+            tracing::info!(
+                pins = g.pin_sha256.len(),
+                "the gateway's certificate is pinned"
+            );
+        }
         let mut offices = HashMap::new();
         for office in &settings.offices {
-            let tls = tls_config(roots.clone(), office)?;
-            let mut http = HttpConnector::new();
-            http.enforce_http(false);
-            http.set_connect_timeout(Some(g.connect_timeout));
-            http.set_nodelay(true);
+            let tls = tls_config(roots.clone(), &g.pin_sha256, office)?;
             let https = hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls)
                 .https_only()
                 .enable_http1()
                 .enable_http2()
-                .wrap_connector(http);
+                .wrap_connector(connector.clone());
             let client = Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build(https);
@@ -357,15 +307,17 @@ impl GatewayClient {
     ) -> Result<(StatusCode, http::HeaderMap, Bytes), GatewayError> {
         let work = async {
             let response = office.client.request(request).await.map_err(|e| {
-                let detail = error_chain(&e);
                 if e.is_connect() {
+                    // A proxy refusal or a pin mismatch is named as such; anything else with
+                    // its whole chain of causes.
+                    let detail = explain_connect_failure(&e).unwrap_or_else(|| error_chain(&e));
                     GatewayError::NotSent {
                         detail,
                         retry_after: None,
                     }
                 } else {
                     GatewayError::Unknown {
-                        detail,
+                        detail: error_chain(&e),
                         retry_after: None,
                     }
                 }
@@ -401,17 +353,6 @@ impl GatewayClient {
                 concat!("kaigo-relay/", env!("CARGO_PKG_VERSION")),
             )
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
@@ -609,6 +550,21 @@ impl GatewayApi for GatewayClient {
         let (status, headers, body) = self.call(&office, req).await?;
         if status == StatusCode::OK {
             return parse_json(&body);
+        }
+        Err(classify(status, &headers, &body))
+    }
+
+    async fn withdraw(
+        &self,
+        office_number: &OfficeNumber,
+        receipt_id: &str,
+    ) -> Result<(), GatewayError> {
+        let office = self.office(office_number)?;
+        let path = format!("/v1/claims/{}", query_escape(receipt_id));
+        let req = build(self.request(&office, Method::DELETE, &path), Bytes::new())?;
+        let (status, headers, body) = self.call(&office, req).await?;
+        if status.is_success() {
+            return Ok(());
         }
         Err(classify(status, &headers, &body))
     }

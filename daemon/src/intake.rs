@@ -6,7 +6,8 @@
 //! - **Commit before acknowledge.** A file leaves the drop folder only after its bytes and its
 //!   submission record are committed. A crash between the two leaves the file in place and a
 //!   record marked "pending move"; the next look at the file finishes the move instead of
-//!   taking it twice.
+//!   taking it twice. A crash after the move and before it is recorded is found by the next
+//!   rescan, which records where the file went (`settle_stranded_moves`).
 //! - **Events are hints, scans are truth.** inotify events make intake fast; a full listing
 //!   every `rescan_interval` (and on event overflow) makes it correct, and is all there is in
 //!   `poll` mode.
@@ -94,6 +95,12 @@ pub fn generated_name(id: &crate::submission::SubmissionId) -> String {
         .collect();
     format!("K{}.CSV", tail.to_ascii_uppercase())
 }
+
+/// Most takes running at once; the store's group commit lets them share fsyncs.
+const PARALLEL_TAKES: usize = 4;
+/// Most takes started by one evaluation, so that the loop gets back to new events and a
+/// renamed-in file is not queued behind a folder holding 100 000 files.
+const TAKES_PER_PASS: usize = 256;
 
 /// What intake needs to run.
 pub struct Intake {
@@ -234,7 +241,15 @@ impl Intake {
         tx: mpsc::Sender<notify::Result<notify::Event>>,
         overflow: Arc<AtomicBool>,
     ) -> anyhow::Result<notify::RecommendedWatcher> {
-        let mut watcher = notify::recommended_watcher(move |res| {
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Opening and reading files (intake's own reads included) are not news; only a
+            // close after writing is. Dropping them here keeps a crowded folder from flooding
+            // the queue.
+            if let Ok(e) = &res
+                && matches!(e.kind, EventKind::Access(k) if k != AccessKind::Close(AccessMode::Write))
+            {
+                return;
+            }
             if tx.try_send(res).is_err() {
                 overflow.store(true, Ordering::Relaxed);
             }
@@ -315,8 +330,26 @@ impl Intake {
         urgent
     }
 
+    /// Records where files went whose move a crash cut short after the rename
+    /// ([`settle_stranded_moves`]). Runs with every rescan, never alongside a take.
+    async fn settle_stranded_moves(&self) {
+        let store = self.store.clone();
+        let drop_dir = self.settings.drop_dir.clone();
+        match tokio::task::spawn_blocking(move || settle_stranded_moves(&store, &drop_dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(
+                    error = format!("{e:#}"),
+                    "cannot record where files went; will retry"
+                )
+            }
+            Err(e) => error!(error = %e, "the task recording where files went failed"),
+        }
+    }
+
     /// Lists the drop folder: new files become candidates, vanished ones are forgotten.
     async fn rescan(&self, candidates: &mut HashMap<PathBuf, Candidate>) {
+        self.settle_stranded_moves().await;
         let dir = self.settings.drop_dir.clone();
         let listing = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<PathBuf>> {
             let mut files = Vec::new();
@@ -349,43 +382,60 @@ impl Intake {
         }
     }
 
-    /// Looks at every candidate once; takes those that are complete.
+    /// Looks at every candidate that is due once (in one blocking call for all of them) and
+    /// takes those that are complete: renamed-in files first, at most `TAKES_PER_PASS` per
+    /// call, `PARALLEL_TAKES` at a time (their commits share fsyncs in the store).
     async fn evaluate(
         &self,
         candidates: &mut HashMap<PathBuf, Candidate>,
         shutdown: &CancellationToken,
     ) {
         let now = Instant::now();
-        let paths: Vec<PathBuf> = candidates.keys().cloned().collect();
-        for path in paths {
-            if shutdown.is_cancelled() {
-                return;
-            }
+        let settle = self.settings.settle_interval;
+        // A stability check counts only if a full settle interval has passed since the last
+        // one: an early look (a tick, or an event for another file) must not shorten the rule.
+        let mut due: Vec<(PathBuf, bool)> = candidates
+            .iter()
+            .filter(|(_, c)| c.retry_not_before.is_none_or(|t| now >= t))
+            .filter(|(_, c)| {
+                c.renamed_in || c.last_check.is_none_or(|t| now.duration_since(t) >= settle)
+            })
+            .map(|(p, c)| (p.clone(), c.renamed_in))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        due.sort_by_key(|(_, renamed)| !renamed);
+        let paths: Vec<PathBuf> = due.into_iter().map(|(p, _)| p).collect();
+        let looked = tokio::task::spawn_blocking(move || {
+            paths
+                .into_iter()
+                .map(|p| {
+                    let meta = std::fs::symlink_metadata(&p)
+                        .ok()
+                        .filter(std::fs::Metadata::is_file)
+                        .map(|m| (m.len(), m.modified().ok()));
+                    (p, meta)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(looked) = looked else {
+            error!("drop folder check task failed; the next tick retries");
+            return;
+        };
+        let mut ready: Vec<(PathBuf, bool)> = Vec::new();
+        for (path, meta) in looked {
             let Some(c) = candidates.get_mut(&path) else {
                 continue;
             };
-            if c.retry_not_before.is_some_and(|t| now < t) {
-                continue;
-            }
-            // A stability check counts only if a full settle interval has passed since the last
-            // one: an early look (a tick, or an event for another file) must not shorten the rule.
-            let spaced = c
-                .last_check
-                .is_none_or(|t| now.duration_since(t) >= self.settings.settle_interval);
-            if !spaced && !c.renamed_in {
-                continue;
-            }
             c.last_check = Some(now);
-            let meta = match tokio::fs::symlink_metadata(&path).await {
-                Ok(m) if m.is_file() => m,
-                _ => {
-                    candidates.remove(&path);
-                    continue;
-                }
+            let Some((size, mtime)) = meta else {
+                candidates.remove(&path);
+                continue;
             };
-            let mtime = meta.modified().ok();
-            if !c.observed || meta.len() != c.size || mtime != c.mtime {
-                c.size = meta.len();
+            if !c.observed || size != c.size || mtime != c.mtime {
+                c.size = size;
                 c.mtime = mtime;
                 c.stable_checks = 0;
                 c.observed = true;
@@ -395,11 +445,35 @@ impl Intake {
             } else {
                 c.stable_checks += 1;
             }
-            if !(c.renamed_in || c.stable_checks >= 2) {
-                continue;
+            if (c.renamed_in || c.stable_checks >= 2) && ready.len() < TAKES_PER_PASS {
+                ready.push((path, c.renamed_in));
             }
-            let renamed_in = c.renamed_in;
-            match self.take(&path, renamed_in).await {
+        }
+        let mut running = tokio::task::JoinSet::new();
+        let mut ready = ready.into_iter();
+        loop {
+            while running.len() < PARALLEL_TAKES && !shutdown.is_cancelled() {
+                let Some((path, renamed_in)) = ready.next() else {
+                    break;
+                };
+                let job = self.take_job(&path, renamed_in);
+                let span = info_span!("intake", file = %path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+                running.spawn_blocking(move || {
+                    let outcome = span.in_scope(|| job.run());
+                    (path, outcome)
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (path, outcome) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    error!(error = %e, "an intake task failed; the next rescan retries its file");
+                    continue;
+                }
+            };
+            match outcome {
                 Ok(TakeOutcome::Taken { queued }) => {
                     candidates.remove(&path);
                     if queued {
@@ -430,10 +504,9 @@ impl Intake {
         }
     }
 
-    /// Takes one file: read, check, commit, move.
-    async fn take(&self, path: &Path, renamed_in: bool) -> anyhow::Result<TakeOutcome> {
+    fn take_job(&self, path: &Path, renamed_in: bool) -> TakeJob {
         let window = self.window.borrow().clone();
-        let job = TakeJob {
+        TakeJob {
             path: path.to_owned(),
             drop_dir: self.settings.drop_dir.clone(),
             renamed_in,
@@ -441,11 +514,7 @@ impl Intake {
             processing_month: window.as_ref().map(|w| w.processing_month),
             offices: self.offices.clone(),
             store: self.store.clone(),
-        };
-        let span = info_span!("intake", file = %path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-        tokio::task::spawn_blocking(move || span.in_scope(|| job.run()))
-            .await
-            .context("intake task panicked")?
+        }
     }
 }
 
@@ -569,7 +638,9 @@ impl TakeJob {
             });
             sub.transition(State::Refused, "点検で誤り / refused by the check", now);
         }
-        let recorded = self.store.record_new(sub, &bytes)?;
+        crate::failpoint::hit("intake.before_commit");
+        let recorded = self.store.record_new(sub, bytes)?;
+        crate::failpoint::hit("intake.after_commit");
         let sub = recorded.submission().clone();
         match &recorded {
             Recorded::New(s) if s.state == State::Queued => {
@@ -616,6 +687,7 @@ impl TakeJob {
         })?;
         sync_dir(&dest_dir);
         sync_dir(&self.drop_dir);
+        crate::failpoint::hit("intake.after_move");
         let rel = format!(
             "{folder}/{}",
             dest.file_name()
@@ -623,6 +695,7 @@ impl TakeJob {
                 .unwrap_or_default()
         );
         self.store.mark_moved(&sub.id, rel)?;
+        crate::failpoint::hit("intake.after_mark_moved");
         if !to_error && let Some(latest) = self.store.get(&sub.id)? {
             // The relay may have moved the claim on between the commit and the move.
             refresh_result_file(&self.drop_dir, &latest);
@@ -645,6 +718,72 @@ fn free_name(dir: &Path, name: &str) -> PathBuf {
         .map(|n| dir.join(format!("{stem} ({n}){ext}")))
         .find(|p| !p.exists())
         .unwrap_or(first)
+}
+
+/// Finishes the record of moves cut short between the rename and `mark_moved` (a crash): a
+/// submission still pending a move whose file is no longer in the drop folder was archived
+/// before the crash. Its copy is found in the folder `place` uses, under its name or a
+/// `free_name` variant, by SHA-256, and recorded (and its result file brought up to date); a
+/// file someone took out of the drop folder before it was archived is recorded as such (its
+/// bytes are in the store). A file still in the drop folder is left to the next take, which
+/// finishes its move.
+fn settle_stranded_moves(store: &Store, drop_dir: &Path) -> anyhow::Result<()> {
+    for sub in store.pending_moves()? {
+        if sub.moved_to.is_some() || drop_dir.join(&sub.file_name).exists() {
+            continue;
+        }
+        let folder = if matches!(sub.state, State::Refused | State::Duplicate) {
+            ERROR_DIR
+        } else {
+            SENT_DIR
+        };
+        let moved_to = match find_archived(&drop_dir.join(folder), &sub) {
+            Some(name) => {
+                info!(submission = %sub.id, file = %sub.file_name, archived_as = %name, "recorded where a file went before a restart");
+                format!("{folder}/{name}")
+            }
+            None => {
+                warn!(submission = %sub.id, file = %sub.file_name, "a committed file left the drop folder but is not in {folder}/; its bytes are in the store");
+                "(保存前に投入フォルダーから取り除かれました / taken out of the drop folder before it was archived)".into()
+            }
+        };
+        let latest = store.mark_moved(&sub.id, moved_to)?;
+        refresh_result_file(drop_dir, &latest);
+    }
+    Ok(())
+}
+
+/// The name in `dir` of the archived copy of `sub`: its own name or `stem (n).ext`, with its
+/// SHA-256. `free_name` takes the first free name, so of several identical copies the one with
+/// the highest number is the latest.
+fn find_archived(dir: &Path, sub: &Submission) -> Option<String> {
+    let (stem, ext) = match sub.file_name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (sub.file_name.as_str(), String::new()),
+    };
+    let prefix = format!("{stem} (");
+    let suffix = format!("){ext}");
+    let mut found: Vec<(u32, String)> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = if name == sub.file_name {
+                1
+            } else {
+                name.strip_prefix(&prefix)?
+                    .strip_suffix(&suffix)?
+                    .parse()
+                    .ok()?
+            };
+            Some((n, name))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().rev().find_map(|(_, name)| {
+        let bytes = std::fs::read(dir.join(&name)).ok()?;
+        (sha256_hex(&bytes) == sub.sha256).then_some(name)
+    })
 }
 
 fn sync_dir(dir: &Path) {
@@ -1011,6 +1150,58 @@ mod tests {
         ] {
             assert!(!is_8_3_name(n), "{n}");
         }
+    }
+
+    #[test]
+    fn a_move_cut_short_by_a_crash_is_recorded_at_the_next_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let drop_dir = dir.path().join("drop");
+        Intake::prepare_folders(&drop_dir).unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let record = |name: &str, bytes: &[u8]| {
+            let mut sub = Submission::new(
+                name.into(),
+                sha256_hex(bytes),
+                bytes.len() as u64,
+                Timestamp::UNIX_EPOCH,
+            );
+            sub.transition(State::Queued, "queued", Timestamp::UNIX_EPOCH);
+            store
+                .record_new(sub, bytes.to_vec())
+                .unwrap()
+                .submission()
+                .clone()
+        };
+        let sent = drop_dir.join(SENT_DIR);
+        // Committed and renamed to `KK (2).CSV` (an older `KK.CSV` was archived before), then
+        // the crash: the store still says "pending move".
+        let moved = record("KK.CSV", b"new claim");
+        std::fs::write(sent.join("KK.CSV"), b"older claim").unwrap();
+        std::fs::write(sent.join("KK (2).CSV"), b"new claim").unwrap();
+        // Committed, not renamed: the next take finishes this one.
+        let waiting = record("KL.CSV", b"another claim");
+        std::fs::write(drop_dir.join("KL.CSV"), b"another claim").unwrap();
+        // Committed, then taken out of the drop folder by someone before it was archived.
+        let gone = record("KM.CSV", b"a third claim");
+
+        settle_stranded_moves(&store, &drop_dir).unwrap();
+        let get = |id| store.get(id).unwrap().unwrap();
+        assert_eq!(
+            get(&moved.id).moved_to.as_deref(),
+            Some("送信済/KK (2).CSV")
+        );
+        let note =
+            std::fs::read_to_string(sent.join(format!("KK (2).CSV{RESULT_SUFFIX}"))).unwrap();
+        assert!(note.contains("送信待ち"), "{note}");
+        assert_eq!(get(&waiting.id).moved_to, None);
+        assert!(get(&gone.id).moved_to.unwrap().contains("taken out"));
+        let pending: Vec<_> = store
+            .pending_moves()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(pending, vec![waiting.id]);
     }
 
     #[test]

@@ -6,11 +6,14 @@
 //! 受付 result; `app` runs the stages; `cli` is the command line; `demo` runs the whole path
 //! against an embedded `federation-sim`.
 
+pub mod alerts;
 pub mod app;
 pub mod claim;
 pub mod cli;
 pub mod config;
+pub mod deadline;
 pub mod demo;
+pub mod failpoint;
 pub mod federation;
 pub mod intake;
 pub mod relay;
@@ -19,7 +22,9 @@ pub mod status;
 pub mod store;
 pub mod submission;
 pub mod timefmt;
+pub mod transport;
 pub mod validate;
+pub mod withdraw;
 
 /// Installs the process-wide rustls crypto provider (ring). Call once at the start of `main`;
 /// calling again is harmless.

@@ -16,7 +16,7 @@
 //!   pass; wake-ups are hints.
 //! - One failing file never blocks the others: each submission is its own task.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, error, info, info_span, warn};
 
+use crate::claim::Month;
 use crate::config::{GatewaySettings, RelaySettings};
 use crate::federation::{
     GatewayApi, GatewayError, GatewayWindow, WireIssue, WireReceipt, WireStatus,
@@ -53,6 +54,129 @@ pub struct Relay<G: GatewayApi> {
     pub window: watch::Sender<Option<GatewayWindow>>,
     /// The drop folder, whose result files (`送信済/NAME.結果.txt`) follow every change.
     pub drop_dir: std::path::PathBuf,
+    /// Stops all requests for a while when the gateway keeps failing.
+    pub breaker: std::sync::Mutex<Breaker>,
+}
+
+/// Shortest time between two planning passes: a burst of wake-ups (a month-start drop of
+/// thousands of files) costs a few passes per second, not one per file.
+const MIN_PASS_SPACING: Duration = Duration::from_millis(100);
+/// A pass at least this often, whatever else happens.
+const IDLE_PASS: Duration = Duration::from_secs(60);
+/// Transient failures in a row (from any submission) that open the circuit breaker.
+const BREAKER_TRIP_AFTER: u32 = 5;
+/// How long the breaker first stays open; doubled after each failed probe.
+const BREAKER_FIRST_PAUSE: Duration = Duration::from_secs(2);
+/// The longest pause.
+const BREAKER_MAX_PAUSE: Duration = Duration::from_secs(120);
+
+/// The relay loop's working memory: the jobs due at the last pass and what is running. Rebuilt
+/// from the store's agenda at every pass; it never holds anything the store does not.
+#[derive(Debug, Default)]
+struct Plan {
+    backlog: VecDeque<(SubmissionId, Job)>,
+    in_flight: HashSet<SubmissionId>,
+    sends: usize,
+    polls: usize,
+    last_pass: Option<tokio::time::Instant>,
+    next_pass_at: Option<tokio::time::Instant>,
+}
+
+impl Plan {
+    fn started(&mut self, id: &SubmissionId, job: Job) {
+        self.in_flight.insert(id.clone());
+        match job {
+            Job::Poll => self.polls += 1,
+            Job::Send | Job::Reconcile => self.sends += 1,
+        }
+    }
+
+    fn finished(&mut self, id: &SubmissionId, job: Job) {
+        if self.in_flight.remove(id) {
+            match job {
+                Job::Poll => self.polls = self.polls.saturating_sub(1),
+                Job::Send | Job::Reconcile => self.sends = self.sends.saturating_sub(1),
+            }
+        }
+    }
+
+    fn clear_in_flight(&mut self) {
+        self.in_flight.clear();
+        self.sends = 0;
+        self.polls = 0;
+    }
+}
+
+/// A circuit breaker for the gateway. After `BREAKER_TRIP_AFTER` transient failures in a row
+/// it opens: no request starts for a pause; then one probe goes; its success closes the
+/// breaker, its failure doubles the pause (up to `BREAKER_MAX_PAUSE`). While it is open, the
+/// relay neither hammers a gateway that is down nor burns each file's own retry budget.
+/// Time is tokio's, so tests drive it under `tokio::time::pause()`.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures_in_row: u32,
+    open_until: Option<tokio::time::Instant>,
+    pause: Duration,
+    probing: bool,
+}
+
+impl Breaker {
+    /// Whether a request may start now; in the half-open state, only one (the probe).
+    pub fn permit(&mut self, now: tokio::time::Instant) -> bool {
+        match self.open_until {
+            None => true,
+            Some(t) if now < t => false,
+            Some(_) if self.probing => false,
+            Some(_) => {
+                self.probing = true;
+                true
+            }
+        }
+    }
+
+    /// Until when requests are held back, if they are (and no probe is out).
+    pub fn blocked_until(&self) -> Option<tokio::time::Instant> {
+        if self.probing { None } else { self.open_until }
+    }
+
+    /// The gateway answered (a receipt, a status, even a refusal): it is up.
+    pub fn answered(&mut self) {
+        if self.open_until.is_some() {
+            info!("the gateway answers again; sending resumes");
+        }
+        *self = Breaker::default();
+    }
+
+    /// A transient failure (no connection, timeout, 5xx).
+    pub fn failed(&mut self, now: tokio::time::Instant) {
+        self.failures_in_row = self.failures_in_row.saturating_add(1);
+        let reopen = match self.open_until {
+            Some(_) if self.probing => {
+                self.pause = (self.pause * 2).min(BREAKER_MAX_PAUSE);
+                true
+            }
+            Some(_) => false, // a request from before the breaker opened
+            None if self.failures_in_row >= BREAKER_TRIP_AFTER => {
+                self.pause = BREAKER_FIRST_PAUSE;
+                true
+            }
+            None => false,
+        };
+        if reopen {
+            self.probing = false;
+            self.open_until = Some(now + self.pause);
+            warn!(
+                failures_in_row = self.failures_in_row,
+                pause_ms = self.pause.as_millis() as u64,
+                "the gateway keeps failing; pausing all requests"
+            );
+        }
+    }
+
+    /// Whether the breaker is open (requests held back or a probe out).
+    pub fn is_open(&self) -> bool {
+        self.open_until.is_some()
+    }
 }
 
 impl<G: GatewayApi> std::fmt::Debug for Relay<G> {
@@ -140,41 +264,67 @@ impl<G: GatewayApi> Relay<G> {
                 .refresh_window(refresh_now.clone(), shutdown.clone()),
         );
         let mut window_rx = this.window.subscribe();
-        let mut in_flight: HashSet<SubmissionId> = HashSet::new();
-        let mut tasks: JoinSet<SubmissionId> = JoinSet::new();
+        let mut plan = Plan::default();
+        let mut tasks: JoinSet<(SubmissionId, Job)> = JoinSet::new();
+        let mut pass_wanted = true;
         info!("relay started");
         loop {
-            let next = match this
-                .schedule(&mut in_flight, &mut tasks, &refresh_now)
-                .await
-            {
-                Ok(next) => next,
-                Err(e) => {
-                    error!(
-                        error = format!("{e:#}"),
-                        "relay cannot read the store; retrying"
-                    );
-                    Some(Duration::from_secs(5))
+            let now = tokio::time::Instant::now();
+            let pass_due = plan.next_pass_at.is_some_and(|t| t <= now);
+            let pass_allowed = plan.last_pass.is_none_or(|t| now >= t + MIN_PASS_SPACING);
+            if (pass_wanted || pass_due) && pass_allowed {
+                pass_wanted = false;
+                plan.last_pass = Some(now);
+                match this.plan_pass(&mut plan).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        error!(
+                            error = format!("{e:#}"),
+                            "relay cannot read the store; retrying"
+                        );
+                        plan.next_pass_at = Some(now + Duration::from_secs(5));
+                    }
                 }
-            };
-            let sleep = next
-                .unwrap_or(Duration::from_secs(60))
-                .min(Duration::from_secs(60));
+            }
+            this.start_jobs(&mut plan, &mut tasks, &refresh_now);
+            // Sleep until the next planned pass, a deferred wanted pass, or the breaker's probe.
+            let mut wake = plan
+                .next_pass_at
+                .unwrap_or(now + IDLE_PASS)
+                .min(now + IDLE_PASS);
+            if pass_wanted && let Some(last) = plan.last_pass {
+                wake = wake.min(last + MIN_PASS_SPACING);
+            }
+            if !plan.backlog.is_empty()
+                && let Some(t) = this
+                    .breaker
+                    .lock()
+                    .map(|b| b.blocked_until())
+                    .unwrap_or(None)
+            {
+                wake = wake.min(t);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = this.wakeup.notified() => {}
-                _ = window_rx.changed() => {}
+                _ = this.wakeup.notified() => pass_wanted = true,
+                _ = window_rx.changed() => pass_wanted = true,
                 Some(done) = tasks.join_next() => {
                     match done {
-                        Ok(id) => { in_flight.remove(&id); }
+                        Ok((id, job)) => {
+                            plan.finished(&id, job);
+                            if plan.backlog.is_empty() {
+                                pass_wanted = true;
+                            }
+                        }
                         Err(e) => {
                             error!(error = %e, "a relay task failed");
-                            in_flight.clear(); // rebuilt from the store on the next pass
+                            plan.clear_in_flight(); // rebuilt from the store on the next pass
                             tasks.detach_all();
+                            pass_wanted = true;
                         }
                     }
                 }
-                _ = tokio::time::sleep(sleep) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
         let grace = this.settings.shutdown_grace;
@@ -243,80 +393,116 @@ impl<G: GatewayApi> Relay<G> {
         }
     }
 
-    /// One pass over the active submissions: starts what is due, returns how long until the
-    /// next thing is due.
-    async fn schedule(
-        self: &Arc<Self>,
-        in_flight: &mut HashSet<SubmissionId>,
-        tasks: &mut JoinSet<SubmissionId>,
-        refresh_now: &Arc<Notify>,
-    ) -> anyhow::Result<Option<Duration>> {
-        let active = self.store.call(|s| s.active()).await?;
+    /// One planning pass over the agenda (a few bytes per active submission): holds what the
+    /// closed window keeps back, stops what is for a month no longer received, and lists in the
+    /// backlog every gateway job that is due; notes when the next one falls due.
+    async fn plan_pass(&self, plan: &mut Plan) -> anyhow::Result<()> {
+        let agenda = self.store.call(|s| s.agenda()).await?;
         let window = self.window.borrow().clone();
         let now = Timestamp::now();
         let mut next: Option<Duration> = None;
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
-        for sub in active {
-            if in_flight.contains(&sub.id) {
+        plan.backlog.clear();
+        for entry in agenda {
+            if plan.in_flight.contains(&entry.id) {
                 continue;
             }
-            if let Some(t) = sub.next_action_at
+            if let Some(t) = entry.next_action_at
                 && t > now
             {
                 soonest(Duration::try_from(t.duration_since(now)).unwrap_or_default());
                 continue;
             }
-            let job = match sub.state {
+            let job = match entry.state {
                 State::Sending => Job::Reconcile,
                 State::Arrived => Job::Poll,
                 State::Queued | State::Held => {
                     let Some(w) = &window else { continue };
                     if !w.open {
-                        if sub.state == State::Queued {
-                            self.hold(&sub, w).await?;
+                        if entry.state == State::Queued {
+                            self.hold(&entry.id, w).await?;
                         }
                         continue;
                     }
-                    if sub
+                    if entry
                         .processing_month
                         .is_some_and(|m| m != w.processing_month)
                     {
-                        self.month_passed(&sub, w).await?;
+                        self.month_passed(&entry.id, entry.processing_month, w)
+                            .await?;
                         continue;
                     }
                     Job::Send
                 }
                 _ => continue,
             };
-            if matches!(job, Job::Send | Job::Reconcile)
-                && in_flight.len() >= self.settings.max_concurrent_sends
-            {
-                continue; // woken again when a task finishes
+            plan.backlog.push_back((entry.id, job));
+        }
+        plan.next_pass_at = next.map(|d| tokio::time::Instant::now() + d);
+        Ok(())
+    }
+
+    /// Starts backlog jobs while there is room (sends and reconciliations share
+    /// `max_concurrent_sends`; status polls have as many again) and the circuit breaker lets
+    /// requests through.
+    fn start_jobs(
+        self: &Arc<Self>,
+        plan: &mut Plan,
+        tasks: &mut JoinSet<(SubmissionId, Job)>,
+        refresh_now: &Arc<Notify>,
+    ) {
+        let limit = self.settings.max_concurrent_sends;
+        let mut skipped = VecDeque::new();
+        while let Some((id, job)) = plan.backlog.pop_front() {
+            if plan.in_flight.contains(&id) {
+                continue;
             }
-            in_flight.insert(sub.id.clone());
-            let span = info_span!(
-                "claim",
-                submission = %sub.id,
-                file = %sub.file_name,
-                office = %sub.office_number.as_ref().map(|o| o.to_string()).unwrap_or_default()
-            );
+            let room = match job {
+                Job::Poll => plan.polls < limit,
+                Job::Send | Job::Reconcile => plan.sends < limit,
+            };
+            if !room {
+                skipped.push_back((id, job));
+                if plan.polls >= limit && plan.sends >= limit {
+                    break;
+                }
+                continue;
+            }
+            let permitted = self
+                .breaker
+                .lock()
+                .map(|mut b| b.permit(tokio::time::Instant::now()))
+                .unwrap_or(true);
+            if !permitted {
+                skipped.push_back((id, job));
+                break;
+            }
+            plan.started(&id, job);
             let this = self.clone();
             let refresh = refresh_now.clone();
-            tasks.spawn(
-                async move {
-                    let id = sub.id.clone();
-                    if let Err(e) = this.work(job, sub, &refresh).await {
-                        error!(
-                            error = format!("{e:#}"),
-                            "could not record the outcome in the store; will retry"
-                        );
-                    }
-                    id
-                }
-                .instrument(span),
-            );
+            tasks.spawn(async move {
+                this.work(job, &id, &refresh).await;
+                (id, job)
+            });
         }
-        Ok(next)
+        // What could not start keeps its place at the front.
+        while let Some(item) = skipped.pop_back() {
+            plan.backlog.push_front(item);
+        }
+    }
+
+    /// Tells the circuit breaker how a gateway call went.
+    fn note_gateway<T>(&self, result: &Result<T, GatewayError>) {
+        let Ok(mut breaker) = self.breaker.lock() else {
+            return;
+        };
+        match result {
+            Err(GatewayError::NotSent { .. } | GatewayError::Unknown { .. }) => {
+                breaker.failed(tokio::time::Instant::now())
+            }
+            Err(GatewayError::UnknownOffice(_)) => {}
+            _ => breaker.answered(),
+        }
     }
 
     /// Changes one submission in the store (on a blocking thread) and returns it as stored.
@@ -340,11 +526,11 @@ impl<G: GatewayApi> Relay<G> {
         Ok(sub)
     }
 
-    async fn hold(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {
+    async fn hold(&self, id: &SubmissionId, w: &GatewayWindow) -> anyhow::Result<()> {
         let opens = jst_minutes(w.opens_at);
         let month = w.processing_month;
-        info!(submission = %sub.id, opens_at = %w.opens_at, "reception window closed; holding");
-        self.update(&sub.id, move |s, now| {
+        info!(submission = %id, opens_at = %w.opens_at, "reception window closed; holding");
+        self.update(id, move |s, now| {
             s.note = Some(Note {
                 ja: format!(
                     "受付期間外のため保留しています。{opens} からの受付（{} 分）で自動的に送信します。",
@@ -360,11 +546,15 @@ impl<G: GatewayApi> Relay<G> {
         Ok(())
     }
 
-    async fn month_passed(&self, sub: &Submission, w: &GatewayWindow) -> anyhow::Result<()> {
-        let file_month = sub.processing_month;
+    async fn month_passed(
+        &self,
+        id: &SubmissionId,
+        file_month: Option<Month>,
+        w: &GatewayWindow,
+    ) -> anyhow::Result<()> {
         let current = w.processing_month;
-        error!(submission = %sub.id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
-        self.update(&sub.id, move |s, now| {
+        error!(submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
+        self.update(id, move |s, now| {
             let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
             s.note = Some(Note {
                 ja: format!(
@@ -386,11 +576,47 @@ impl<G: GatewayApi> Relay<G> {
         Ok(())
     }
 
-    async fn work(&self, job: Job, sub: Submission, refresh: &Notify) -> anyhow::Result<()> {
-        match job {
-            Job::Send => self.send(sub, refresh).await,
-            Job::Reconcile => self.reconcile(sub, refresh).await,
-            Job::Poll => self.poll(sub).await,
+    /// Runs one job on the submission as it is in the store now (the plan may be stale).
+    async fn work(&self, job: Job, id: &SubmissionId, refresh: &Notify) {
+        let wanted = id.clone();
+        let sub = match self.store.call(move |s| s.get(&wanted)).await {
+            Ok(Some(sub)) => sub,
+            Ok(None) => return,
+            Err(e) => {
+                error!(submission = %id, error = format!("{e:#}"), "cannot read a submission from the store; will retry");
+                return;
+            }
+        };
+        let still = match job {
+            Job::Send => matches!(sub.state, State::Queued | State::Held),
+            Job::Reconcile => sub.state == State::Sending,
+            Job::Poll => sub.state == State::Arrived,
+        };
+        if !still || sub.next_action_at.is_some_and(|t| t > Timestamp::now()) {
+            return;
+        }
+        let span = info_span!(
+            "claim",
+            submission = %sub.id,
+            file = %sub.file_name,
+            office = %sub.office_number.as_ref().map(|o| o.to_string()).unwrap_or_default()
+        );
+        let result = async {
+            match job {
+                Job::Send => self.send(sub, refresh).await,
+                Job::Reconcile => self.reconcile(sub, refresh).await,
+                Job::Poll => self.poll(sub).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = result {
+            span.in_scope(|| {
+                error!(
+                    error = format!("{e:#}"),
+                    "could not record the outcome in the store; will retry"
+                )
+            });
         }
     }
 
@@ -406,6 +632,7 @@ impl<G: GatewayApi> Relay<G> {
                 .await;
         };
         let t = Try::start("reconcile");
+        crate::failpoint::hit("relay.before_reconcile");
         match self.gateway.find_by_key(&office, sub.id.as_str()).await {
             Ok(Some(receipt)) => {
                 info!(receipt = %receipt.receipt_id, "the gateway already has this submission");
@@ -434,6 +661,7 @@ impl<G: GatewayApi> Relay<G> {
         };
         // Committed as `sending` before the request leaves: after a crash from here on, the
         // gateway is asked by key before anything is sent again.
+        crate::failpoint::hit("relay.before_sending_commit");
         self.update(&sub.id, |s, now| {
             s.next_action_at = None;
             if s.state != State::Sending {
@@ -441,6 +669,7 @@ impl<G: GatewayApi> Relay<G> {
             }
         })
         .await?;
+        crate::failpoint::hit("relay.after_sending_commit");
         let sha = sub.sha256.clone();
         let Some(body) = self.store.call(move |s| s.blob(&sha)).await? else {
             return self
@@ -452,6 +681,7 @@ impl<G: GatewayApi> Relay<G> {
             .gateway
             .submit(&office, sub.id.as_str(), sub.name_sent(), Bytes::from(body))
             .await;
+        self.note_gateway(&result);
         match result {
             Ok(receipt) => {
                 info!(receipt = %receipt.receipt_id, status = %receipt.status, duration_ms = t.elapsed_ms(), "sent; receipt stored");
@@ -467,6 +697,7 @@ impl<G: GatewayApi> Relay<G> {
         t: Try,
         receipt: WireReceipt,
     ) -> anyhow::Result<()> {
+        crate::failpoint::hit("relay.after_response");
         let poll = self.gateway_settings.status_poll_interval;
         let attempt = t.attempt(
             format!("receipt {} ({})", receipt.receipt_id, receipt.status),
@@ -508,6 +739,7 @@ impl<G: GatewayApi> Relay<G> {
                 }
             })
             .await?;
+        crate::failpoint::hit("relay.after_receipt_commit");
         if stored.state == State::Rejected {
             error!(receipt = ?stored.receipt.as_ref().map(|r| &r.receipt_id), "arrival failed at the federation; the office must correct the file");
         }
@@ -526,7 +758,9 @@ impl<G: GatewayApi> Relay<G> {
         };
         let t = Try::start("status");
         let poll = self.gateway_settings.status_poll_interval;
-        match self.gateway.status(&office, &receipt.receipt_id).await {
+        let status = self.gateway.status(&office, &receipt.receipt_id).await;
+        self.note_gateway(&status);
+        match status {
             Ok(status) => self.record_status(&sub.id, t, status, poll).await,
             Err(GatewayError::NotFound) => {
                 let why = format!(
@@ -555,6 +789,7 @@ impl<G: GatewayApi> Relay<G> {
         status: WireStatus,
         poll: Duration,
     ) -> anyhow::Result<()> {
+        crate::failpoint::hit("relay.after_status_response");
         let next_state = match status.status.as_str() {
             "accepted" => Some(State::Accepted),
             "accepted_with_returns" => Some(State::AcceptedWithReturns),
@@ -593,6 +828,7 @@ impl<G: GatewayApi> Relay<G> {
                 s.transition(state, format!("受付結果 {mark} / reception {}", status.status), now);
             })
             .await?;
+        crate::failpoint::hit("relay.after_status_commit");
         match stored.state {
             State::Rejected => {
                 error!("rejected at reception (受付 ×); the office must correct and resend")
@@ -638,6 +874,7 @@ impl<G: GatewayApi> Relay<G> {
                     }
                 })
                 .await?;
+                crate::failpoint::hit("relay.after_failed_try_commit");
                 Ok(())
             }
             GatewayError::OutsideWindow { next_opens_at } => {
@@ -781,5 +1018,51 @@ mod tests {
         assert!(draws.len() > 1);
         // Absurd failure counts neither overflow nor exceed the cap.
         assert!(backoff(i, m, u32::MAX, None) <= m);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_opens_probes_and_closes() {
+        let mut b = Breaker::default();
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..BREAKER_TRIP_AFTER - 1 {
+            b.failed(t0);
+            assert!(b.permit(t0), "still closed below the threshold");
+        }
+        b.failed(t0);
+        assert!(b.is_open());
+        assert!(!b.permit(t0), "open: nothing starts");
+        assert_eq!(b.blocked_until(), Some(t0 + BREAKER_FIRST_PAUSE));
+        // A late failure of a request sent before the breaker opened does not extend it.
+        b.failed(t0);
+        assert_eq!(b.blocked_until(), Some(t0 + BREAKER_FIRST_PAUSE));
+
+        tokio::time::advance(BREAKER_FIRST_PAUSE).await;
+        let t1 = tokio::time::Instant::now();
+        assert!(b.permit(t1), "half-open: one probe");
+        assert!(!b.permit(t1), "only one probe at a time");
+        assert_eq!(b.blocked_until(), None, "waiting for the probe");
+        b.failed(t1);
+        assert_eq!(
+            b.blocked_until(),
+            Some(t1 + BREAKER_FIRST_PAUSE * 2),
+            "a failed probe doubles the pause"
+        );
+
+        // The pause never exceeds the cap.
+        let mut t = t1;
+        for _ in 0..10 {
+            tokio::time::advance(BREAKER_MAX_PAUSE).await;
+            t = tokio::time::Instant::now();
+            assert!(b.permit(t));
+            b.failed(t);
+        }
+        assert_eq!(b.blocked_until(), Some(t + BREAKER_MAX_PAUSE));
+
+        tokio::time::advance(BREAKER_MAX_PAUSE).await;
+        assert!(b.permit(tokio::time::Instant::now()));
+        b.answered();
+        assert!(!b.is_open());
+        assert!(b.permit(tokio::time::Instant::now()));
+        assert!(b.permit(tokio::time::Instant::now()), "closed: no limit");
     }
 }

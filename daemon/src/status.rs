@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::alerts::{self, Alert};
 use crate::claim::Severity;
 use crate::store::Store;
 use crate::submission::Submission;
@@ -59,6 +60,8 @@ pub struct StatusEntry {
 pub struct StatusDocument {
     /// Every submission, oldest first.
     pub submissions: Vec<StatusEntry>,
+    /// Conditions that need a person, oldest first.
+    pub alerts: Vec<Alert>,
 }
 
 impl From<&Submission> for StatusEntry {
@@ -96,27 +99,45 @@ impl From<&Submission> for StatusEntry {
     }
 }
 
-/// Reads every submission from the store at `path`; an absent store means none yet.
-pub fn load(path: &Path) -> anyhow::Result<Vec<Submission>> {
+/// What `status` shows.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every submission, oldest first.
+    pub submissions: Vec<Submission>,
+    /// Current alerts.
+    pub alerts: Vec<Alert>,
+}
+
+/// Reads every submission and alert from the store at `path`; an absent store means none yet.
+pub fn load(path: &Path) -> anyhow::Result<Snapshot> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(Snapshot::default());
     }
     let store = Store::open_for_reading(path)?;
-    Ok(store.all()?)
+    Ok(Snapshot {
+        submissions: store.all()?,
+        alerts: alerts::current(&store)?,
+    })
 }
 
 /// Writes the JSON document.
-pub fn write_json(subs: &[Submission], out: &mut impl Write) -> anyhow::Result<()> {
+pub fn write_json(snap: &Snapshot, out: &mut impl Write) -> anyhow::Result<()> {
     let doc = StatusDocument {
-        submissions: subs.iter().map(StatusEntry::from).collect(),
+        submissions: snap.submissions.iter().map(StatusEntry::from).collect(),
+        alerts: snap.alerts.clone(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)?;
     Ok(())
 }
 
-/// Writes a table for people.
-pub fn write_table(subs: &[Submission], out: &mut impl Write) -> anyhow::Result<()> {
+/// Writes a table for people: alerts first, then every submission.
+pub fn write_table(snap: &Snapshot, out: &mut impl Write) -> anyhow::Result<()> {
+    for a in &snap.alerts {
+        writeln!(out, "【要対応】{}", a.message_ja)?;
+        writeln!(out, "    ({})", a.message_en)?;
+    }
+    let subs = &snap.submissions;
     if subs.is_empty() {
         writeln!(
             out,

@@ -8,32 +8,57 @@
 //! - **Exactly once.** A file's bytes are recognised by SHA-256 inside the same transaction that
 //!   records it, so two drops of one file can never both be queued for sending.
 //! - Bytes are never deleted or altered; a record is only ever updated through `update`, which
-//!   keeps the indexes (`active`, pending moves) consistent with the record's state.
+//!   keeps the indexes (the agenda of active submissions, pending moves) consistent with the
+//!   record's state.
+//! - **Group commit.** Every write goes through one committer thread, which runs the writes
+//!   waiting at that moment in one transaction and one fsync, then answers each caller. A caller
+//!   is answered only after the commit that holds its write, so durability per call is unchanged;
+//!   under load (a month-start burst) many calls share one fsync. A write that fails before
+//!   touching a table fails alone; a database error aborts the whole group, and every caller in it
+//!   gets the error and retries.
 //! - `SCHEMA` lists every table, so backups can refuse a file holding a table they do not know.
 //!
 //! The daemon opens the file as the single writer; `status` and other commands open it
 //! read-only at the same time (redb `ConcurrencyMode::SingleWriter`) and see every commit.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 
+use jiff::Timestamp;
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
-    TableDefinition,
+    TableDefinition, TableHandle as _, WriteTransaction,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::claim::{Finding, Severity};
+use crate::claim::{Finding, Month, Severity};
 use crate::submission::{State, Submission, SubmissionId};
 
+macro_rules! db_err {
+    ($e:expr) => {
+        $e.map_err(|e| StoreError::Db(e.into()))
+    };
+}
+
 /// Schema version written into `meta`; a newer file is refused rather than misread.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: the `agenda` index (state, next action, month per active submission) replaced the bare
+/// `active_submissions` set; a version-1 file is migrated when it is opened for writing.
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// Most writes run in one group transaction.
+const MAX_GROUP: usize = 512;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SUBMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("submissions");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const BY_SHA256: TableDefinition<&str, &str> = TableDefinition::new("submissions_by_sha256");
-const ACTIVE: TableDefinition<&str, ()> = TableDefinition::new("active_submissions");
+const AGENDA: TableDefinition<&str, &[u8]> = TableDefinition::new("agenda");
 const PENDING_MOVES: TableDefinition<&str, &str> = TableDefinition::new("pending_moves");
+/// Conditions that need a person, by de-duplication key (the `alerts` module owns the values).
+const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+/// Schema 1's set of active ids, replaced by `agenda`; read once by the migration, then deleted.
+const ACTIVE_V1: TableDefinition<&str, ()> = TableDefinition::new("active_submissions");
 
 /// Every table of the store: the schema registry.
 pub const SCHEMA: &[&str] = &[
@@ -41,9 +66,59 @@ pub const SCHEMA: &[&str] = &[
     "submissions",
     "blobs",
     "submissions_by_sha256",
-    "active_submissions",
+    "agenda",
     "pending_moves",
+    "alerts",
 ];
+
+/// What the relay needs to plan its work, kept for every active (non-final) submission in
+/// the `agenda` index, so that a planning pass reads a few bytes per submission instead of
+/// whole records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgendaEntry {
+    /// The submission.
+    pub id: SubmissionId,
+    /// Its state.
+    pub state: State,
+    /// When the relay should act on it next (none: now, or when the window opens).
+    pub next_action_at: Option<Timestamp>,
+    /// The processing month in its control record.
+    pub processing_month: Option<Month>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AgendaValue {
+    #[serde(rename = "s")]
+    state: State,
+    #[serde(rename = "n", default)]
+    next_action_at: Option<Timestamp>,
+    #[serde(rename = "m", default)]
+    processing_month: Option<Month>,
+}
+
+fn agenda_value(sub: &Submission) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&AgendaValue {
+        state: sub.state,
+        next_action_at: sub.next_action_at,
+        processing_month: sub.processing_month,
+    })
+    .map_err(|source| StoreError::Record {
+        id: sub.id.to_string(),
+        source,
+    })
+}
+
+/// Keeps the agenda in step with one record: present with its planning fields while the
+/// submission is active, absent once it is final.
+fn index_agenda(txn: &WriteTransaction, sub: &Submission) -> Result<(), StoreError> {
+    let mut agenda = db_err!(txn.open_table(AGENDA))?;
+    if sub.state.is_final() {
+        db_err!(agenda.remove(sub.id.as_str()))?;
+    } else {
+        db_err!(agenda.insert(sub.id.as_str(), agenda_value(sub)?.as_slice()))?;
+    }
+    Ok(())
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -72,17 +147,166 @@ pub enum StoreError {
     /// `update` on an id that does not exist.
     #[error("no submission {0}")]
     NotFound(String),
-}
-
-macro_rules! db_err {
-    ($e:expr) => {
-        $e.map_err(|e| StoreError::Db(e.into()))
-    };
+    /// The group transaction holding this write failed to commit (or the committer stopped);
+    /// nothing of it was stored.
+    #[error("the write was not committed: {0}")]
+    NotCommitted(String),
 }
 
 enum Handle {
-    Writer(Database),
+    Writer(Writer),
     Reader(ReadOnlyDatabase),
+}
+
+/// A write waiting for the committer: it runs inside the group transaction and returns what
+/// to tell its caller once the commit's fate is known, and whether it failed in a way that
+/// spoils the whole group (a database error after it may have written).
+type WriteOp = Box<dyn FnOnce(&WriteTransaction) -> (Reply, Option<String>) + Send>;
+/// Tells one caller how its write ended: `None` committed, `Some(reason)` not committed.
+type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// The database opened for writing, and the committer thread that owns all writes.
+struct Writer {
+    db: Arc<LiveDb>,
+    ops: Option<mpsc::Sender<WriteOp>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the committer after the writes already queued; joining it
+        // means the file is closed when the last handle is gone (a reopen then succeeds).
+        self.ops.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The open database, which the committer may close and reopen: redb refuses every operation
+/// after an I/O error (a full disk) until the file is reopened.
+struct LiveDb {
+    path: std::path::PathBuf,
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+}
+
+impl LiveDb {
+    fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.read().ok().and_then(|g| g.clone()).ok_or_else(|| {
+            StoreError::NotCommitted("the store is being reopened after a disk error".into())
+        })
+    }
+
+    /// Closes the database (once no one else holds it) and opens it again.
+    fn reopen(&self) -> Result<(), String> {
+        let old = self
+            .db
+            .write()
+            .map_err(|_| "lock poisoned".to_owned())?
+            .take();
+        if let Some(mut old) = old {
+            // Readers hold the handle only while they begin a transaction.
+            let closed = loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => break db,
+                    Err(still) => {
+                        old = still;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            };
+            drop(closed);
+        }
+        let db = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .create(&self.path)
+            .map_err(|e| e.to_string())?;
+        *self.db.write().map_err(|_| "lock poisoned".to_owned())? = Some(Arc::new(db));
+        Ok(())
+    }
+}
+
+/// The committer: takes every write waiting, runs them in one transaction, commits once, and
+/// answers each caller after the commit. After a failed transaction (a disk error) it reopens
+/// the database before the next one; callers of the failed one were told, and retry.
+fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
+    let mut broken = false;
+    let mut pause = std::time::Duration::from_millis(100);
+    loop {
+        // After a failure the file is reopened at once (readers need it too), retrying with a
+        // growing pause while the disk still refuses.
+        if broken {
+            match live.reopen() {
+                Ok(()) => {
+                    tracing::info!("store reopened after a disk error");
+                    broken = false;
+                    pause = std::time::Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the store cannot be reopened yet; retrying");
+                    pause = (pause * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        let first = if broken {
+            match ops.recv_timeout(pause) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match ops.recv() {
+                Ok(op) => op,
+                Err(_) => return,
+            }
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match ops.try_recv() {
+                Ok(op) => group.push(op),
+                Err(_) => break,
+            }
+        }
+        if broken {
+            drop(group); // their callers read the closed channels as not committed
+            continue;
+        }
+        let txn = match live.get().and_then(|db| db_err!(db.begin_write())) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "the store cannot write");
+                broken = true;
+                drop(group);
+                continue;
+            }
+        };
+        let mut replies = Vec::with_capacity(group.len());
+        let mut failed: Option<String> = None;
+        for op in group {
+            if failed.is_some() {
+                // Not run: dropping it closes its caller's channel, which reads as not committed.
+                drop(op);
+                continue;
+            }
+            let (reply, spoiled) = op(&txn);
+            failed = spoiled;
+            replies.push(reply);
+        }
+        let outcome = match failed {
+            Some(why) => {
+                let _ = txn.abort();
+                Some(why)
+            }
+            None => txn.commit().err().map(|e| format!("commit failed: {e}")),
+        };
+        if let Some(why) = &outcome {
+            tracing::error!(error = %why, writes = replies.len(), "a store transaction failed; its writes are retried by their callers");
+            broken = true;
+        }
+        for reply in replies {
+            reply(outcome.as_deref());
+        }
+    }
 }
 
 /// A handle on the store; cheap to clone.
@@ -140,7 +364,8 @@ fn encode(s: &Submission) -> Result<Vec<u8>, StoreError> {
 }
 
 impl Store {
-    /// Opens (or creates) the store as its single writer.
+    /// Opens (or creates) the store as its single writer, migrating an older schema, and
+    /// starts its committer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
@@ -151,27 +376,41 @@ impl Store {
             })?;
         let txn = db_err!(db.begin_write())?;
         {
-            for def in [META, SUBMISSIONS, BLOBS] {
+            for def in [META, SUBMISSIONS, BLOBS, AGENDA, ALERTS] {
                 db_err!(txn.open_table(def))?;
             }
             db_err!(txn.open_table(BY_SHA256))?;
-            db_err!(txn.open_table(ACTIVE))?;
             db_err!(txn.open_table(PENDING_MOVES))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {
                 Some(v) if v > SCHEMA_VERSION => return Err(StoreError::Version { found: v }),
-                Some(_) => {}
-                None => {
-                    db_err!(
-                        meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
-                    )?;
+                Some(v) if v < SCHEMA_VERSION => {
+                    migrate_v1(&txn)?;
+                    tracing::info!(from = v, to = SCHEMA_VERSION, "store schema migrated");
                 }
+                Some(_) => {}
+                None => {}
             }
+            db_err!(meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()))?;
         }
         db_err!(txn.commit())?;
+        let db = Arc::new(LiveDb {
+            path: path.to_owned(),
+            db: std::sync::RwLock::new(Some(Arc::new(db))),
+        });
+        let (ops, queue) = mpsc::channel();
+        let for_thread = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || committer(for_thread, queue))
+            .map_err(|e| StoreError::NotCommitted(format!("cannot start the committer: {e}")))?;
         Ok(Store {
-            handle: Arc::new(Handle::Writer(db)),
+            handle: Arc::new(Handle::Writer(Writer {
+                db,
+                ops: Some(ops),
+                thread: Some(thread),
+            })),
         })
     }
 
@@ -207,68 +446,59 @@ impl Store {
         }
     }
 
-    fn writer(&self) -> Result<&Database, StoreError> {
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
         match &*self.handle {
-            Handle::Writer(db) => Ok(db),
-            Handle::Reader(_) => Err(StoreError::ReadOnly),
+            Handle::Writer(w) => db_err!(w.db.get()?.begin_read()),
+            Handle::Reader(db) => db_err!(db.begin_read()),
         }
     }
 
-    fn read(&self) -> Result<ReadTransaction, StoreError> {
-        match &*self.handle {
-            Handle::Writer(db) => db_err!(db.begin_read()),
-            Handle::Reader(db) => db_err!(db.begin_read()),
-        }
+    /// Runs `f` in the committer's next group transaction and returns its result once that
+    /// transaction is committed. `f` must not write anything before an error it returns, except
+    /// through redb calls whose errors it passes on (those abort the whole group).
+    pub fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Handle::Writer(writer) = &*self.handle else {
+            return Err(StoreError::ReadOnly);
+        };
+        let Some(queue) = &writer.ops else {
+            return Err(StoreError::NotCommitted("the store is closing".into()));
+        };
+        let (tx, rx) = mpsc::sync_channel::<Result<T, StoreError>>(1);
+        let op: WriteOp = Box::new(move |txn| {
+            let result = f(txn);
+            let spoiled = match &result {
+                Err(e @ (StoreError::Db(_) | StoreError::NotCommitted(_))) => Some(e.to_string()),
+                _ => None,
+            };
+            let reply: Reply = Box::new(move |outcome| {
+                let answer = match (result, outcome) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Some(why)) => Err(StoreError::NotCommitted(why.to_owned())),
+                    (Ok(v), None) => Ok(v),
+                };
+                let _ = tx.send(answer);
+            });
+            (reply, spoiled)
+        });
+        queue
+            .send(op)
+            .map_err(|_| StoreError::NotCommitted("the committer has stopped".into()))?;
+        rx.recv().map_err(|_| {
+            StoreError::NotCommitted(
+                "another write in its group failed, so the group was rolled back".into(),
+            )
+        })?
     }
 
     /// Records a newly taken file and its bytes in one transaction. A sendable (queued or held)
     /// submission whose bytes are already queued or sent is stored as a duplicate instead, with
     /// a finding that names the original. The record is pending a move until `mark_moved`.
-    pub fn record_new(&self, mut sub: Submission, bytes: &[u8]) -> Result<Recorded, StoreError> {
-        let db = self.writer()?;
-        let txn = db_err!(db.begin_write())?;
-        let mut original = None;
-        {
-            let mut by_sha = db_err!(txn.open_table(BY_SHA256))?;
-            let mut subs = db_err!(txn.open_table(SUBMISSIONS))?;
-            let sendable = matches!(sub.state, State::Queued | State::Held);
-            if sendable {
-                let existing =
-                    db_err!(by_sha.get(sub.sha256.as_str()))?.map(|v| v.value().to_owned());
-                match existing {
-                    Some(orig_id) => {
-                        let orig = match db_err!(subs.get(orig_id.as_str()))? {
-                            Some(v) => decode(&orig_id, v.value())?,
-                            None => return Err(StoreError::NotFound(orig_id)),
-                        };
-                        mark_duplicate(&mut sub, &orig);
-                        original = Some(Box::new(orig));
-                    }
-                    None => {
-                        db_err!(by_sha.insert(sub.sha256.as_str(), sub.id.as_str()))?;
-                    }
-                }
-            }
-            let mut blobs = db_err!(txn.open_table(BLOBS))?;
-            if db_err!(blobs.get(sub.sha256.as_str()))?.is_none() {
-                db_err!(blobs.insert(sub.sha256.as_str(), bytes))?;
-            }
-            db_err!(subs.insert(sub.id.as_str(), encode(&sub)?.as_slice()))?;
-            let mut active = db_err!(txn.open_table(ACTIVE))?;
-            if !sub.state.is_final() {
-                db_err!(active.insert(sub.id.as_str(), ()))?;
-            }
-            let mut pending = db_err!(txn.open_table(PENDING_MOVES))?;
-            db_err!(pending.insert(sub.file_name.as_str(), sub.id.as_str()))?;
-        }
-        db_err!(txn.commit())?;
-        Ok(match original {
-            Some(original) => Recorded::Duplicate {
-                submission: sub,
-                original,
-            },
-            None => Recorded::New(sub),
-        })
+    pub fn record_new(&self, sub: Submission, bytes: Vec<u8>) -> Result<Recorded, StoreError> {
+        self.write(move |txn| record_new_in(txn, sub, &bytes))
     }
 
     /// The submission whose file of this name was committed but not yet moved out of the drop
@@ -290,6 +520,28 @@ impl Store {
         }
     }
 
+    /// Every submission whose file was committed but whose move out of the drop folder is not
+    /// recorded yet: normally none or the one being taken; more only after a crash or an error
+    /// between the commit and `mark_moved`.
+    pub fn pending_moves(&self) -> Result<Vec<Submission>, StoreError> {
+        let txn = self.read()?;
+        let (Some(pending), Some(subs)) = (
+            read_table(&txn, PENDING_MOVES)?,
+            read_table(&txn, SUBMISSIONS)?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(pending.iter())? {
+            let (_, id) = db_err!(entry)?;
+            let id = id.value();
+            if let Some(v) = db_err!(subs.get(id))? {
+                out.push(decode(id, v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Records where the file went, ending its pending move.
     pub fn mark_moved(
         &self,
@@ -302,40 +554,14 @@ impl Store {
     }
 
     /// Reads a submission, changes it with `f`, and writes it back, all in one transaction;
-    /// keeps the `active` and pending-move indexes in step. Returns the record as stored.
+    /// keeps the agenda and pending-move indexes in step. Returns the record as stored.
     pub fn update(
         &self,
         id: &SubmissionId,
-        f: impl FnOnce(&mut Submission),
+        f: impl FnOnce(&mut Submission) + Send + 'static,
     ) -> Result<Submission, StoreError> {
-        let db = self.writer()?;
-        let txn = db_err!(db.begin_write())?;
-        let sub = {
-            let mut subs = db_err!(txn.open_table(SUBMISSIONS))?;
-            let mut sub = match db_err!(subs.get(id.as_str()))? {
-                Some(v) => decode(id.as_str(), v.value())?,
-                None => return Err(StoreError::NotFound(id.to_string())),
-            };
-            f(&mut sub);
-            db_err!(subs.insert(id.as_str(), encode(&sub)?.as_slice()))?;
-            let mut active = db_err!(txn.open_table(ACTIVE))?;
-            if sub.state.is_final() {
-                db_err!(active.remove(id.as_str()))?;
-            } else {
-                db_err!(active.insert(id.as_str(), ()))?;
-            }
-            if sub.moved_to.is_some() {
-                let mut pending = db_err!(txn.open_table(PENDING_MOVES))?;
-                let ours = db_err!(pending.get(sub.file_name.as_str()))?
-                    .is_some_and(|v| v.value() == id.as_str());
-                if ours {
-                    db_err!(pending.remove(sub.file_name.as_str()))?;
-                }
-            }
-            sub
-        };
-        db_err!(txn.commit())?;
-        Ok(sub)
+        let id = id.clone();
+        self.write(move |txn| update_in(txn, &id, f))
     }
 
     /// One submission.
@@ -350,21 +576,74 @@ impl Store {
         }
     }
 
-    /// Every submission that is not in a final state, oldest first.
-    pub fn active(&self) -> Result<Vec<Submission>, StoreError> {
+    /// The agenda: every submission that is not in a final state, oldest first, with what
+    /// the relay needs to plan (state, next action, month).
+    pub fn agenda(&self) -> Result<Vec<AgendaEntry>, StoreError> {
         let txn = self.read()?;
-        let (Some(active), Some(subs)) =
-            (read_table(&txn, ACTIVE)?, read_table(&txn, SUBMISSIONS)?)
-        else {
+        let Some(agenda) = read_table(&txn, AGENDA)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for entry in db_err!(active.iter())? {
-            let (k, _) = db_err!(entry)?;
+        for entry in db_err!(agenda.iter())? {
+            let (k, v) = db_err!(entry)?;
             let id = k.value();
-            if let Some(v) = db_err!(subs.get(id))? {
-                out.push(decode(id, v.value())?);
+            let value: AgendaValue =
+                serde_json::from_slice(v.value()).map_err(|source| StoreError::Record {
+                    id: id.to_owned(),
+                    source,
+                })?;
+            out.push(AgendaEntry {
+                id: SubmissionId::from_string(id.to_owned()),
+                state: value.state,
+                next_action_at: value.next_action_at,
+                processing_month: value.processing_month,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every submission that is not in a final state, oldest first.
+    pub fn active(&self) -> Result<Vec<Submission>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.agenda()? {
+            if let Some(sub) = self.get(&entry.id)? {
+                out.push(sub);
             }
+        }
+        Ok(out)
+    }
+
+    /// Sets the value of an alert; returns the previous one.
+    pub fn put_alert(&self, key: &str, value: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(ALERTS))?;
+            let old =
+                db_err!(t.insert(key.as_str(), value.as_slice()))?.map(|v| v.value().to_vec());
+            Ok(old)
+        })
+    }
+
+    /// Removes an alert (it is resolved); returns its last value.
+    pub fn remove_alert(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(ALERTS))?;
+            let old = db_err!(t.remove(key.as_str()))?.map(|v| v.value().to_vec());
+            Ok(old)
+        })
+    }
+
+    /// Every current alert, by key.
+    pub fn alerts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, ALERTS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(t.iter())? {
+            let (k, v) = db_err!(entry)?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
         }
         Ok(out)
     }
@@ -403,6 +682,114 @@ impl Store {
         let out = tokio::task::spawn_blocking(move || f(&store)).await??;
         Ok(out)
     }
+}
+
+fn record_new_in(
+    txn: &WriteTransaction,
+    mut sub: Submission,
+    bytes: &[u8],
+) -> Result<Recorded, StoreError> {
+    let mut original = None;
+    let mut by_sha = db_err!(txn.open_table(BY_SHA256))?;
+    let mut subs = db_err!(txn.open_table(SUBMISSIONS))?;
+    let sendable = matches!(sub.state, State::Queued | State::Held);
+    if sendable {
+        let existing = db_err!(by_sha.get(sub.sha256.as_str()))?.map(|v| v.value().to_owned());
+        if let Some(orig_id) = existing {
+            let orig = match db_err!(subs.get(orig_id.as_str()))? {
+                Some(v) => decode(&orig_id, v.value())?,
+                None => return Err(StoreError::NotFound(orig_id)),
+            };
+            // Bytes withdrawn (取消) or rejected (×) at the federation are not there: sending
+            // them again is no double claim.
+            if !matches!(orig.state, State::Withdrawn | State::Rejected) {
+                mark_duplicate(&mut sub, &orig);
+                original = Some(Box::new(orig));
+            }
+        }
+    }
+    // Everything that can fail without a database error is done before the first write.
+    let record = encode(&sub)?;
+    let agenda = agenda_value(&sub)?;
+    if sendable && original.is_none() {
+        db_err!(by_sha.insert(sub.sha256.as_str(), sub.id.as_str()))?;
+    }
+    let mut blobs = db_err!(txn.open_table(BLOBS))?;
+    if db_err!(blobs.get(sub.sha256.as_str()))?.is_none() {
+        db_err!(blobs.insert(sub.sha256.as_str(), bytes))?;
+    }
+    db_err!(subs.insert(sub.id.as_str(), record.as_slice()))?;
+    if !sub.state.is_final() {
+        let mut table = db_err!(txn.open_table(AGENDA))?;
+        db_err!(table.insert(sub.id.as_str(), agenda.as_slice()))?;
+    }
+    let mut pending = db_err!(txn.open_table(PENDING_MOVES))?;
+    db_err!(pending.insert(sub.file_name.as_str(), sub.id.as_str()))?;
+    Ok(match original {
+        Some(original) => Recorded::Duplicate {
+            submission: sub,
+            original,
+        },
+        None => Recorded::New(sub),
+    })
+}
+
+fn update_in(
+    txn: &WriteTransaction,
+    id: &SubmissionId,
+    f: impl FnOnce(&mut Submission),
+) -> Result<Submission, StoreError> {
+    let mut subs = db_err!(txn.open_table(SUBMISSIONS))?;
+    let mut sub = match db_err!(subs.get(id.as_str()))? {
+        Some(v) => decode(id.as_str(), v.value())?,
+        None => return Err(StoreError::NotFound(id.to_string())),
+    };
+    f(&mut sub);
+    let record = encode(&sub)?;
+    agenda_value(&sub)?; // fails here, before any write, if it cannot be encoded
+    db_err!(subs.insert(id.as_str(), record.as_slice()))?;
+    index_agenda(txn, &sub)?;
+    if sub.moved_to.is_some() {
+        let mut pending = db_err!(txn.open_table(PENDING_MOVES))?;
+        let ours =
+            db_err!(pending.get(sub.file_name.as_str()))?.is_some_and(|v| v.value() == id.as_str());
+        if ours {
+            db_err!(pending.remove(sub.file_name.as_str()))?;
+        }
+    }
+    Ok(sub)
+}
+
+/// Schema 1 → 2: builds the agenda from the set of active ids and the records, then deletes
+/// the old set. Runs inside the opening transaction, so it happens entirely or not at all.
+fn migrate_v1(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let exists = db_err!(txn.list_tables())?.any(|t| t.name() == ACTIVE_V1.name());
+    if !exists {
+        return Ok(());
+    }
+    let ids: Vec<String> = {
+        let old = db_err!(txn.open_table(ACTIVE_V1))?;
+        let mut ids = Vec::new();
+        for entry in db_err!(old.iter())? {
+            let (k, _) = db_err!(entry)?;
+            ids.push(k.value().to_owned());
+        }
+        ids
+    };
+    {
+        let subs = db_err!(txn.open_table(SUBMISSIONS))?;
+        let mut agenda = db_err!(txn.open_table(AGENDA))?;
+        for id in &ids {
+            if let Some(v) = db_err!(subs.get(id.as_str()))? {
+                let sub = decode(id, v.value())?;
+                if !sub.state.is_final() {
+                    db_err!(agenda.insert(id.as_str(), agenda_value(&sub)?.as_slice()))?;
+                }
+            }
+        }
+    }
+    db_err!(txn.delete_table(ACTIVE_V1))?;
+    Ok(())
 }
 
 /// Opens a table for reading; a table the writer has not created yet reads as absent (a reader
@@ -469,11 +856,11 @@ mod tests {
         let first = {
             let store = Store::open(&path).unwrap();
             let a = store
-                .record_new(sub("A.CSV", "aa", State::Queued), b"abc")
+                .record_new(sub("A.CSV", "aa", State::Queued), b"abc".to_vec())
                 .unwrap();
             assert!(matches!(a, Recorded::New(_)));
             let b = store
-                .record_new(sub("B.CSV", "aa", State::Queued), b"abc")
+                .record_new(sub("B.CSV", "aa", State::Queued), b"abc".to_vec())
                 .unwrap();
             match &b {
                 Recorded::Duplicate {
@@ -489,7 +876,7 @@ mod tests {
             }
             // A refused file with the same bytes is not a duplicate: it is refused on its own.
             let c = store
-                .record_new(sub("C.CSV", "aa", State::Refused), b"abc")
+                .record_new(sub("C.CSV", "aa", State::Refused), b"abc".to_vec())
                 .unwrap();
             assert!(matches!(c, Recorded::New(_)));
             a.submission().clone()
@@ -509,7 +896,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         let s = store
-            .record_new(sub("A.CSV", "bb", State::Queued), b"x")
+            .record_new(sub("A.CSV", "bb", State::Queued), b"x".to_vec())
             .unwrap();
         let id = s.submission().id.clone();
         assert_eq!(store.pending_move("A.CSV").unwrap().unwrap().id, id);
@@ -538,13 +925,114 @@ mod tests {
         let reader = Store::open_read_only(&path).unwrap();
         assert!(reader.all().unwrap().is_empty());
         writer
-            .record_new(sub("A.CSV", "cc", State::Queued), b"x")
+            .record_new(sub("A.CSV", "cc", State::Queued), b"x".to_vec())
             .unwrap();
         assert_eq!(reader.all().unwrap().len(), 1);
         assert!(matches!(
-            reader.record_new(sub("B.CSV", "dd", State::Queued), b"y"),
+            reader.record_new(sub("B.CSV", "dd", State::Queued), b"y".to_vec()),
             Err(StoreError::ReadOnly)
         ));
         assert!(matches!(Store::open(&path), Err(StoreError::AlreadyOpen)));
+    }
+
+    #[test]
+    fn concurrent_writes_share_commits_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50 {
+                        let name = format!("T{t}N{n}.CSV");
+                        let sha = format!("{t}-{n}");
+                        let r = store
+                            .record_new(sub(&name, &sha, State::Queued), vec![t as u8, n as u8])
+                            .unwrap();
+                        store
+                            .mark_moved(&r.submission().id, format!("送信済/{name}"))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.all().unwrap().len(), 400);
+        assert_eq!(store.agenda().unwrap().len(), 400);
+        assert!(store.all().unwrap().iter().all(|s| s.moved_to.is_some()));
+        assert!(store.pending_move("T3N7.CSV").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failing_write_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let a = store
+            .record_new(sub("A.CSV", "ee", State::Queued), b"x".to_vec())
+            .unwrap();
+        let missing = store.update(&SubmissionId::new(), |_| {});
+        assert!(matches!(missing, Err(StoreError::NotFound(_))));
+        let id = a.submission().id.clone();
+        let next = Timestamp::now();
+        store
+            .update(&id, move |s| s.next_action_at = Some(next))
+            .unwrap();
+        let agenda = store.agenda().unwrap();
+        assert_eq!(agenda.len(), 1);
+        assert_eq!(agenda[0].state, State::Queued);
+        assert_eq!(agenda[0].next_action_at, Some(next));
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_to_the_agenda() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let queued = sub("A.CSV", "ff", State::Queued);
+        let done = sub("B.CSV", "gg", State::Accepted);
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", 1u64.to_le_bytes().as_slice())
+                    .unwrap();
+                let mut subs = txn.open_table(SUBMISSIONS).unwrap();
+                let mut active = txn.open_table(ACTIVE_V1).unwrap();
+                for s in [&queued, &done] {
+                    subs.insert(s.id.as_str(), encode(s).unwrap().as_slice())
+                        .unwrap();
+                }
+                active.insert(queued.id.as_str(), ()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let agenda = store.agenda().unwrap();
+        assert_eq!(agenda.len(), 1);
+        assert_eq!(agenda[0].id, queued.id);
+        assert_eq!(agenda[0].state, State::Queued);
+        drop(store);
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(
+            !names.contains(&"active_submissions".to_owned()),
+            "{names:?}"
+        );
+        for name in &names {
+            assert!(
+                SCHEMA.contains(&name.as_str()),
+                "{name} is in the schema registry"
+            );
+        }
+        let meta = txn.open_table(META).unwrap();
+        let v = parse_version(meta.get("schema_version").unwrap().unwrap().value());
+        assert_eq!(v, SCHEMA_VERSION);
     }
 }

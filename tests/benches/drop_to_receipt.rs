@@ -67,6 +67,7 @@ fn main() {
         incomplete_grace_secs: 120,
         reception_delay_ms: 1000,
         health_refresh_secs: 3600,
+        ..EnvOptions::default()
     });
     env.start_daemon();
     // Warm-up: the window is fetched, the TLS connection is up.

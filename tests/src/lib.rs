@@ -99,6 +99,11 @@ impl Proc {
         rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid")
     }
 
+    /// The OS process id (for `/proc/<pid>/…` in benchmarks).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` and waits up to `timeout` for the process to exit.
     pub fn signal_and_wait(
         &mut self,
@@ -170,6 +175,8 @@ pub struct EnvOptions {
     pub reception_delay_ms: u64,
     /// gateway.health_refresh_secs.
     pub health_refresh_secs: u64,
+    /// intake.mode: "watch" or "poll".
+    pub intake_mode: &'static str,
 }
 
 impl Default for EnvOptions {
@@ -180,6 +187,7 @@ impl Default for EnvOptions {
             incomplete_grace_secs: 60,
             reception_delay_ms: 300,
             health_refresh_secs: 60,
+            intake_mode: "watch",
         }
     }
 }
@@ -283,6 +291,7 @@ impl Env {
             r#"state_dir = "state"
 [intake]
 drop_dir = "drop"
+mode = "{intake_mode}"
 rescan_interval_secs = {rescan}
 settle_interval_ms = {settle}
 incomplete_grace_secs = {grace}
@@ -302,6 +311,7 @@ shutdown_grace_secs = 5
             settle = opts.settle_interval_ms,
             grace = opts.incomplete_grace_secs,
             refresh = opts.health_refresh_secs,
+            intake_mode = opts.intake_mode,
         );
         std::fs::write(&daemon_config, toml).expect("write daemon config");
         std::fs::create_dir_all(&drop_dir).expect("drop dir");
@@ -320,10 +330,19 @@ shutdown_grace_secs = 5
 
     /// Starts `kaigo-relay run` as a process.
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with_env(&[]);
+    }
+
+    /// Starts `kaigo-relay run` as a process with extra environment variables (for example
+    /// `KAIGO_RELAY_FAILPOINTS`).
+    pub fn start_daemon_with_env(&mut self, vars: &[(&str, &str)]) {
         self.daemon_starts += 1;
         let mut cmd = Command::new(&bins().relay);
         cmd.args(["run", "--config"]).arg(&self.daemon_config);
         cmd.env("RUST_LOG", "info,kaigo_relay=debug");
+        // Armed only when a test asks, never inherited from the shell running the tests.
+        cmd.env_remove("KAIGO_RELAY_FAILPOINTS");
+        cmd.envs(vars.iter().copied());
         let log = self
             .dir
             .path()
