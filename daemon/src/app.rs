@@ -22,6 +22,20 @@ use crate::relay::Relay;
 use crate::store::Store;
 use crate::withdraw::WithdrawDesk;
 
+/// Opens the store as its writer. A `status` command may hold the file for a moment (it repairs
+/// a file left by a crash when no daemon has it open), so "already open" is retried for 10 s.
+fn open_store_waiting(path: &std::path::Path) -> Result<Store, crate::store::StoreError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(path) {
+            Err(crate::store::StoreError::AlreadyOpen) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A started appliance.
 #[derive(Debug)]
 pub struct App {
@@ -43,7 +57,7 @@ impl App {
             )
         })?;
         let store_path = settings.store_path();
-        let store = Store::open(&store_path).with_context(|| {
+        let store = open_store_waiting(&store_path).with_context(|| {
             format!(
                 "データベース {} を開けません (cannot open the store)",
                 store_path.display()

@@ -264,6 +264,22 @@ impl<G: GatewayApi> Relay<G> {
                 .refresh_window(refresh_now.clone(), shutdown.clone()),
         );
         let mut window_rx = this.window.subscribe();
+        // A crash between a commit and the rewrite of a result file leaves that note one step
+        // behind: bring the notes of claims changed in the last 60 days up to date (only those
+        // that differ are written).
+        // Done before the loop starts, so no newer rewrite can race with it.
+        let (store, drop_dir) = (this.store.clone(), this.drop_dir.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let since = Timestamp::now() - SignedDuration::from_hours(24 * 60);
+            match store.all() {
+                Ok(subs) => subs
+                    .iter()
+                    .filter(|s| s.history.last().is_some_and(|t| t.at >= since))
+                    .for_each(|s| crate::intake::refresh_result_file(&drop_dir, s)),
+                Err(e) => warn!(error = %e, "cannot read the store to refresh result files"),
+            }
+        })
+        .await;
         let mut plan = Plan::default();
         let mut tasks: JoinSet<(SubmissionId, Job)> = JoinSet::new();
         let mut pass_wanted = true;
@@ -633,7 +649,10 @@ impl<G: GatewayApi> Relay<G> {
         };
         let t = Try::start("reconcile");
         crate::failpoint::hit("relay.before_reconcile");
-        match self.gateway.find_by_key(&office, sub.id.as_str()).await {
+        let found = self.gateway.find_by_key(&office, sub.id.as_str()).await;
+        // A reconciliation can be the breaker's probe: its outcome must close or reopen it.
+        self.note_gateway(&found);
+        match found {
             Ok(Some(receipt)) => {
                 info!(receipt = %receipt.receipt_id, "the gateway already has this submission");
                 self.record_receipt(&sub.id, t, receipt).await
