@@ -282,6 +282,7 @@ struct DirectResult {
     rate: f64,
     client_cpu: f64,
     sim_cpu: f64,
+    version: hyper::Version,
 }
 
 type GatewayHttp = Client<hyper_rustls::HttpsConnector<GatewayConnector>, Full<Bytes>>;
@@ -317,14 +318,16 @@ fn gateway_client(settings: &Settings) -> (GatewayHttp, HeaderValue, String) {
     (client, auth, base)
 }
 
-async fn health(client: &GatewayHttp, auth: &HeaderValue, base: &str) -> Value {
+/// `GET /v1/health`: the JSON and the HTTP version the connection negotiated.
+async fn health(client: &GatewayHttp, auth: &HeaderValue, base: &str) -> (Value, hyper::Version) {
     let req = hyper::Request::get(format!("{base}/v1/health"))
         .header(header::AUTHORIZATION, auth.clone())
         .body(Full::new(Bytes::new()))
         .expect("request");
     let resp = client.request(req).await.expect("GET /v1/health");
+    let version = resp.version();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    serde_json::from_slice(&body).expect("health JSON")
+    (serde_json::from_slice(&body).expect("health JSON"), version)
 }
 
 /// POSTs every file once (fresh keys) with `concurrency` requests in flight to a fresh simulator.
@@ -344,8 +347,8 @@ fn direct_limit(files: &Arc<Vec<Staged>>, concurrency: usize) -> DirectResult {
             .unwrap_or_default()
             .as_nanos()
     );
-    let (secs, cpu_client, cpu_sim, failures) = rt.block_on(async {
-        let h = health(&client, &auth, &base).await;
+    let (secs, cpu_client, cpu_sim, failures, version) = rt.block_on(async {
+        let (h, version) = health(&client, &auth, &base).await;
         let w = &h["reception_window"];
         assert_eq!(w["open"], true, "the simulator's window must be open: {h}");
         assert_eq!(
@@ -422,6 +425,7 @@ fn direct_limit(files: &Arc<Vec<Staged>>, concurrency: usize) -> DirectResult {
             cpu_secs("self") - cpu0.0,
             cpu_secs(&sim_pid) - cpu0.1,
             failures,
+            version,
         )
     });
     assert!(
@@ -440,6 +444,7 @@ fn direct_limit(files: &Arc<Vec<Staged>>, concurrency: usize) -> DirectResult {
         rate: files.len() as f64 / secs,
         client_cpu: cpu_client,
         sim_cpu: cpu_sim,
+        version,
     }
 }
 
@@ -468,7 +473,6 @@ struct E2eResult {
     threads: Vec<(String, f64)>,
     io: Vec<(String, u64)>,
     attempts: u64,
-    max_send_concurrency: usize,
     log_lines: usize,
     log_bytes: u64,
     overflow_rescans: usize,
@@ -486,6 +490,22 @@ fn keep_logs(daemon_log: &Path, sim_log: &Path) -> std::path::PathBuf {
     let _ = std::fs::copy(daemon_log, dir.join("daemon.log"));
     let _ = std::fs::copy(sim_log, dir.join("federation-sim.log"));
     dir
+}
+
+/// `type device (mount point)` of the filesystem holding `path`, from /proc/self/mounts.
+fn filesystem_of(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (dev, point, fstype) = (*f.first()?, *f.get(1)?, *f.get(2)?);
+            path.starts_with(point)
+                .then(|| (point.len(), format!("{fstype} {dev} (mounted on {point})")))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -675,8 +695,8 @@ fn end_to_end(env: &mut Env, files: &[Staged], staging: &Path, args: &Args) -> E
     let mut io: Vec<(String, u64)> = ["syscw", "write_bytes", "syscr", "read_bytes"]
         .iter()
         .map(|k| {
-            let d = io1.get(*k).unwrap_or(&0)
-                - io0.get(*k).unwrap_or(&0).min(io1.get(*k).unwrap_or(&0));
+            let (before, after) = (io0.get(*k).copied(), io1.get(*k).copied());
+            let d = after.unwrap_or(0).saturating_sub(before.unwrap_or(0));
             ((*k).to_owned(), d)
         })
         .collect();
@@ -763,9 +783,6 @@ fn end_to_end(env: &mut Env, files: &[Staged], staging: &Path, args: &Args) -> E
     }
     r.span_secs = ms(first_rename, last_receipt) / 1000.0;
     r.rate = n as f64 / r.span_secs;
-    r.max_send_concurrency = Settings::load(&env.daemon_config)
-        .map(|s| s.relay.max_concurrent_sends)
-        .unwrap_or(0);
     let received = env.received();
     let presented: u64 = received
         .iter()
@@ -816,6 +833,7 @@ fn main() {
         args.members,
         t.elapsed().as_secs_f64()
     );
+    let filesystem = filesystem_of(&env.drop_dir);
     let default_concurrency = Settings::load(&env.daemon_config)
         .expect("daemon config")
         .relay
@@ -847,13 +865,14 @@ fn main() {
         args.members,
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
+    println!("drop folder, staging folder and store on: {filesystem}");
     if !direct.is_empty() {
         println!();
         println!(
             "Direct limit (fresh federation-sim per row; the daemon's TLS client, keep-alive, 202 for every file)"
         );
         println!(
-            "  {:<22} {:>10} {:>9} {:>16} {:>16}",
+            "  {:<22} {:>10} {:>9} {:>16} {:>16}   protocol",
             "concurrency", "files/s", "wall s", "client CPU ms/f", "sim CPU ms/f"
         );
         for d in &direct {
@@ -863,11 +882,12 @@ fn main() {
                 d.concurrency.to_string()
             };
             println!(
-                "  {label:<22} {:>10.1} {:>9.2} {:>16.3} {:>16.3}",
+                "  {label:<22} {:>10.1} {:>9.2} {:>16.3} {:>16.3}   {:?}",
                 d.rate,
                 d.secs,
                 d.client_cpu * 1000.0 / n as f64,
-                d.sim_cpu * 1000.0 / n as f64
+                d.sim_cpu * 1000.0 / n as f64,
+                d.version
             );
         }
     }
@@ -983,7 +1003,7 @@ fn main() {
         if let Some((b, c)) = best {
             let ratio = e.rate / b;
             println!(
-                "  end to end vs best direct (@ {c:<2})    {:.1} / {:.1} = {:.2}   {}",
+                "  end to end vs best direct          {:.1} / {:.1} (@ {c}) = {:.2}   {}",
                 e.rate,
                 b,
                 ratio,
