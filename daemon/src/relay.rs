@@ -63,12 +63,16 @@ pub struct Relay<G: GatewayApi> {
 const MIN_PASS_SPACING: Duration = Duration::from_millis(100);
 /// A pass at least this often, whatever else happens.
 const IDLE_PASS: Duration = Duration::from_secs(60);
-/// Transient failures in a row (from any submission) that open the circuit breaker.
+/// Transient failure events in a row (from any submission) that open the circuit breaker.
 const BREAKER_TRIP_AFTER: u32 = 5;
 /// How long the breaker first stays open; doubled after each failed probe.
 const BREAKER_FIRST_PAUSE: Duration = Duration::from_secs(2);
 /// The longest pause.
 const BREAKER_MAX_PAUSE: Duration = Duration::from_secs(120);
+/// Failures this close to the first of an event count as that one event. Requests share
+/// connections (HTTP/2 carries them all on one), so one dropped connection fails every request
+/// in flight at the same instant: that is one fault, not five.
+const BREAKER_SAME_EVENT: Duration = Duration::from_millis(50);
 
 /// The relay loop's working memory: the jobs due at the last pass and what is running. Rebuilt
 /// from the store's agenda at every pass; it never holds anything the store does not.
@@ -107,36 +111,64 @@ impl Plan {
     }
 }
 
-/// A circuit breaker for the gateway. After `BREAKER_TRIP_AFTER` transient failures in a row
-/// it opens: no request starts for a pause; then one probe goes; its success closes the
-/// breaker, its failure doubles the pause (up to `BREAKER_MAX_PAUSE`). While it is open, the
-/// relay neither hammers a gateway that is down nor burns each file's own retry budget.
-/// Time is tokio's, so tests drive it under `tokio::time::pause()`.
+/// A circuit breaker for the gateway. After `BREAKER_TRIP_AFTER` transient failure events in a
+/// row (failures within `BREAKER_SAME_EVENT` of each other are one event) it opens: no request starts for a pause; then one probe
+/// goes; its success closes the breaker, its failure doubles the pause (up to
+/// `BREAKER_MAX_PAUSE`). Only the probe's own outcome decides: a request that started before
+/// the probe and fails late says nothing about the gateway now. While it is open, the relay
+/// neither hammers a gateway that is down nor burns each file's own retry budget. Time is
+/// tokio's, so tests drive it under `tokio::time::pause()`.
 #[derive(Debug, Default)]
 pub struct Breaker {
     failures_in_row: u32,
+    events_in_row: u32,
+    last_event_at: Option<tokio::time::Instant>,
     open_until: Option<tokio::time::Instant>,
     pause: Duration,
-    probing: bool,
+    /// When the probe out now started, if one is.
+    probe_started: Option<tokio::time::Instant>,
+}
+
+/// The breaker's answer to "may a request start now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// Closed: go.
+    Go,
+    /// Half-open: go as the one probe (started at this instant).
+    Probe(tokio::time::Instant),
+    /// Open, or a probe is out: wait.
+    Wait,
 }
 
 impl Breaker {
     /// Whether a request may start now; in the half-open state, only one (the probe).
-    pub fn permit(&mut self, now: tokio::time::Instant) -> bool {
+    pub fn permit(&mut self, now: tokio::time::Instant) -> Permit {
         match self.open_until {
-            None => true,
-            Some(t) if now < t => false,
-            Some(_) if self.probing => false,
+            None => Permit::Go,
+            Some(t) if now < t => Permit::Wait,
+            Some(_) if self.probe_started.is_some() => Permit::Wait,
             Some(_) => {
-                self.probing = true;
-                true
+                self.probe_started = Some(now);
+                Permit::Probe(now)
             }
+        }
+    }
+
+    /// The job that was let through as the probe at `started` has ended. If it never reached
+    /// the gateway (it needed a person first, say), the next job becomes the probe instead.
+    pub fn probe_ended(&mut self, started: tokio::time::Instant) {
+        if self.probe_started == Some(started) {
+            self.probe_started = None;
         }
     }
 
     /// Until when requests are held back, if they are (and no probe is out).
     pub fn blocked_until(&self) -> Option<tokio::time::Instant> {
-        if self.probing { None } else { self.open_until }
+        if self.probe_started.is_some() {
+            None
+        } else {
+            self.open_until
+        }
     }
 
     /// The gateway answered (a receipt, a status, even a refusal): it is up.
@@ -147,23 +179,32 @@ impl Breaker {
         *self = Breaker::default();
     }
 
-    /// A transient failure (no connection, timeout, 5xx).
-    pub fn failed(&mut self, now: tokio::time::Instant) {
+    /// A transient failure (no connection, timeout, 5xx) of a request that started at
+    /// `started`.
+    pub fn failed(&mut self, now: tokio::time::Instant, started: tokio::time::Instant) {
         self.failures_in_row = self.failures_in_row.saturating_add(1);
-        let reopen = match self.open_until {
-            Some(_) if self.probing => {
+        if self
+            .last_event_at
+            .is_none_or(|t| now.duration_since(t) >= BREAKER_SAME_EVENT)
+        {
+            self.events_in_row = self.events_in_row.saturating_add(1);
+            self.last_event_at = Some(now);
+        }
+        let reopen = match (self.open_until, self.probe_started) {
+            (Some(_), Some(probe)) if started >= probe => {
                 self.pause = (self.pause * 2).min(BREAKER_MAX_PAUSE);
                 true
             }
-            Some(_) => false, // a request from before the breaker opened
-            None if self.failures_in_row >= BREAKER_TRIP_AFTER => {
+            // A request from before the breaker opened or before the probe.
+            (Some(_), _) => false,
+            (None, _) if self.events_in_row >= BREAKER_TRIP_AFTER => {
                 self.pause = BREAKER_FIRST_PAUSE;
                 true
             }
-            None => false,
+            (None, _) => false,
         };
         if reopen {
-            self.probing = false;
+            self.probe_started = None;
             self.open_until = Some(now + self.pause);
             warn!(
                 failures_in_row = self.failures_in_row,
@@ -484,12 +525,12 @@ impl<G: GatewayApi> Relay<G> {
                 }
                 continue;
             }
-            let permitted = self
+            let permit = self
                 .breaker
                 .lock()
                 .map(|mut b| b.permit(tokio::time::Instant::now()))
-                .unwrap_or(true);
-            if !permitted {
+                .unwrap_or(Permit::Go);
+            if permit == Permit::Wait {
                 skipped.push_back((id, job));
                 break;
             }
@@ -498,6 +539,11 @@ impl<G: GatewayApi> Relay<G> {
             let refresh = refresh_now.clone();
             tasks.spawn(async move {
                 this.work(job, &id, &refresh).await;
+                if let Permit::Probe(started) = permit
+                    && let Ok(mut b) = this.breaker.lock()
+                {
+                    b.probe_ended(started);
+                }
                 (id, job)
             });
         }
@@ -508,13 +554,13 @@ impl<G: GatewayApi> Relay<G> {
     }
 
     /// Tells the circuit breaker how a gateway call went.
-    fn note_gateway<T>(&self, result: &Result<T, GatewayError>) {
+    fn note_gateway<T>(&self, result: &Result<T, GatewayError>, started: tokio::time::Instant) {
         let Ok(mut breaker) = self.breaker.lock() else {
             return;
         };
         match result {
             Err(GatewayError::NotSent { .. } | GatewayError::Unknown { .. }) => {
-                breaker.failed(tokio::time::Instant::now())
+                breaker.failed(tokio::time::Instant::now(), started)
             }
             Err(GatewayError::UnknownOffice(_)) => {}
             _ => breaker.answered(),
@@ -649,9 +695,10 @@ impl<G: GatewayApi> Relay<G> {
         };
         let t = Try::start("reconcile");
         crate::failpoint::hit("relay.before_reconcile");
+        let started = tokio::time::Instant::now();
         let found = self.gateway.find_by_key(&office, sub.id.as_str()).await;
         // A reconciliation can be the breaker's probe: its outcome must close or reopen it.
-        self.note_gateway(&found);
+        self.note_gateway(&found, started);
         match found {
             Ok(Some(receipt)) => {
                 info!(receipt = %receipt.receipt_id, "the gateway already has this submission");
@@ -696,11 +743,12 @@ impl<G: GatewayApi> Relay<G> {
                 .await;
         };
         let t = Try::start("send");
+        let started = tokio::time::Instant::now();
         let result = self
             .gateway
             .submit(&office, sub.id.as_str(), sub.name_sent(), Bytes::from(body))
             .await;
-        self.note_gateway(&result);
+        self.note_gateway(&result, started);
         match result {
             Ok(receipt) => {
                 info!(receipt = %receipt.receipt_id, status = %receipt.status, duration_ms = t.elapsed_ms(), "sent; receipt stored");
@@ -777,8 +825,9 @@ impl<G: GatewayApi> Relay<G> {
         };
         let t = Try::start("status");
         let poll = self.gateway_settings.status_poll_interval;
+        let started = tokio::time::Instant::now();
         let status = self.gateway.status(&office, &receipt.receipt_id).await;
-        self.note_gateway(&status);
+        self.note_gateway(&status, started);
         match status {
             Ok(status) => self.record_status(&sub.id, t, status, poll).await,
             Err(GatewayError::NotFound) => {
@@ -1041,47 +1090,78 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_breaker_opens_probes_and_closes() {
+        let now = tokio::time::Instant::now;
         let mut b = Breaker::default();
-        let t0 = tokio::time::Instant::now();
-        for _ in 0..BREAKER_TRIP_AFTER - 1 {
-            b.failed(t0);
-            assert!(b.permit(t0), "still closed below the threshold");
+        let t0 = now();
+        // One dropped connection fails every request on it at once: not a gateway that is down.
+        for _ in 0..BREAKER_TRIP_AFTER * 3 {
+            b.failed(t0, t0);
+            assert_eq!(
+                b.permit(t0),
+                Permit::Go,
+                "a burst at one instant does not open it"
+            );
         }
-        b.failed(t0);
+        b.answered();
+        // Separate failures in a row open it.
+        for _ in 0..BREAKER_TRIP_AFTER - 1 {
+            b.failed(now(), now());
+            assert_eq!(
+                b.permit(now()),
+                Permit::Go,
+                "still closed below the threshold"
+            );
+            tokio::time::advance(BREAKER_SAME_EVENT).await;
+        }
+        let started_before = now();
+        b.failed(now(), now());
+        let t0 = now();
         assert!(b.is_open());
-        assert!(!b.permit(t0), "open: nothing starts");
+        assert_eq!(b.permit(t0), Permit::Wait, "open: nothing starts");
         assert_eq!(b.blocked_until(), Some(t0 + BREAKER_FIRST_PAUSE));
         // A late failure of a request sent before the breaker opened does not extend it.
-        b.failed(t0);
+        b.failed(t0, started_before);
         assert_eq!(b.blocked_until(), Some(t0 + BREAKER_FIRST_PAUSE));
 
         tokio::time::advance(BREAKER_FIRST_PAUSE).await;
-        let t1 = tokio::time::Instant::now();
-        assert!(b.permit(t1), "half-open: one probe");
-        assert!(!b.permit(t1), "only one probe at a time");
+        let t1 = now();
+        assert_eq!(b.permit(t1), Permit::Probe(t1), "half-open: one probe");
+        assert_eq!(b.permit(t1), Permit::Wait, "only one probe at a time");
         assert_eq!(b.blocked_until(), None, "waiting for the probe");
-        b.failed(t1);
+        // A request that started before the probe and fails now says nothing about the probe.
+        b.failed(t1, started_before);
+        assert_eq!(b.permit(t1), Permit::Wait, "still waiting for the probe");
+        assert_eq!(b.blocked_until(), None);
+        b.failed(t1, t1);
         assert_eq!(
             b.blocked_until(),
             Some(t1 + BREAKER_FIRST_PAUSE * 2),
             "a failed probe doubles the pause"
         );
 
+        // A probe that never reached the gateway hands the turn to the next job.
+        tokio::time::advance(BREAKER_FIRST_PAUSE * 2).await;
+        let t2 = now();
+        assert_eq!(b.permit(t2), Permit::Probe(t2));
+        b.probe_ended(t2);
+        assert_eq!(b.permit(t2), Permit::Probe(t2), "the next job probes");
+
         // The pause never exceeds the cap.
-        let mut t = t1;
+        b.failed(t2, t2);
+        let mut t = t2;
         for _ in 0..10 {
             tokio::time::advance(BREAKER_MAX_PAUSE).await;
-            t = tokio::time::Instant::now();
-            assert!(b.permit(t));
-            b.failed(t);
+            t = now();
+            assert_eq!(b.permit(t), Permit::Probe(t));
+            b.failed(t, t);
         }
         assert_eq!(b.blocked_until(), Some(t + BREAKER_MAX_PAUSE));
 
         tokio::time::advance(BREAKER_MAX_PAUSE).await;
-        assert!(b.permit(tokio::time::Instant::now()));
+        assert_eq!(b.permit(now()), Permit::Probe(now()));
         b.answered();
         assert!(!b.is_open());
-        assert!(b.permit(tokio::time::Instant::now()));
-        assert!(b.permit(tokio::time::Instant::now()), "closed: no limit");
+        assert_eq!(b.permit(now()), Permit::Go);
+        assert_eq!(b.permit(now()), Permit::Go, "closed: no limit");
     }
 }
