@@ -95,6 +95,12 @@ impl App {
             window: window_tx,
             drop_dir: settings.intake.drop_dir.clone(),
             breaker: Default::default(),
+            slots: crate::relay::RequestSlots::new(settings.relay.max_concurrent_sends),
+            notes: crate::intake::NoteWriter::start(
+                store.clone(),
+                settings.intake.drop_dir.clone(),
+            )
+            .context("cannot start the result-note writer")?,
         };
         let mut tasks = JoinSet::new();
         let token = shutdown.child_token();
@@ -105,6 +111,14 @@ impl App {
         tasks.spawn(async move { ("deadline", deadline.run(token).await) });
         let token = shutdown.child_token();
         tasks.spawn(async move { ("withdraw", desk.run(token).await) });
+        let token = shutdown.child_token();
+        let (status_store, state_dir) = (store.clone(), settings.state_dir.clone());
+        tasks.spawn(async move {
+            (
+                "status",
+                crate::status::serve(status_store, state_dir, token).await,
+            )
+        });
         info!(
             config = %settings.config_path.display(),
             drop_dir = %settings.intake.drop_dir.display(),

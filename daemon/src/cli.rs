@@ -190,7 +190,7 @@ fn demo(dir: PathBuf, setup_only: bool) -> Result<(), Failure> {
 
 fn status(config: PathBuf, json: bool) -> Result<(), Failure> {
     let settings = Settings::load(&config)?;
-    let subs = crate::status::load(&settings.store_path())?;
+    let subs = crate::status::load(&settings.state_dir, &settings.store_path())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json {

@@ -157,7 +157,7 @@ mod defaults {
         300
     }
     pub fn max_concurrent_sends() -> usize {
-        4
+        8
     }
     pub fn retry_initial_ms() -> u64 {
         1000

@@ -96,10 +96,10 @@ pub fn generated_name(id: &crate::submission::SubmissionId) -> String {
     format!("K{}.CSV", tail.to_ascii_uppercase())
 }
 
-/// Most takes running at once; the store's group commit lets them share fsyncs.
-const PARALLEL_TAKES: usize = 4;
-/// Most takes started by one evaluation, so that the loop gets back to new events and a
-/// renamed-in file is not queued behind a folder holding 100 000 files.
+/// Most files taken as one batch: read and checked in parallel, recorded in one store
+/// transaction, moved, the folders synced once, and their moves recorded in a second
+/// transaction. Bounded so that the loop gets back to new events and a renamed-in file is not
+/// queued behind a folder holding 100 000 files.
 const TAKES_PER_PASS: usize = 256;
 
 /// What intake needs to run.
@@ -206,7 +206,11 @@ impl Intake {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(event) = events.recv() => {
-                    let urgent = self.on_event(event, &mut candidates);
+                    let mut urgent = self.on_event(event, &mut candidates);
+                    // Take every event already waiting, so that a burst becomes one batch.
+                    while let Ok(event) = events.try_recv() {
+                        urgent |= self.on_event(event, &mut candidates);
+                    }
                     if overflow.swap(false, Ordering::Relaxed) {
                         warn!("file event queue overflowed; rescanning the drop folder");
                         self.rescan(&mut candidates).await;
@@ -383,8 +387,8 @@ impl Intake {
     }
 
     /// Looks at every candidate that is due once (in one blocking call for all of them) and
-    /// takes those that are complete: renamed-in files first, at most `TAKES_PER_PASS` per
-    /// call, `PARALLEL_TAKES` at a time (their commits share fsyncs in the store).
+    /// takes those that are complete, as one batch: renamed-in files first, at most
+    /// `TAKES_PER_PASS` per call ([`take_batch`]).
     async fn evaluate(
         &self,
         candidates: &mut HashMap<PathBuf, Candidate>,
@@ -449,30 +453,14 @@ impl Intake {
                 ready.push((path, c.renamed_in));
             }
         }
-        let mut running = tokio::task::JoinSet::new();
-        let mut ready = ready.into_iter();
-        loop {
-            while running.len() < PARALLEL_TAKES && !shutdown.is_cancelled() {
-                let Some((path, renamed_in)) = ready.next() else {
-                    break;
-                };
-                let job = self.take_job(&path, renamed_in);
-                let span = info_span!("intake", file = %path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
-                running.spawn_blocking(move || {
-                    let outcome = span.in_scope(|| job.run());
-                    (path, outcome)
-                });
-            }
-            let Some(joined) = running.join_next().await else {
-                break;
-            };
-            let (path, outcome) = match joined {
-                Ok(done) => done,
-                Err(e) => {
-                    error!(error = %e, "an intake task failed; the next rescan retries its file");
-                    continue;
-                }
-            };
+        if ready.is_empty() || shutdown.is_cancelled() {
+            return;
+        }
+        let jobs: Vec<TakeJob> = ready
+            .iter()
+            .map(|(path, renamed_in)| self.take_job(path, *renamed_in))
+            .collect();
+        for (path, outcome) in take_batch(jobs).await {
             match outcome {
                 Ok(TakeOutcome::Taken { queued }) => {
                     candidates.remove(&path);
@@ -532,16 +520,32 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What reading and checking one file decided.
+enum Step {
+    /// Checked: record it (and its bytes), then move it.
+    Record(Box<Submission>, Vec<u8>),
+    /// Committed before a restart and still in the folder: only move it.
+    FinishMove(Box<Submission>),
+    /// Nothing to record now.
+    Done(TakeOutcome),
+}
+
 impl TakeJob {
-    fn run(self) -> anyhow::Result<TakeOutcome> {
+    /// Reads the file (unchanged while read), and checks it; or finds that it was committed
+    /// before a restart. Writes nothing, except when a committed name was reused for new bytes.
+    fn prepare(&self) -> anyhow::Result<Step> {
         let before = match std::fs::symlink_metadata(&self.path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TakeOutcome::Gone),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Step::Done(TakeOutcome::Gone));
+            }
             Err(e) => return Err(e).context("stat"),
         };
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TakeOutcome::Gone),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Step::Done(TakeOutcome::Gone));
+            }
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", self.path.display()));
             }
@@ -552,7 +556,7 @@ impl TakeJob {
             || bytes.len() as u64 != after.len()
         {
             debug!("file changed while being read; waiting");
-            return Ok(TakeOutcome::NotYet);
+            return Ok(Step::Done(TakeOutcome::NotYet));
         }
         let file_name = self
             .path
@@ -565,10 +569,7 @@ impl TakeJob {
         if let Some(pending) = self.store.pending_move(&file_name)? {
             if pending.sha256 == sha256 {
                 info!(submission = %pending.id, "finishing the move of a file committed before a restart");
-                self.place(&pending)?;
-                return Ok(TakeOutcome::Taken {
-                    queued: pending.state == State::Queued,
-                });
+                return Ok(Step::FinishMove(Box::new(pending)));
             }
             // The name was reused for new bytes: the old bytes are safe in the store.
             self.store.mark_moved(
@@ -587,11 +588,11 @@ impl TakeJob {
                 .unwrap_or_default();
             if age < self.incomplete_grace {
                 debug!(?age, "no end record yet; waiting for the writer");
-                return Ok(TakeOutcome::NotYet);
+                return Ok(Step::Done(TakeOutcome::NotYet));
             }
         }
         if self.processing_month.is_none() {
-            return Ok(TakeOutcome::NeedWindow);
+            return Ok(Step::Done(TakeOutcome::NeedWindow));
         }
 
         let ctx = CheckContext {
@@ -638,70 +639,236 @@ impl TakeJob {
             });
             sub.transition(State::Refused, "点検で誤り / refused by the check", now);
         }
-        crate::failpoint::hit("intake.before_commit");
-        let recorded = self.store.record_new(sub, bytes)?;
-        crate::failpoint::hit("intake.after_commit");
-        let sub = recorded.submission().clone();
-        match &recorded {
-            Recorded::New(s) if s.state == State::Queued => {
-                info!(submission = %s.id, office = ?s.office_number.as_ref().map(|o| o.to_string()), "file taken and queued")
-            }
-            Recorded::New(s) => warn!(
-                submission = %s.id,
-                errors = s.findings.iter().filter(|f| f.severity == Severity::Error).count(),
-                "file refused by the check; moved to the error folder"
-            ),
-            Recorded::Duplicate {
-                submission,
-                original,
-            } => warn!(
-                submission = %submission.id,
-                original = %original.id,
-                "same bytes already taken; not sent again"
-            ),
-        }
-        self.place(&sub)?;
-        Ok(TakeOutcome::Taken {
-            queued: sub.state == State::Queued,
-        })
+        Ok(Step::Record(Box::new(sub), bytes))
     }
+}
 
-    /// Moves the file to `送信済/` or `エラー/` (with its reason file), syncs the folders, and
-    /// records where it went.
-    fn place(&self, sub: &Submission) -> anyhow::Result<()> {
-        let to_error = matches!(sub.state, State::Refused | State::Duplicate);
-        let folder = if to_error { ERROR_DIR } else { SENT_DIR };
-        let dest_dir = self.drop_dir.join(folder);
-        std::fs::create_dir_all(&dest_dir)
-            .with_context(|| format!("cannot create {}", dest_dir.display()))?;
-        let dest = free_name(&dest_dir, &sub.file_name);
-        if to_error {
-            let reason_path = PathBuf::from(format!("{}{REASON_SUFFIX}", dest.display()));
-            write_reason_file(&reason_path, sub)?;
-        } else {
-            let result_path = PathBuf::from(format!("{}{RESULT_SUFFIX}", dest.display()));
-            write_note_file(&result_path, &result_text(sub))?;
+/// Takes a batch of files: reads and checks them in parallel, records the checked ones in one
+/// store transaction, moves each to `送信済/` or `エラー/`, syncs the folders once, and records
+/// the moves in a second transaction. Whatever fails for one file is that file's outcome; the
+/// others go on.
+async fn take_batch(jobs: Vec<TakeJob>) -> Vec<(PathBuf, anyhow::Result<TakeOutcome>)> {
+    let Some(first) = jobs.first() else {
+        return Vec::new();
+    };
+    let (store, drop_dir) = (first.store.clone(), first.drop_dir.clone());
+    let workers = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2)
+        .clamp(1, 4);
+    let per_worker = jobs.len().div_ceil(workers);
+    let mut chunks = Vec::new();
+    let mut jobs = jobs.into_iter();
+    loop {
+        let chunk: Vec<TakeJob> = jobs.by_ref().take(per_worker).collect();
+        if chunk.is_empty() {
+            break;
         }
-        std::fs::rename(&self.path, &dest).with_context(|| {
-            format!("cannot move {} to {}", self.path.display(), dest.display())
-        })?;
-        sync_dir(&dest_dir);
-        sync_dir(&self.drop_dir);
-        crate::failpoint::hit("intake.after_move");
-        let rel = format!(
-            "{folder}/{}",
-            dest.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
-        self.store.mark_moved(&sub.id, rel)?;
-        crate::failpoint::hit("intake.after_mark_moved");
-        if !to_error && let Some(latest) = self.store.get(&sub.id)? {
-            // The relay may have moved the claim on between the commit and the move.
-            refresh_result_file(&self.drop_dir, &latest);
-        }
-        Ok(())
+        chunks.push(tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|job| {
+                    let span = info_span!("intake", file = %file_label(&job.path));
+                    let step = span.in_scope(|| job.prepare());
+                    (job.path, step)
+                })
+                .collect::<Vec<_>>()
+        }));
     }
+    let mut prepared = Vec::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        match chunk.await {
+            Ok(steps) => prepared.extend(steps),
+            Err(e) => {
+                error!(error = %e, "an intake task failed; the next rescan retries its files")
+            }
+        }
+    }
+    let mut to_record = Vec::new();
+    let mut to_move = Vec::new();
+    for (path, step) in prepared {
+        match step {
+            Ok(Step::Record(sub, bytes)) => to_record.push((path, *sub, bytes)),
+            Ok(Step::FinishMove(sub)) => to_move.push((path, *sub)),
+            Ok(Step::Done(outcome)) => out.push((path, Ok(outcome))),
+            Err(e) => out.push((path, Err(e))),
+        }
+    }
+    if to_record.is_empty() && to_move.is_empty() {
+        return out;
+    }
+    match tokio::task::spawn_blocking(move || {
+        commit_and_place(&store, &drop_dir, to_record, to_move)
+    })
+    .await
+    {
+        Ok(done) => out.extend(done),
+        Err(e) => error!(error = %e, "an intake task failed; the next rescan retries its files"),
+    }
+    out
+}
+
+fn file_label(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default()
+}
+
+/// The blocking half of [`take_batch`]: commit, move, sync, record the moves.
+fn commit_and_place(
+    store: &Store,
+    drop_dir: &Path,
+    to_record: Vec<(PathBuf, Submission, Vec<u8>)>,
+    mut to_move: Vec<(PathBuf, Submission)>,
+) -> Vec<(PathBuf, anyhow::Result<TakeOutcome>)> {
+    let mut out = Vec::new();
+    if !to_record.is_empty() {
+        for _ in &to_record {
+            crate::failpoint::hit("intake.before_commit");
+        }
+        let (paths, items): (Vec<PathBuf>, Vec<(Submission, Vec<u8>)>) = to_record
+            .into_iter()
+            .map(|(path, sub, bytes)| (path, (sub, bytes)))
+            .unzip();
+        match store.record_new_batch(items) {
+            Ok(recorded) => {
+                for (path, recorded) in paths.into_iter().zip(recorded) {
+                    crate::failpoint::hit("intake.after_commit");
+                    let _span = info_span!("intake", file = %file_label(&path)).entered();
+                    match recorded {
+                        Ok(recorded) => {
+                            log_recorded(&recorded);
+                            to_move.push((path, recorded.submission().clone()));
+                        }
+                        Err(e) => out.push((
+                            path,
+                            Err(anyhow::Error::new(e).context("cannot record the file")),
+                        )),
+                    }
+                }
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                out.extend(paths.into_iter().map(|p| {
+                    (
+                        p,
+                        Err(anyhow::anyhow!("{why}").context("cannot record the file")),
+                    )
+                }));
+            }
+        }
+    }
+    // Move every recorded file, then sync the folders once for all of them.
+    let mut moved = Vec::new();
+    let mut touched = HashSet::new();
+    for (path, sub) in to_move {
+        let _span = info_span!("intake", file = %file_label(&path)).entered();
+        match place(drop_dir, &path, &sub) {
+            Ok((folder, rel)) => {
+                crate::failpoint::hit("intake.after_move");
+                touched.insert(folder);
+                moved.push((path, sub, rel));
+            }
+            Err(e) => out.push((path, Err(e))),
+        }
+    }
+    if moved.is_empty() {
+        return out;
+    }
+    for folder in &touched {
+        sync_dir(&drop_dir.join(folder));
+    }
+    sync_dir(drop_dir);
+    let items = moved
+        .iter()
+        .map(|(_, sub, rel)| (sub.id.clone(), rel.clone()))
+        .collect();
+    match store.mark_moved_batch(items) {
+        Ok(marked) => {
+            for ((path, sub, _), marked) in moved.into_iter().zip(marked) {
+                crate::failpoint::hit("intake.after_mark_moved");
+                match marked {
+                    Ok(latest) => {
+                        // The relay may have moved the claim on between the commit and the move.
+                        if latest.state != sub.state {
+                            refresh_result_note(store, drop_dir, &latest.id);
+                        }
+                        out.push((
+                            path,
+                            Ok(TakeOutcome::Taken {
+                                queued: sub.state == State::Queued,
+                            }),
+                        ));
+                    }
+                    Err(e) => out.push((
+                        path,
+                        Err(anyhow::Error::new(e).context("cannot record where the file went")),
+                    )),
+                }
+            }
+        }
+        Err(e) => {
+            // The files are archived; the next rescan records where they went.
+            let why = format!("{e:#}");
+            out.extend(moved.into_iter().map(|(p, _, _)| {
+                (
+                    p,
+                    Err(anyhow::anyhow!("{why}").context("cannot record where the file went")),
+                )
+            }));
+        }
+    }
+    out
+}
+
+fn log_recorded(recorded: &Recorded) {
+    match recorded {
+        Recorded::New(s) if s.state == State::Queued => {
+            info!(submission = %s.id, office = ?s.office_number.as_ref().map(|o| o.to_string()), "file taken and queued")
+        }
+        Recorded::New(s) => warn!(
+            submission = %s.id,
+            errors = s.findings.iter().filter(|f| f.severity == Severity::Error).count(),
+            "file refused by the check; moved to the error folder"
+        ),
+        Recorded::Duplicate {
+            submission,
+            original,
+        } => warn!(
+            submission = %submission.id,
+            original = %original.id,
+            "same bytes already taken; not sent again"
+        ),
+    }
+}
+
+/// Moves the file at `path` to `送信済/` (with its result note) or `エラー/` (with its reason
+/// file). Returns the folder and the archived name relative to the drop folder. The caller
+/// syncs the folders and records the move.
+fn place(drop_dir: &Path, path: &Path, sub: &Submission) -> anyhow::Result<(&'static str, String)> {
+    let to_error = matches!(sub.state, State::Refused | State::Duplicate);
+    let folder = if to_error { ERROR_DIR } else { SENT_DIR };
+    let dest_dir = drop_dir.join(folder);
+    std::fs::create_dir_all(&dest_dir)
+        .with_context(|| format!("cannot create {}", dest_dir.display()))?;
+    let dest = free_name(&dest_dir, &sub.file_name);
+    if to_error {
+        let reason_path = PathBuf::from(format!("{}{REASON_SUFFIX}", dest.display()));
+        write_reason_file(&reason_path, sub)?;
+    } else {
+        let result_path = PathBuf::from(format!("{}{RESULT_SUFFIX}", dest.display()));
+        write_note_file(&result_path, &result_text(sub))?;
+    }
+    std::fs::rename(path, &dest)
+        .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+    let rel = format!(
+        "{folder}/{}",
+        dest.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    Ok((folder, rel))
 }
 
 /// `name`, or `stem (2).ext`, `stem (3).ext`… — the first that does not exist in `dir`.
@@ -748,7 +915,7 @@ fn settle_stranded_moves(store: &Store, drop_dir: &Path) -> anyhow::Result<()> {
             }
         };
         let latest = store.mark_moved(&sub.id, moved_to)?;
-        refresh_result_file(drop_dir, &latest);
+        refresh_result_note(store, drop_dir, &latest.id);
     }
     Ok(())
 }
@@ -979,10 +1146,70 @@ pub fn result_text(sub: &Submission) -> String {
     text
 }
 
+/// Serializes rewrites of result notes, so that two writers (intake finishing a move, the
+/// relay recording a result) cannot leave an older state on top of a newer one.
+static NOTE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Keeps result notes up to date off the relay's path: the relay hands over the id of each
+/// claim it changed and goes on; one thread rewrites each note from the claim's latest record,
+/// once for a burst of changes to the same claim. A note is a view of the store, never the
+/// truth: one lost to a crash is rewritten when the relay starts.
+#[derive(Debug, Clone)]
+pub struct NoteWriter {
+    tx: std::sync::mpsc::Sender<crate::submission::SubmissionId>,
+}
+
+impl NoteWriter {
+    /// Starts the writer thread; it ends when every handle is dropped.
+    pub fn start(store: Store, drop_dir: PathBuf) -> std::io::Result<NoteWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<crate::submission::SubmissionId>();
+        std::thread::Builder::new()
+            .name("result-notes".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut ids = vec![first];
+                    ids.extend(rx.try_iter());
+                    let mut seen = HashSet::new();
+                    for id in ids {
+                        if seen.insert(id.clone()) {
+                            refresh_result_note(&store, &drop_dir, &id);
+                        }
+                    }
+                }
+            })?;
+        Ok(NoteWriter { tx })
+    }
+
+    /// Asks for the note of `id` to be brought up to date.
+    pub fn refresh(&self, id: &crate::submission::SubmissionId) {
+        let _ = self.tx.send(id.clone());
+    }
+}
+
+/// Rewrites the result note of submission `id` from its latest record in the store (read under
+/// the note lock, so the last writer always writes the latest state).
+pub fn refresh_result_note(store: &Store, drop_dir: &Path, id: &crate::submission::SubmissionId) {
+    let _guard = NOTE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    match store.get(id) {
+        Ok(Some(latest)) => write_result_file_if_changed(drop_dir, &latest),
+        Ok(None) => {}
+        Err(e) => {
+            warn!(submission = %id, error = %e, "cannot read the claim to update its result file")
+        }
+    }
+}
+
 /// Rewrites the result file of a submission archived in `送信済/` when its text changed. The
 /// new text goes to a temporary file first and is renamed over the old one, so a clerk never
-/// opens half a note. The store stays the truth: a failure here is logged, not fatal.
+/// opens half a note. Notes are not synced to disk one by one: the store is the truth, and the
+/// relay brings every recent note up to date at start. A failure here is logged, not fatal.
+/// For a claim that may change meanwhile, use [`refresh_result_note`].
 pub fn refresh_result_file(drop_dir: &Path, sub: &Submission) {
+    let _guard = NOTE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    write_result_file_if_changed(drop_dir, sub);
+}
+
+fn write_result_file_if_changed(drop_dir: &Path, sub: &Submission) {
     let Some(moved_to) = sub.moved_to.as_deref() else {
         return;
     };
@@ -990,32 +1217,51 @@ pub fn refresh_result_file(drop_dir: &Path, sub: &Submission) {
         return;
     }
     let path = drop_dir.join(format!("{moved_to}{RESULT_SUFFIX}"));
-    let text = result_text(sub);
-    let current = std::fs::read(&path).ok();
-    let wanted = [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
-    if current.as_deref() == Some(wanted.as_slice()) {
-        return;
-    }
-    if let Err(e) = write_note_file(&path, &text) {
+    if let Err(e) = write_note_file(&path, &result_text(sub)) {
         warn!(submission = %sub.id, path = %path.display(), error = %e, "could not update the result file");
     }
 }
 
-/// Writes a note for clerks: UTF-8 with a BOM (Notepad), through a temporary file and a rename.
+/// Writes a note for clerks, UTF-8 with a BOM (Notepad), unless it already says exactly that.
+/// A new note is written to a temporary file and renamed into place, so it appears whole. An
+/// existing note is overwritten in place with one write: no new file, no deleted one (creating
+/// and deleting thousands of small files is what a month-start burst would otherwise cost the
+/// file system), and a reader sees the old text or the new.
 fn write_note_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(b"\xEF\xBB\xBF")?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    use std::io::Read as _;
+    use std::os::unix::fs::FileExt as _;
+    let wanted = [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(mut f) => {
+            let mut current = Vec::with_capacity(wanted.len());
+            f.read_to_end(&mut current)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if current != wanted {
+                f.write_all_at(&wanted, 0)
+                    .and_then(|()| f.set_len(wanted.len() as u64))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = path.with_file_name(format!(".{name}.tmp"));
+            std::fs::write(&tmp, &wanted)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), path.display())
+            })?;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot open {}", path.display())),
+    }
 }
 
 fn write_reason_file(path: &Path, sub: &Submission) -> anyhow::Result<()> {

@@ -56,7 +56,43 @@ pub struct Relay<G: GatewayApi> {
     pub drop_dir: std::path::PathBuf,
     /// Stops all requests for a while when the gateway keeps failing.
     pub breaker: std::sync::Mutex<Breaker>,
+    /// Limits the requests open at the gateway at once.
+    pub slots: RequestSlots,
+    /// Rewrites result notes after each change.
+    pub notes: crate::intake::NoteWriter,
 }
+
+/// How many requests may be open at the gateway at once: `max_concurrent_sends` uploads (and
+/// reconciliations), and as many status polls. A job holds a slot only for its request, not
+/// for the store commits before and after it, so those overlap with other jobs' requests and
+/// share fsyncs in the store's group commit.
+#[derive(Debug)]
+pub struct RequestSlots {
+    sends: tokio::sync::Semaphore,
+    polls: tokio::sync::Semaphore,
+}
+
+impl RequestSlots {
+    /// Slots for `max_concurrent_sends` uploads and as many polls.
+    pub fn new(max_concurrent_sends: usize) -> RequestSlots {
+        RequestSlots {
+            sends: tokio::sync::Semaphore::new(max_concurrent_sends.max(1)),
+            polls: tokio::sync::Semaphore::new(max_concurrent_sends.max(1)),
+        }
+    }
+
+    async fn send(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.sends.acquire().await.ok()
+    }
+
+    async fn poll(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.polls.acquire().await.ok()
+    }
+}
+
+/// Jobs in flight per request slot: while one job's request is open, others commit their
+/// state before or after theirs.
+const JOBS_PER_SLOT: usize = 4;
 
 /// Shortest time between two planning passes: a burst of wake-ups (a month-start drop of
 /// thousands of files) costs a few passes per second, not one per file.
@@ -508,7 +544,7 @@ impl<G: GatewayApi> Relay<G> {
         tasks: &mut JoinSet<(SubmissionId, Job)>,
         refresh_now: &Arc<Notify>,
     ) {
-        let limit = self.settings.max_concurrent_sends;
+        let limit = self.settings.max_concurrent_sends.max(1) * JOBS_PER_SLOT;
         let mut skipped = VecDeque::new();
         while let Some((id, job)) = plan.backlog.pop_front() {
             if plan.in_flight.contains(&id) {
@@ -567,24 +603,17 @@ impl<G: GatewayApi> Relay<G> {
         }
     }
 
-    /// Changes one submission in the store (on a blocking thread) and returns it as stored.
+    /// Changes one submission in the store and returns it as stored; its result note follows.
     async fn update(
         &self,
         id: &SubmissionId,
         f: impl FnOnce(&mut Submission, Timestamp) + Send + 'static,
     ) -> anyhow::Result<Submission> {
-        let id = id.clone();
         let sub = self
             .store
-            .call(move |s| s.update(&id, |sub| f(sub, Timestamp::now())))
+            .update_async(id, |sub| f(sub, Timestamp::now()))
             .await?;
-        let drop_dir = self.drop_dir.clone();
-        let for_file = sub.clone();
-        // Best effort and off the async threads: the store already holds the truth.
-        let _ = tokio::task::spawn_blocking(move || {
-            crate::intake::refresh_result_file(&drop_dir, &for_file)
-        })
-        .await;
+        self.notes.refresh(&sub.id);
         Ok(sub)
     }
 
@@ -693,10 +722,12 @@ impl<G: GatewayApi> Relay<G> {
                 )
                 .await;
         };
+        let slot = self.slots.send().await;
         let t = Try::start("reconcile");
         crate::failpoint::hit("relay.before_reconcile");
         let started = tokio::time::Instant::now();
         let found = self.gateway.find_by_key(&office, sub.id.as_str()).await;
+        drop(slot);
         // A reconciliation can be the breaker's probe: its outcome must close or reopen it.
         self.note_gateway(&found, started);
         match found {
@@ -728,6 +759,7 @@ impl<G: GatewayApi> Relay<G> {
         // Committed as `sending` before the request leaves: after a crash from here on, the
         // gateway is asked by key before anything is sent again.
         crate::failpoint::hit("relay.before_sending_commit");
+        let begun = tokio::time::Instant::now();
         self.update(&sub.id, |s, now| {
             s.next_action_at = None;
             if s.state != State::Sending {
@@ -742,17 +774,30 @@ impl<G: GatewayApi> Relay<G> {
                 .needs_attention(&sub.id, "ファイルの内容が装置の記録にありません / the file's bytes are missing from the store", None)
                 .await;
         };
+        let slot = self.slots.send().await;
         let t = Try::start("send");
         let started = tokio::time::Instant::now();
         let result = self
             .gateway
             .submit(&office, sub.id.as_str(), sub.name_sent(), Bytes::from(body))
             .await;
+        drop(slot);
         self.note_gateway(&result, started);
         match result {
             Ok(receipt) => {
-                info!(receipt = %receipt.receipt_id, status = %receipt.status, duration_ms = t.elapsed_ms(), "sent; receipt stored");
-                self.record_receipt(&sub.id, t, receipt).await
+                let (receipt_id, status) = (receipt.receipt_id.clone(), receipt.status.clone());
+                let duration_ms = t.elapsed_ms();
+                let responded = tokio::time::Instant::now();
+                self.record_receipt(&sub.id, t, receipt).await?;
+                info!(
+                    receipt = %receipt_id,
+                    %status,
+                    duration_ms,
+                    before_ms = started.duration_since(begun).as_millis() as u64,
+                    commit_ms = responded.elapsed().as_millis() as u64,
+                    "sent; receipt stored"
+                );
+                Ok(())
             }
             Err(e) => self.failed_try(&sub, t, e, refresh).await,
         }
@@ -823,10 +868,12 @@ impl<G: GatewayApi> Relay<G> {
                 )
                 .await;
         };
+        let slot = self.slots.poll().await;
         let t = Try::start("status");
         let poll = self.gateway_settings.status_poll_interval;
         let started = tokio::time::Instant::now();
         let status = self.gateway.status(&office, &receipt.receipt_id).await;
+        drop(slot);
         self.note_gateway(&status, started);
         match status {
             Ok(status) => self.record_status(&sub.id, t, status, poll).await,

@@ -19,7 +19,7 @@
 //! - `SCHEMA` lists every table, so backups can refuse a file holding a table they do not know.
 //!
 //! The daemon opens the file as the single writer; `status` and other commands open it
-//! read-only at the same time (redb `ConcurrencyMode::SingleWriter`) and see every commit.
+//! read-only at the same time (redb `ConcurrencyMode::ExclusiveWriter`) and see every commit.
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -218,7 +218,7 @@ impl LiveDb {
             drop(closed);
         }
         let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
             .create(&self.path)
             .map_err(|e| e.to_string())?;
         *self.db.write().map_err(|_| "lock poisoned".to_owned())? = Some(Arc::new(db));
@@ -368,7 +368,7 @@ impl Store {
     /// starts its committer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
             .create(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
@@ -417,16 +417,18 @@ impl Store {
     /// Opens the store read-only, alongside a running daemon.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let db = redb::Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+            .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
             .open_read_only(path)
-            .map_err(|e| StoreError::Db(e.into()))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+                other => StoreError::Db(other.into()),
+            })?;
         Ok(Store {
             handle: Arc::new(Handle::Reader(db)),
         })
     }
 
-    /// Opens the store for reading from a command (`status`): read-only alongside a running
-    /// daemon. A file left needing recovery by a crash cannot be read as it is; if no daemon has
+    /// Opens the store for reading from a command (`status`) when no daemon holds it. A file left needing recovery by a crash cannot be read as it is; if no daemon has
     /// it open, it is recovered here (as the daemon would at its next start); if the daemon is
     /// just starting and recovering it, this waits for it briefly.
     pub fn open_for_reading(path: &Path) -> Result<Store, StoreError> {
@@ -461,13 +463,45 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
+        let (tx, rx) = mpsc::sync_channel::<Result<T, StoreError>>(1);
+        self.enqueue(f, move |answer| {
+            let _ = tx.send(answer);
+        })?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(not_committed_with_group()))
+    }
+
+    /// [`Store::write`] for async callers: the committer answers the task directly, with no
+    /// blocking thread in between (a month-start burst makes thousands of these).
+    pub async fn write_async<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+        self.enqueue(f, move |answer| {
+            let _ = tx.send(answer);
+        })?;
+        rx.await.unwrap_or_else(|_| Err(not_committed_with_group()))
+    }
+
+    /// Queues `f` for the committer; `deliver` gets its outcome after the commit. If the group
+    /// fails before `f` runs, `deliver` is dropped unrun, which its caller reads as not committed.
+    fn enqueue<T, F>(
+        &self,
+        f: F,
+        deliver: impl FnOnce(Result<T, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
         let Handle::Writer(writer) = &*self.handle else {
             return Err(StoreError::ReadOnly);
         };
         let Some(queue) = &writer.ops else {
             return Err(StoreError::NotCommitted("the store is closing".into()));
         };
-        let (tx, rx) = mpsc::sync_channel::<Result<T, StoreError>>(1);
         let op: WriteOp = Box::new(move |txn| {
             let result = f(txn);
             let spoiled = match &result {
@@ -475,23 +509,17 @@ impl Store {
                 _ => None,
             };
             let reply: Reply = Box::new(move |outcome| {
-                let answer = match (result, outcome) {
+                deliver(match (result, outcome) {
                     (Err(e), _) => Err(e),
                     (Ok(_), Some(why)) => Err(StoreError::NotCommitted(why.to_owned())),
                     (Ok(v), None) => Ok(v),
-                };
-                let _ = tx.send(answer);
+                });
             });
             (reply, spoiled)
         });
         queue
             .send(op)
-            .map_err(|_| StoreError::NotCommitted("the committer has stopped".into()))?;
-        rx.recv().map_err(|_| {
-            StoreError::NotCommitted(
-                "another write in its group failed, so the group was rolled back".into(),
-            )
-        })?
+            .map_err(|_| StoreError::NotCommitted("the committer has stopped".into()))
     }
 
     /// Records a newly taken file and its bytes in one transaction. A sendable (queued or held)
@@ -499,6 +527,43 @@ impl Store {
     /// a finding that names the original. The record is pending a move until `mark_moved`.
     pub fn record_new(&self, sub: Submission, bytes: Vec<u8>) -> Result<Recorded, StoreError> {
         self.write(move |txn| record_new_in(txn, sub, &bytes))
+    }
+
+    /// Records a batch of newly taken files in one transaction (one fsync for all), each as
+    /// [`Store::record_new`] does, in order: a later file with the bytes of an earlier one is its
+    /// duplicate. A file that cannot be recorded (its record does not encode) gets its own error
+    /// and the others are recorded; a database error fails the whole batch.
+    pub fn record_new_batch(
+        &self,
+        items: Vec<(Submission, Vec<u8>)>,
+    ) -> Result<Vec<Result<Recorded, StoreError>>, StoreError> {
+        self.write(move |txn| {
+            let mut out = Vec::with_capacity(items.len());
+            for (sub, bytes) in items {
+                match record_new_in(txn, sub, &bytes) {
+                    Err(e @ (StoreError::Db(_) | StoreError::NotCommitted(_))) => return Err(e),
+                    other => out.push(other),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records where each file of a batch went ([`Store::mark_moved`]), in one transaction.
+    pub fn mark_moved_batch(
+        &self,
+        items: Vec<(SubmissionId, String)>,
+    ) -> Result<Vec<Result<Submission, StoreError>>, StoreError> {
+        self.write(move |txn| {
+            let mut out = Vec::with_capacity(items.len());
+            for (id, moved_to) in items {
+                match update_in(txn, &id, |s| s.moved_to = Some(moved_to)) {
+                    Err(e @ (StoreError::Db(_) | StoreError::NotCommitted(_))) => return Err(e),
+                    other => out.push(other),
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// The submission whose file of this name was committed but not yet moved out of the drop
@@ -551,6 +616,16 @@ impl Store {
         self.update(id, |s| {
             s.moved_to = Some(moved_to);
         })
+    }
+
+    /// [`Store::update`] for async callers ([`Store::write_async`]).
+    pub async fn update_async(
+        &self,
+        id: &SubmissionId,
+        f: impl FnOnce(&mut Submission) + Send + 'static,
+    ) -> Result<Submission, StoreError> {
+        let id = id.clone();
+        self.write_async(move |txn| update_in(txn, &id, f)).await
     }
 
     /// Reads a submission, changes it with `f`, and writes it back, all in one transaction;
@@ -682,6 +757,12 @@ impl Store {
         let out = tokio::task::spawn_blocking(move || f(&store)).await??;
         Ok(out)
     }
+}
+
+fn not_committed_with_group() -> StoreError {
+    StoreError::NotCommitted(
+        "another write in its group failed, so the group was rolled back".into(),
+    )
 }
 
 fn record_new_in(
@@ -918,21 +999,29 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_sees_the_writers_commits() {
+    fn the_writer_holds_the_file_alone_and_a_reader_sees_its_commits_after() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let writer = Store::open(&path).unwrap();
-        let reader = Store::open_read_only(&path).unwrap();
-        assert!(reader.all().unwrap().is_empty());
         writer
             .record_new(sub("A.CSV", "cc", State::Queued), b"x".to_vec())
             .unwrap();
+        assert!(
+            matches!(Store::open_read_only(&path), Err(StoreError::AlreadyOpen)),
+            "no reader beside the writer"
+        );
+        assert!(matches!(Store::open(&path), Err(StoreError::AlreadyOpen)));
+        drop(writer);
+        let reader = Store::open_read_only(&path).unwrap();
         assert_eq!(reader.all().unwrap().len(), 1);
         assert!(matches!(
             reader.record_new(sub("B.CSV", "dd", State::Queued), b"y".to_vec()),
             Err(StoreError::ReadOnly)
         ));
-        assert!(matches!(Store::open(&path), Err(StoreError::AlreadyOpen)));
+        assert!(
+            matches!(Store::open(&path), Err(StoreError::AlreadyOpen)),
+            "no writer beside a reader"
+        );
     }
 
     #[test]

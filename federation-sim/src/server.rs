@@ -118,6 +118,10 @@ pub(crate) async fn serve(
             _ = shutdown.cancelled() => break,
             accepted = gateway_listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    // Responses go out at once, not after the client's delayed ACK (Nagle).
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::warn!(peer = %addr, error = %e, "cannot set TCP_NODELAY");
+                    }
                     if let Some(fault) = core.faults.on_connection() {
                         tracing::info!(
                             peer = %addr,

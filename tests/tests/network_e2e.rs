@@ -79,7 +79,7 @@ fn add_to_gateway(env: &Env, lines: &str) {
 /// The send attempts of the submission with these bytes and its state, read from the store.
 fn sends(env: &Env, sha: &str) -> Option<(String, Vec<String>)> {
     let settings = kaigo_relay::config::Settings::load(&env.daemon_config).unwrap();
-    let snapshot = kaigo_relay::status::load(&settings.store_path()).ok()?;
+    let snapshot = kaigo_relay::status::load(&settings.state_dir, &settings.store_path()).ok()?;
     let sub = snapshot.submissions.into_iter().find(|s| s.sha256 == sha)?;
     let outcomes = sub
         .attempts
