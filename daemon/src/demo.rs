@@ -383,7 +383,7 @@ health_refresh_secs = 60
 status_poll_interval_secs = 1
 
 [relay]
-max_concurrent_sends = 4
+max_concurrent_sends = 8
 retry_initial_ms = 500
 retry_max_secs = 30
 shutdown_grace_secs = 5

@@ -460,6 +460,8 @@ impl Intake {
             .iter()
             .map(|(path, renamed_in)| self.take_job(path, *renamed_in))
             .collect();
+        // One log line per distinct failure, not one per file: a full disk fails every file.
+        let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (path, outcome) in take_batch(jobs).await {
             match outcome {
                 Ok(TakeOutcome::Taken { queued }) => {
@@ -483,12 +485,23 @@ impl Intake {
                     }
                 }
                 Err(e) => {
-                    error!(file = %path.display(), error = format!("{e:#}"), "could not take a file from the drop folder; will retry");
+                    failures
+                        .entry(format!("{e:#}"))
+                        .or_default()
+                        .push(file_label(&path).into_owned());
                     if let Some(c) = candidates.get_mut(&path) {
                         c.retry_not_before = Some(now + self.settings.rescan_interval);
                     }
                 }
             }
+        }
+        for (error, files) in failures {
+            error!(
+                files = files.len(),
+                first = %files[0],
+                %error,
+                "could not take files from the drop folder; they stay there and are tried again"
+            );
         }
     }
 

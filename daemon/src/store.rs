@@ -243,7 +243,8 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
                     pause = std::time::Duration::from_millis(100);
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "the store cannot be reopened yet; retrying");
+                    // Said once at the failure itself; the retries are not news.
+                    tracing::debug!(error = %e, "the store cannot be reopened yet; retrying");
                     pause = (pause * 2).min(std::time::Duration::from_secs(5));
                 }
             }
@@ -1022,6 +1023,54 @@ mod tests {
             matches!(Store::open(&path), Err(StoreError::AlreadyOpen)),
             "no writer beside a reader"
         );
+    }
+
+    #[test]
+    fn a_batch_is_recorded_in_one_commit_and_its_moves_in_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let recorded = store
+            .record_new_batch(vec![
+                (sub("A.CSV", "aa", State::Queued), b"a".to_vec()),
+                (sub("B.CSV", "bb", State::Refused), b"b".to_vec()),
+                // The same bytes as A later in the same batch: a duplicate of A.
+                (sub("C.CSV", "aa", State::Queued), b"a".to_vec()),
+            ])
+            .unwrap();
+        let recorded: Vec<Recorded> = recorded.into_iter().map(Result::unwrap).collect();
+        assert!(matches!(&recorded[0], Recorded::New(s) if s.state == State::Queued));
+        assert!(matches!(&recorded[1], Recorded::New(s) if s.state == State::Refused));
+        let Recorded::Duplicate { original, .. } = &recorded[2] else {
+            panic!("C is a duplicate of A: {:?}", recorded[2]);
+        };
+        assert_eq!(original.id, recorded[0].submission().id);
+        assert_eq!(
+            store.pending_moves().unwrap().len(),
+            3,
+            "all pending a move"
+        );
+        assert_eq!(store.blob("aa").unwrap().as_deref(), Some(b"a".as_slice()));
+
+        let moves = recorded
+            .iter()
+            .map(|r| {
+                let s = r.submission();
+                (s.id.clone(), format!("送信済/{}", s.file_name))
+            })
+            .chain([(SubmissionId::new(), "送信済/NOBODY.CSV".to_owned())])
+            .collect();
+        let marked = store.mark_moved_batch(moves).unwrap();
+        assert_eq!(marked.len(), 4);
+        assert!(
+            marked[..3]
+                .iter()
+                .all(|m| m.as_ref().is_ok_and(|s| s.moved_to.is_some()))
+        );
+        assert!(
+            matches!(marked[3], Err(StoreError::NotFound(_))),
+            "an unknown id fails alone"
+        );
+        assert!(store.pending_moves().unwrap().is_empty(), "no move pending");
     }
 
     #[test]

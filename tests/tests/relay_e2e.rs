@@ -64,12 +64,21 @@ fn a_dropped_claim_reaches_the_federation_exactly_once() {
         bytes
     );
 
+    // While it runs, the daemon answers `status` on its socket (it holds the store alone).
+    let socket = env.dir.path().join("state/control.sock");
+    assert!(socket.exists(), "{}", socket.display());
     let status = env.daemon().terminate();
     assert!(
         status.success(),
         "graceful stop: {status:?}\n{}",
         env.logs()
     );
+    // Stopped, it has removed its socket, and `status` reads the store itself.
+    assert!(!socket.exists());
+    let after = env.status();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["state"], "accepted");
+    assert_eq!(after[0]["receipt_id"], receipt.as_str());
 }
 
 #[test]
