@@ -130,28 +130,29 @@ enum Answer {
 /// `state_dir`, otherwise from the store at `store_path` (an absent store means none yet).
 pub fn load(state_dir: &Path, store_path: &Path) -> anyhow::Result<Snapshot> {
     let socket = state_dir.join(SOCKET_NAME);
-    // A daemon that is starting holds the store before its socket answers: ask again briefly.
+    // A daemon that is starting holds (or is just creating) the store before its socket
+    // answers: ask again for a few seconds before reporting what reading the store said.
     for _ in 0..50 {
         match ask_daemon(&socket) {
             Ok(snapshot) => return Ok(snapshot),
+            Err(AskError::Failed(e)) => return Err(e),
             Err(AskError::NoDaemon) => match load_from_store(store_path) {
-                Err(e)
-                    if matches!(
-                        e.downcast_ref::<crate::store::StoreError>(),
-                        Some(crate::store::StoreError::AlreadyOpen)
-                    ) =>
-                {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(e) => {
+                    debug!(
+                        error = format!("{e:#}"),
+                        "store not readable yet; asking again"
+                    );
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                other => return other,
             },
-            Err(AskError::Failed(e)) => return Err(e),
         }
     }
-    anyhow::bail!(
-        "kaigo-relay が状態ファイルを使用中ですが、問い合わせに応答しません (the daemon holds the store but does not answer on {})",
-        socket.display()
-    )
+    match ask_daemon(&socket) {
+        Ok(snapshot) => Ok(snapshot),
+        Err(AskError::Failed(e)) => Err(e),
+        Err(AskError::NoDaemon) => load_from_store(store_path),
+    }
 }
 
 enum AskError {
