@@ -48,6 +48,9 @@ pub const SCHEMA_VERSION: u64 = 2;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
+/// redb's page cache (its default is 1 GiB): enough for the agenda and the records in work,
+/// and the daemon's memory stays bounded as the store grows over the years.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SUBMISSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("submissions");
@@ -219,6 +222,7 @@ impl LiveDb {
         }
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
+            .set_cache_size(CACHE_BYTES)
             .create(&self.path)
             .map_err(|e| e.to_string())?;
         *self.db.write().map_err(|_| "lock poisoned".to_owned())? = Some(Arc::new(db));
@@ -370,6 +374,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
+            .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
@@ -419,6 +424,7 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         let db = redb::Builder::new()
             .set_concurrency_mode(ConcurrencyMode::ExclusiveWriter)
+            .set_cache_size(CACHE_BYTES)
             .open_read_only(path)
             .map_err(|e| match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,

@@ -88,7 +88,10 @@ fn a_full_state_volume_stops_intake_cleanly_and_it_resumes_when_space_returns() 
     // Intake tries (and logs why it cannot) at least twice over the next few seconds.
     env.wait_for("intake to report the full disk", T, |env| {
         let log = std::fs::read_to_string(env.dir.path().join("daemon-1.log")).unwrap_or_default();
-        (log.matches("could not take a file").count() >= 2).then_some(())
+        (log.matches("could not take files from the drop folder")
+            .count()
+            >= 2)
+            .then_some(())
     });
     // A file leaves the drop folder only after its record is committed: the redb file may
     // still have had room for the first one's record, but not for the rest.
