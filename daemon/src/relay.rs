@@ -348,12 +348,14 @@ impl<G: GatewayApi> Relay<G> {
         let (store, drop_dir) = (this.store.clone(), this.drop_dir.clone());
         let _ = tokio::task::spawn_blocking(move || {
             let since = Timestamp::now() - SignedDuration::from_hours(24 * 60);
-            match store.all() {
-                Ok(subs) => subs
-                    .iter()
-                    .filter(|s| s.history.last().is_some_and(|t| t.at >= since))
-                    .for_each(|s| crate::intake::refresh_result_file(&drop_dir, s)),
-                Err(e) => warn!(error = %e, "cannot read the store to refresh result files"),
+            let refreshed = store.each(|s| {
+                if s.history.last().is_some_and(|t| t.at >= since) {
+                    crate::intake::refresh_result_file(&drop_dir, &s);
+                }
+                Ok::<(), crate::store::StoreError>(())
+            });
+            if let Err(e) = refreshed {
+                warn!(error = %e, "cannot read the store to refresh result files");
             }
         })
         .await;

@@ -256,35 +256,69 @@ pub async fn serve(
     Ok(())
 }
 
-async fn answer(stream: tokio::net::UnixStream, store: Store) {
-    let (read, mut write) = stream.into_split();
+async fn answer(mut stream: tokio::net::UnixStream, store: Store) {
     let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(read).take(64);
-    let request = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
-    let answer = match request {
-        Ok(Ok(_)) if line.trim() == "status" => {
-            match tokio::task::spawn_blocking(move || snapshot(&store)).await {
-                Ok(Ok(snap)) => Answer::Status(Box::new(snap)),
-                Ok(Err(e)) => {
-                    Answer::Error(format!("状態を読めません (cannot read the store): {e:#}"))
-                }
-                Err(e) => Answer::Error(format!("status task failed: {e}")),
+    let request = {
+        let mut reader = tokio::io::BufReader::new((&mut stream).take(64));
+        tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await
+    };
+    match request {
+        Ok(Ok(_)) if line.trim() == "status" => {}
+        Ok(Ok(_)) => {
+            let refusal = Answer::Error(format!("unknown request {:?}", line.trim()));
+            if let Ok(bytes) = serde_json::to_vec(&refusal) {
+                let _ = stream.write_all(&bytes).await;
             }
+            let _ = stream.shutdown().await;
+            return;
         }
-        Ok(Ok(_)) => Answer::Error(format!("unknown request {:?}", line.trim())),
         Ok(Err(e)) => {
             debug!(error = %e, "control socket read failed");
             return;
         }
         Err(_) => return,
-    };
-    match serde_json::to_vec(&answer) {
-        Ok(bytes) => {
-            let _ = write.write_all(&bytes).await;
-            let _ = write.shutdown().await;
-        }
-        Err(e) => warn!(error = %e, "cannot encode the status answer"),
     }
+    // The answer is written as the store is read, one submission at a time, on a blocking
+    // thread: however many claims the store holds, the daemon's memory does not grow with it.
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "control socket");
+            return;
+        }
+    };
+    let written = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+        let mut out = std::io::BufWriter::new(&stream);
+        write_status_answer(&store, &mut out)?;
+        out.flush()?;
+        Ok(())
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(error = format!("{e:#}"), "status answer cut short"),
+        Err(e) => warn!(error = %e, "status task failed"),
+    }
+}
+
+/// Writes `Answer::Status` as JSON, streaming the submissions from the store.
+fn write_status_answer(store: &Store, out: &mut impl Write) -> anyhow::Result<()> {
+    out.write_all(br#"{"Status":{"submissions":["#)?;
+    let mut first = true;
+    store.each(|sub| -> anyhow::Result<()> {
+        if !first {
+            out.write_all(b",")?;
+        }
+        first = false;
+        serde_json::to_writer(&mut *out, &sub)?;
+        Ok(())
+    })?;
+    out.write_all(br#"],"alerts":"#)?;
+    serde_json::to_writer(&mut *out, &alerts::current(store)?)?;
+    out.write_all(b"}}")?;
+    Ok(())
 }
 
 /// Writes the JSON document.
@@ -339,4 +373,45 @@ pub fn write_table(snap: &Snapshot, out: &mut impl Write) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::submission::State;
+    use jiff::Timestamp;
+
+    #[test]
+    fn the_streamed_answer_reads_back_as_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut out = Vec::new();
+        write_status_answer(&store, &mut out).unwrap();
+        let Answer::Status(empty) = serde_json::from_slice(&out).unwrap() else {
+            panic!("a status answer: {}", String::from_utf8_lossy(&out));
+        };
+        assert!(empty.submissions.is_empty() && empty.alerts.is_empty());
+
+        for (name, sha) in [("A.CSV", "aa"), ("B.CSV", "bb"), ("C.CSV", "cc")] {
+            let mut sub = Submission::new(name.into(), sha.into(), 1, Timestamp::now());
+            sub.transition(State::Queued, "queued", Timestamp::now());
+            store.record_new(sub, b"x".to_vec()).unwrap();
+        }
+        let mut out = Vec::new();
+        write_status_answer(&store, &mut out).unwrap();
+        let Answer::Status(snap) = serde_json::from_slice(&out).unwrap() else {
+            panic!("a status answer");
+        };
+        let names: Vec<&str> = snap
+            .submissions
+            .iter()
+            .map(|s| s.file_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["A.CSV", "B.CSV", "C.CSV"],
+            "every one, oldest first"
+        );
+        assert_eq!(snap.submissions, store.all().unwrap());
+    }
 }
