@@ -1,5 +1,5 @@
 //! The running appliance: opens the store, builds the gateway client, starts intake, the
-//! relay, the deadline watch and the withdraw desk, and on shutdown drains them within a bounded grace period.
+//! relay, the deadline watch, the withdraw desk, the notice mirror and the returns linker, and on shutdown drains them within a bounded grace period.
 //!
 //! Invariant: every long-running stage gets a child of one shutdown token; if any stage fails,
 //! the others are stopped too and the error is returned (systemd restarts the service), so the
@@ -35,6 +35,9 @@ fn open_store_waiting(path: &std::path::Path) -> Result<Store, crate::store::Sto
         }
     }
 }
+
+/// How often open returns are matched against new submissions even without a hint.
+const RETURNS_LINK_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A started appliance.
 #[derive(Debug)]
@@ -86,7 +89,18 @@ impl App {
             gateway: gateway.clone(),
             dir: settings.state_dir.join(crate::withdraw::REQUESTS_DIR),
         };
+        let sent = Arc::new(Notify::new());
+        let returns_hint = Arc::new(Notify::new());
+        let mirror = crate::mirror::Mirror {
+            gateway: gateway.clone(),
+            store: store.clone(),
+            settings: settings.mirror.clone(),
+            users: crate::mirror::UserPlan::from_offices(&settings.offices),
+            sent: sent.clone(),
+            returns_hint: returns_hint.clone(),
+        };
         let relay = Relay {
+            sent,
             gateway,
             store: store.clone(),
             settings: settings.relay.clone(),
@@ -111,6 +125,17 @@ impl App {
         tasks.spawn(async move { ("deadline", deadline.run(token).await) });
         let token = shutdown.child_token();
         tasks.spawn(async move { ("withdraw", desk.run(token).await) });
+        let token = shutdown.child_token();
+        tasks.spawn(async move { ("mirror", mirror.run(token).await) });
+        let token = shutdown.child_token();
+        let returns_store = store.clone();
+        tasks.spawn(async move {
+            (
+                "returns",
+                crate::returns::run(returns_store, returns_hint, RETURNS_LINK_INTERVAL, token)
+                    .await,
+            )
+        });
         let token = shutdown.child_token();
         let (status_store, state_dir) = (store.clone(), settings.state_dir.clone());
         tasks.spawn(async move {

@@ -1,5 +1,5 @@
-//! The command line: `run`, `demo`, `status`, `check-config`, `validate`, `withdraw`, and their
-//! exit codes.
+//! The command line: `run`, `demo`, `status`, `check-config`, `validate`, `withdraw`,
+//! `notices`, `returns`, and their exit codes.
 //!
 //! Invariant: a configuration problem exits with status 64 and a message that names the
 //! setting (so systemd does not restart-loop on it); any other failure exits with 1 and the
@@ -87,6 +87,39 @@ enum Command {
         #[arg(value_name = "RECEIPT_ID")]
         receipt_id: String,
     },
+    /// 国保連からの通知の一覧・取り出し / List mirrored notices, or save one.
+    Notices {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON で出力する / Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// この通知IDの本文を取り出す（原本 CP932）/ Save this notice's bytes (the original, CP932).
+        #[arg(long, value_name = "NOTICE_ID")]
+        get: Option<String>,
+        /// 取り出すときに UTF-8 に変換する（CSV・テキスト）/ Convert to UTF-8 when saving (CSV, text).
+        #[arg(long, requires = "get")]
+        utf8: bool,
+        /// 保存先（省略時は標準出力）/ Where to save it (default: standard output).
+        #[arg(long, requires = "get", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// 返戻の一覧（対応状況つき）、手動での完了 / The 返戻 to-do list; close one by hand.
+    Returns {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON で出力する / Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// この返戻を完了にする（--note 必須）/ Close this return item by hand (needs --note).
+        #[arg(long, value_name = "RETURN_ID", requires = "note")]
+        close: Option<String>,
+        /// 完了にする理由 / Why it is closed.
+        #[arg(long, requires = "close")]
+        note: Option<String>,
+    },
     /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
     CheckConfig {
         /// 設定ファイル / Config file.
@@ -138,6 +171,19 @@ pub fn main() -> ExitCode {
         Command::Demo { dir, setup_only } => demo(dir, setup_only),
         Command::Status { config, json } => status(config, json),
         Command::CheckConfig { config } => check_config(config),
+        Command::Notices {
+            config,
+            json,
+            get,
+            utf8,
+            output,
+        } => notices(config, json, get, utf8, output),
+        Command::Returns {
+            config,
+            json,
+            close,
+            note,
+        } => returns(config, json, close, note),
         Command::Withdraw {
             config,
             json,
@@ -294,6 +340,116 @@ fn withdraw(config: PathBuf, json: bool, receipt_id: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn notices(
+    config: PathBuf,
+    json: bool,
+    get: Option<String>,
+    utf8: bool,
+    output: Option<PathBuf>,
+) -> Result<(), Failure> {
+    use crate::listing::{NoticeBody, NoticesDocument, Query};
+    use base64::Engine as _;
+    let settings = Settings::load(&config)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Some(notice_id) = get {
+        let v = crate::listing::query(
+            &settings.state_dir,
+            &settings.store_path(),
+            &Query::NoticeBody {
+                notice_id: notice_id.clone(),
+            },
+        )?;
+        if v.is_null() {
+            return Err(Failure::Other(anyhow::anyhow!(
+                "通知 {notice_id} はありません (no such notice)"
+            )));
+        }
+        let body: NoticeBody = serde_json::from_value(v).map_err(anyhow::Error::from)?;
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(body.bytes_base64)
+            .map_err(anyhow::Error::from)?;
+        if utf8 {
+            if !body.notice.media_type.starts_with("text/") {
+                return Err(Failure::Other(anyhow::anyhow!(
+                    "通知 {notice_id} は {} なので UTF-8 に変換できません (only text notices convert to UTF-8)",
+                    body.notice.media_type
+                )));
+            }
+            bytes = crate::notice::to_utf8(&bytes)
+                .map_err(anyhow::Error::from)?
+                .into_bytes();
+        }
+        match output {
+            Some(path) => std::fs::write(&path, &bytes).map_err(|e| {
+                anyhow::anyhow!("{} に書けません (cannot write): {e}", path.display())
+            })?,
+            None => out.write_all(&bytes).map_err(anyhow::Error::from)?,
+        }
+        out.flush().map_err(anyhow::Error::from)?;
+        return Ok(());
+    }
+    let v = crate::listing::query(&settings.state_dir, &settings.store_path(), &Query::Notices)?;
+    let doc: NoticesDocument = if v.is_null() {
+        NoticesDocument::default()
+    } else {
+        serde_json::from_value(v).map_err(anyhow::Error::from)?
+    };
+    if json {
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        writeln!(out).map_err(anyhow::Error::from)?;
+    } else {
+        crate::listing::write_notices_table(&doc, &mut out)?;
+    }
+    out.flush().map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+fn returns(
+    config: PathBuf,
+    json: bool,
+    close: Option<String>,
+    note: Option<String>,
+) -> Result<(), Failure> {
+    use crate::listing::{Query, ReturnEntry, ReturnsDocument};
+    let settings = Settings::load(&config)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Some(id) = close {
+        let v = crate::listing::query(
+            &settings.state_dir,
+            &settings.store_path(),
+            &Query::CloseReturn {
+                id,
+                note: note.unwrap_or_default(),
+            },
+        )?;
+        let entry: ReturnEntry = serde_json::from_value(v).map_err(anyhow::Error::from)?;
+        if json {
+            serde_json::to_writer_pretty(&mut out, &entry).map_err(anyhow::Error::from)?;
+            writeln!(out).map_err(anyhow::Error::from)?;
+        } else {
+            writeln!(out, "返戻 {} を完了にしました (closed)", entry.id)
+                .map_err(anyhow::Error::from)?;
+        }
+        return Ok(());
+    }
+    let v = crate::listing::query(&settings.state_dir, &settings.store_path(), &Query::Returns)?;
+    let doc: ReturnsDocument = if v.is_null() {
+        ReturnsDocument::default()
+    } else {
+        serde_json::from_value(v).map_err(anyhow::Error::from)?
+    };
+    if json {
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(anyhow::Error::from)?;
+        writeln!(out).map_err(anyhow::Error::from)?;
+    } else {
+        crate::listing::write_returns_table(&doc, &mut out)?;
+    }
+    out.flush().map_err(anyhow::Error::from)?;
+    Ok(())
 }
 
 fn check_config(config: PathBuf) -> Result<(), Failure> {

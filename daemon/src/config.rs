@@ -48,7 +48,45 @@ struct RawConfig {
     #[serde(default)]
     relay: RawRelay,
     #[serde(default)]
+    mirror: RawMirror,
+    #[serde(default)]
     offices: Vec<RawOffice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    #[serde(default = "defaults::mirror_enabled")]
+    enabled: bool,
+    #[serde(default = "defaults::idle_interval_minutes")]
+    idle_interval_minutes: u64,
+    #[serde(default = "defaults::after_submission_interval_secs")]
+    after_submission_interval_secs: u64,
+    #[serde(default = "defaults::after_submission_minutes")]
+    after_submission_minutes: u64,
+    #[serde(default = "defaults::catch_up_at_jst")]
+    catch_up_at_jst: String,
+    #[serde(default = "defaults::page_size")]
+    page_size: u32,
+    #[serde(default = "defaults::returns_notices_grace_hours")]
+    returns_notices_grace_hours: u64,
+    #[serde(default = "defaults::payment_notices_due_day")]
+    payment_notices_due_day: u8,
+}
+
+impl Default for RawMirror {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::mirror_enabled(),
+            idle_interval_minutes: defaults::idle_interval_minutes(),
+            after_submission_interval_secs: defaults::after_submission_interval_secs(),
+            after_submission_minutes: defaults::after_submission_minutes(),
+            catch_up_at_jst: defaults::catch_up_at_jst(),
+            page_size: defaults::page_size(),
+            returns_notices_grace_hours: defaults::returns_notices_grace_hours(),
+            payment_notices_due_day: defaults::payment_notices_due_day(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +209,30 @@ mod defaults {
     pub fn window_closing_alert_hours() -> u64 {
         48
     }
+    pub fn mirror_enabled() -> bool {
+        true
+    }
+    pub fn idle_interval_minutes() -> u64 {
+        60
+    }
+    pub fn after_submission_interval_secs() -> u64 {
+        60
+    }
+    pub fn after_submission_minutes() -> u64 {
+        30
+    }
+    pub fn catch_up_at_jst() -> String {
+        "09:30".into()
+    }
+    pub fn page_size() -> u32 {
+        100
+    }
+    pub fn returns_notices_grace_hours() -> u64 {
+        24
+    }
+    pub fn payment_notices_due_day() -> u8 {
+        20
+    }
 }
 
 /// How intake learns of new files.
@@ -222,6 +284,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// Sending and retries.
     pub relay: RelaySettings,
+    /// Notice mirror.
+    pub mirror: MirrorSettings,
     /// The offices this appliance sends for.
     pub offices: Vec<OfficeSettings>,
 }
@@ -315,6 +379,27 @@ pub struct RelaySettings {
     /// How long before the reception window closes the offices that have sent nothing are
     /// named in an alert (0: never).
     pub window_closing_alert: Duration,
+}
+
+/// Notice mirror settings.
+#[derive(Debug, Clone)]
+pub struct MirrorSettings {
+    /// Whether notices are polled at all.
+    pub enabled: bool,
+    /// Poll interval when nothing was sent lately.
+    pub idle_interval: Duration,
+    /// Poll interval for a while after a submission (results and notices come soon after).
+    pub after_submission_interval: Duration,
+    /// How long after a submission the short interval holds.
+    pub after_submission_for: Duration,
+    /// A daily catch-up poll at this time of day, JST (hours, minutes).
+    pub catch_up_at_jst: (i8, i8),
+    /// Notices asked for per page.
+    pub page_size: u32,
+    /// Hours after the end of the 審査 month before missing 返戻系 notices raise an alert.
+    pub returns_notices_grace: Duration,
+    /// Day of the month after the 審査 month from which missing 支払系 notices raise an alert.
+    pub payment_notices_due_day: u8,
 }
 
 /// One office this appliance sends for.
@@ -433,6 +518,48 @@ impl Settings {
             ),
         };
 
+        let m = raw.mirror;
+        let catch_up_at_jst = parse_hh_mm(&m.catch_up_at_jst).ok_or_else(|| {
+            invalid(
+                "mirror.catch_up_at_jst",
+                "「09:30」のように 時:分 で書いてください (write it as HH:MM, e.g. \"09:30\")",
+            )
+        })?;
+        if !(1..=1000).contains(&m.page_size) {
+            return Err(invalid(
+                "mirror.page_size",
+                "1〜1000 にしてください (must be 1 to 1000)",
+            ));
+        }
+        if !(1..=28).contains(&m.payment_notices_due_day) {
+            return Err(invalid(
+                "mirror.payment_notices_due_day",
+                "1〜28 にしてください (must be 1 to 28)",
+            ));
+        }
+        let mirror = MirrorSettings {
+            enabled: m.enabled,
+            idle_interval: secs(
+                "mirror.idle_interval_minutes",
+                m.idle_interval_minutes.saturating_mul(60),
+                60,
+            )?,
+            after_submission_interval: secs(
+                "mirror.after_submission_interval_secs",
+                m.after_submission_interval_secs,
+                1,
+            )?,
+            after_submission_for: Duration::from_secs(
+                m.after_submission_minutes.saturating_mul(60),
+            ),
+            catch_up_at_jst,
+            page_size: m.page_size,
+            returns_notices_grace: Duration::from_secs(
+                m.returns_notices_grace_hours.min(24 * 28) * 3600,
+            ),
+            payment_notices_due_day: m.payment_notices_due_day,
+        };
+
         if raw.offices.is_empty() {
             return Err(invalid(
                 "offices",
@@ -536,6 +663,7 @@ impl Settings {
             intake,
             gateway,
             relay,
+            mirror,
             offices,
         })
     }
@@ -682,6 +810,13 @@ fn pins_from(pins: &[String]) -> Result<Vec<[u8; 32]>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// `HH:MM` (00:00–23:59).
+fn parse_hh_mm(s: &str) -> Option<(i8, i8)> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m) && s.trim().len() == 5).then_some((h, m))
 }
 
 fn secs(key: &str, v: u64, min: u64) -> Result<Duration, ConfigError> {

@@ -1,5 +1,5 @@
-//! Failpoints: test-only crash points at the commit boundaries of intake and the relay. Inert
-//! unless the environment variable `KAIGO_RELAY_FAILPOINTS` is set.
+//! Failpoints: test-only crash points at the commit boundaries of intake, the relay and the
+//! notice mirror. Inert unless the environment variable `KAIGO_RELAY_FAILPOINTS` is set.
 //!
 //! `KAIGO_RELAY_FAILPOINTS=intake.after_commit=3` makes the process kill itself with SIGKILL the
 //! 3rd time it reaches the point named `intake.after_commit`, after writing one line
@@ -43,6 +43,8 @@ pub const POINTS: &[&str] = &[
     "relay.after_failed_try_commit",
     "relay.after_status_response",
     "relay.after_status_commit",
+    "mirror.before_page_commit",
+    "mirror.after_page_commit",
 ];
 
 #[derive(Debug)]
@@ -177,7 +179,12 @@ mod tests {
 
     #[test]
     fn every_point_in_the_code_is_listed_and_every_listed_point_is_in_the_code() {
-        let sources = [include_str!("intake.rs"), include_str!("relay.rs")].concat();
+        let sources = [
+            include_str!("intake.rs"),
+            include_str!("relay.rs"),
+            include_str!("mirror.rs"),
+        ]
+        .concat();
         let in_code: Vec<&str> = sources
             .split("failpoint::hit(\"")
             .skip(1)

@@ -33,6 +33,8 @@ use crate::transport::{GatewayConnector, error_chain, explain_connect_failure, t
 
 /// Largest response body read from the gateway.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// Largest notice body downloaded (a printable PDF form can be large).
+pub const MAX_NOTICE_BYTES: usize = 64 << 20;
 
 /// How a gateway call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -202,6 +204,55 @@ pub trait GatewayApi: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), GatewayError>> + Send;
 }
 
+/// One notice as `GET /v1/notices` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WireNotice {
+    pub notice_id: String,
+    pub office_number: String,
+    pub kind_id: String,
+    #[serde(default)]
+    pub title: String,
+    pub processing_month: String,
+    #[serde(default)]
+    pub issued_at: String,
+    pub media_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// One page of `GET /v1/notices`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WireNoticePage {
+    pub notices: Vec<WireNotice>,
+    pub next_cursor: String,
+}
+
+/// A downloaded notice body, before verification.
+#[derive(Debug, Clone)]
+pub struct NoticeContent {
+    pub bytes: Bytes,
+    /// The `Content-Digest` header as sent.
+    pub content_digest: Option<String>,
+}
+
+/// What the mirror needs from a gateway: the notice list and the notice bodies, per federation
+/// user ID.
+pub trait NoticeSource: Send + Sync + 'static {
+    /// Lists notices after `cursor` (from the start when `None`).
+    fn list_notices(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<WireNoticePage, GatewayError>> + Send;
+    /// Downloads one notice.
+    fn notice_content(
+        &self,
+        user_id: &str,
+        notice_id: &str,
+    ) -> impl Future<Output = Result<NoticeContent, GatewayError>> + Send;
+}
+
 type HttpsClient = Client<hyper_rustls::HttpsConnector<GatewayConnector>, Full<Bytes>>;
 
 struct OfficeClient {
@@ -214,6 +265,8 @@ pub struct GatewayClient {
     base: String,
     request_timeout: Duration,
     offices: HashMap<OfficeNumber, Arc<OfficeClient>>,
+    /// The client of the first office of each federation user ID (notices are listed per ID).
+    users: HashMap<String, Arc<OfficeClient>>,
 }
 
 impl std::fmt::Debug for GatewayClient {
@@ -255,6 +308,7 @@ impl GatewayClient {
             );
         }
         let mut offices = HashMap::new();
+        let mut users = HashMap::new();
         for office in &settings.offices {
             let tls = tls_config(roots.clone(), &g.pin_sha256, office)?;
             let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -266,22 +320,24 @@ impl GatewayClient {
             let client = Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .build(https);
-            offices.insert(
-                office.office_number.clone(),
-                Arc::new(OfficeClient {
-                    authorization: basic_auth(
-                        office.federation_user_id.as_str(),
-                        &office.federation_password,
-                    )?,
-                    client,
-                }),
-            );
+            let office_client = Arc::new(OfficeClient {
+                authorization: basic_auth(
+                    office.federation_user_id.as_str(),
+                    &office.federation_password,
+                )?,
+                client,
+            });
+            users
+                .entry(office.federation_user_id.as_str().to_owned())
+                .or_insert_with(|| office_client.clone());
+            offices.insert(office.office_number.clone(), office_client);
         }
         let base = g.url.to_string().trim_end_matches('/').to_owned();
         Ok(GatewayClient {
             base,
             request_timeout: g.request_timeout,
             offices,
+            users,
         })
     }
 
@@ -305,6 +361,15 @@ impl GatewayClient {
         office: &OfficeClient,
         request: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, http::HeaderMap, Bytes), GatewayError> {
+        self.call_limited(office, request, MAX_RESPONSE_BYTES).await
+    }
+
+    async fn call_limited(
+        &self,
+        office: &OfficeClient,
+        request: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), GatewayError> {
         let work = async {
             let response = office.client.request(request).await.map_err(|e| {
                 if e.is_connect() {
@@ -323,7 +388,7 @@ impl GatewayClient {
                 }
             })?;
             let (parts, body) = response.into_parts();
-            let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
+            let bytes = Limited::new(body, limit)
                 .collect()
                 .await
                 .map_err(|e| GatewayError::Unknown {
@@ -565,6 +630,57 @@ impl GatewayApi for GatewayClient {
         let (status, headers, body) = self.call(&office, req).await?;
         if status.is_success() {
             return Ok(());
+        }
+        Err(classify(status, &headers, &body))
+    }
+}
+
+impl GatewayClient {
+    fn user(&self, user_id: &str) -> Result<Arc<OfficeClient>, GatewayError> {
+        self.users
+            .get(user_id)
+            .cloned()
+            .ok_or_else(|| GatewayError::UnknownOffice(user_id.to_owned()))
+    }
+}
+
+impl NoticeSource for GatewayClient {
+    async fn list_notices(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<WireNoticePage, GatewayError> {
+        let office = self.user(user_id)?;
+        let path = match cursor {
+            Some(c) => format!("/v1/notices?after={}&limit={limit}", query_escape(c)),
+            None => format!("/v1/notices?limit={limit}"),
+        };
+        let req = build(self.request(&office, Method::GET, &path), Bytes::new())?;
+        let (status, headers, body) = self.call(&office, req).await?;
+        if status == StatusCode::OK {
+            return parse_json(&body);
+        }
+        Err(classify(status, &headers, &body))
+    }
+
+    async fn notice_content(
+        &self,
+        user_id: &str,
+        notice_id: &str,
+    ) -> Result<NoticeContent, GatewayError> {
+        let office = self.user(user_id)?;
+        let path = format!("/v1/notices/{}/content", query_escape(notice_id));
+        let req = build(self.request(&office, Method::GET, &path), Bytes::new())?;
+        let (status, headers, body) = self.call_limited(&office, req, MAX_NOTICE_BYTES).await?;
+        if status == StatusCode::OK {
+            return Ok(NoticeContent {
+                bytes: body,
+                content_digest: headers
+                    .get("content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            });
         }
         Err(classify(status, &headers, &body))
     }

@@ -60,6 +60,8 @@ pub struct Relay<G: GatewayApi> {
     pub slots: RequestSlots,
     /// Rewrites result notes after each change.
     pub notes: crate::intake::NoteWriter,
+    /// Told when a claim arrived at the gateway (the notice mirror polls sooner then).
+    pub sent: Arc<Notify>,
 }
 
 /// How many requests may be open at the gateway at once: `max_concurrent_sends` uploads (and
@@ -791,6 +793,7 @@ impl<G: GatewayApi> Relay<G> {
                 let duration_ms = t.elapsed_ms();
                 let responded = tokio::time::Instant::now();
                 self.record_receipt(&sub.id, t, receipt).await?;
+                self.sent.notify_one();
                 info!(
                     receipt = %receipt_id,
                     %status,

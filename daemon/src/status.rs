@@ -119,10 +119,14 @@ pub struct Snapshot {
 /// The daemon's control socket, in the state folder.
 pub const SOCKET_NAME: &str = "control.sock";
 
+/// Longest request line (a query carries a note of a few hundred characters at most).
+const MAX_REQUEST_BYTES: u64 = 16 * 1024;
+
 /// The daemon's answer on the control socket.
 #[derive(Debug, Serialize, Deserialize)]
 enum Answer {
     Status(Box<Snapshot>),
+    Doc(serde_json::Value),
     Error(String),
 }
 
@@ -155,14 +159,54 @@ pub fn load(state_dir: &Path, store_path: &Path) -> anyhow::Result<Snapshot> {
     }
 }
 
-enum AskError {
-    /// Nobody listens on the socket.
-    NoDaemon,
-    /// A daemon answered with an error, or the answer could not be read.
-    Failed(anyhow::Error),
+/// Runs `q` on the running daemon over its socket; when none answers, runs `local` on the store
+/// opened here: read-only for reading, as its writer when `writes` (retrying while a starting
+/// daemon holds it). An absent store answers `Null` to a read (nothing mirrored yet).
+pub fn ask_or_open(
+    state_dir: &Path,
+    store_path: &Path,
+    q: &crate::listing::Query,
+    writes: bool,
+    local: impl Fn(&Store) -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    let socket = state_dir.join(SOCKET_NAME);
+    let line = format!("query {}\n", serde_json::to_string(q)?);
+    let mut last = None;
+    for _ in 0..50 {
+        match ask(&socket, &line) {
+            Ok(Answer::Doc(v)) => return Ok(v),
+            Ok(Answer::Error(e)) => anyhow::bail!("{e}"),
+            Ok(Answer::Status(_)) => anyhow::bail!("unexpected answer from the daemon"),
+            Err(AskError::Failed(e)) => return Err(e),
+            Err(AskError::NoDaemon) => {}
+        }
+        if !store_path.exists() {
+            if writes {
+                anyhow::bail!(
+                    "データベースがまだありません (no store yet: {})",
+                    store_path.display()
+                );
+            }
+            return Ok(serde_json::Value::Null);
+        }
+        let opened = if writes {
+            Store::open(store_path)
+        } else {
+            Store::open_for_reading(store_path)
+        };
+        match opened {
+            Ok(store) => return local(&store),
+            Err(e) => {
+                debug!(error = %e, "store not available yet; asking again");
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no answer"), anyhow::Error::from))
 }
 
-fn ask_daemon(socket: &Path) -> Result<Snapshot, AskError> {
+fn ask(socket: &Path, line: &str) -> Result<Answer, AskError> {
     let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e)
@@ -180,19 +224,33 @@ fn ask_daemon(socket: &Path) -> Result<Snapshot, AskError> {
             ))));
         }
     };
-    let mut exchange = || -> anyhow::Result<Snapshot> {
+    let mut exchange = || -> anyhow::Result<Answer> {
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        stream.write_all(b"status\n")?;
+        stream.write_all(line.as_bytes())?;
         let mut reply = Vec::new();
         std::io::BufReader::new(&stream).read_to_end(&mut reply)?;
-        match serde_json::from_slice::<Answer>(&reply).context("unreadable answer")? {
-            Answer::Status(snapshot) => Ok(*snapshot),
-            Answer::Error(e) => anyhow::bail!("{e}"),
-        }
+        serde_json::from_slice::<Answer>(&reply).context("unreadable answer")
     };
     exchange()
         .context("kaigo-relay からの応答を読めません (cannot read the daemon's answer)")
         .map_err(AskError::Failed)
+}
+
+enum AskError {
+    /// Nobody listens on the socket.
+    NoDaemon,
+    /// A daemon answered with an error, or the answer could not be read.
+    Failed(anyhow::Error),
+}
+
+fn ask_daemon(socket: &Path) -> Result<Snapshot, AskError> {
+    match ask(socket, "status\n")? {
+        Answer::Status(snapshot) => Ok(*snapshot),
+        Answer::Error(e) => Err(AskError::Failed(anyhow::anyhow!("{e}"))),
+        Answer::Doc(_) => Err(AskError::Failed(anyhow::anyhow!(
+            "unexpected answer from the daemon"
+        ))),
+    }
 }
 
 fn load_from_store(path: &Path) -> anyhow::Result<Snapshot> {
@@ -259,11 +317,31 @@ pub async fn serve(
 async fn answer(mut stream: tokio::net::UnixStream, store: Store) {
     let mut line = String::new();
     let request = {
-        let mut reader = tokio::io::BufReader::new((&mut stream).take(64));
+        let mut reader = tokio::io::BufReader::new((&mut stream).take(MAX_REQUEST_BYTES));
         tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await
     };
     match request {
         Ok(Ok(_)) if line.trim() == "status" => {}
+        Ok(Ok(_)) if line.starts_with("query ") => {
+            let reply = match serde_json::from_str::<crate::listing::Query>(line[6..].trim()) {
+                Ok(q) => {
+                    let store = store.clone();
+                    match tokio::task::spawn_blocking(move || crate::listing::answer(&store, &q))
+                        .await
+                    {
+                        Ok(Ok(v)) => Answer::Doc(v),
+                        Ok(Err(e)) => Answer::Error(format!("{e:#}")),
+                        Err(e) => Answer::Error(format!("query failed: {e}")),
+                    }
+                }
+                Err(e) => Answer::Error(format!("unreadable query: {e}")),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&reply) {
+                let _ = stream.write_all(&bytes).await;
+            }
+            let _ = stream.shutdown().await;
+            return;
+        }
         Ok(Ok(_)) => {
             let refusal = Answer::Error(format!("unknown request {:?}", line.trim()));
             if let Ok(bytes) = serde_json::to_vec(&refusal) {

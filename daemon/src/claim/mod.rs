@@ -8,6 +8,7 @@ mod check;
 mod ids;
 pub mod records;
 pub mod sample;
+mod statements;
 pub mod table;
 
 pub use check::{
@@ -18,3 +19,4 @@ pub use ids::{
     FederationUserId, IdError, InsuredNumber, InsurerNumber, Month, OfficeNumber, ProcessingMonth,
     ServiceMonth, mod10_check_digit,
 };
+pub use statements::{StatementRef, statements};

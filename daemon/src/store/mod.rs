@@ -1,5 +1,6 @@
 //! The store: the only module that imports redb. It holds every submission record, the bytes of
-//! every file taken (content-addressed by SHA-256), and the indexes the pipeline works from.
+//! every file taken (content-addressed by SHA-256), the indexes the pipeline works from, and
+//! (in `notices`) the mirrored notices and the return items derived from them.
 //!
 //! Invariants kept here:
 //! - **The truth is in redb.** Each operation is one write transaction committed with redb's
@@ -32,6 +33,10 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+mod notices;
+
+pub use notices::{IncomingNotice, MirrorCursor, NoticeRecord, PageStored};
+
 use crate::claim::{Finding, Month, Severity};
 use crate::submission::{State, Submission, SubmissionId};
 
@@ -44,7 +49,9 @@ macro_rules! db_err {
 /// Schema version written into `meta`; a newer file is refused rather than misread.
 /// 2: the `agenda` index (state, next action, month per active submission) replaced the bare
 /// `active_submissions` set; a version-1 file is migrated when it is opened for writing.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: the notice tables (notices, bodies, index, cursors, return items, assessments, statement
+/// cache), created empty when an older file is opened for writing.
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
@@ -73,6 +80,13 @@ pub const SCHEMA: &[&str] = &[
     "agenda",
     "pending_moves",
     "alerts",
+    "notices",
+    "notice_bodies",
+    "notices_by_office_month",
+    "mirror_cursors",
+    "return_items",
+    "assessments",
+    "submission_statements",
 ];
 
 /// What the relay needs to plan its work, kept for every active (non-final) submission in
@@ -388,6 +402,17 @@ impl Store {
             }
             db_err!(txn.open_table(BY_SHA256))?;
             db_err!(txn.open_table(PENDING_MOVES))?;
+            for def in [
+                notices::NOTICES,
+                notices::NOTICE_BODIES,
+                notices::MIRROR_CURSORS,
+                notices::RETURNS,
+                notices::ASSESSMENTS,
+                notices::STATEMENTS,
+            ] {
+                db_err!(txn.open_table(def))?;
+            }
+            db_err!(txn.open_table(notices::NOTICES_BY_OFFICE))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {

@@ -1,0 +1,247 @@
+//! The `notices` and `returns` commands: the mirrored notices and the 返戻 to-do list as tables
+//! for people or JSON for scripts, a notice's download (original CP932 or UTF-8), and closing a
+//! return by hand. While the daemon runs they ask it over the control socket (it holds the store
+//! as its exclusive writer); otherwise they open the store themselves.
+//!
+//! Invariant: reading never changes anything; the one write (closing a return) goes through the
+//! store's writer, the daemon's when it runs, and needs a note.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::returns::{Assessment, ReturnItem};
+use crate::store::{NoticeRecord, Store};
+use crate::timefmt::jst_rfc3339;
+
+/// One line of `notices --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoticeEntry {
+    pub notice_id: String,
+    pub office_number: String,
+    pub kind_id: String,
+    pub title: String,
+    pub processing_month: String,
+    pub media_type: String,
+    pub sha256: String,
+    pub size: u64,
+    pub issued_at: String,
+    pub received_at: String,
+}
+
+impl From<&NoticeRecord> for NoticeEntry {
+    fn from(n: &NoticeRecord) -> Self {
+        NoticeEntry {
+            notice_id: n.notice_id.clone(),
+            office_number: n.office_number.clone(),
+            kind_id: n.kind_id.clone(),
+            title: n.title.clone(),
+            processing_month: n.processing_month.clone(),
+            media_type: n.media_type.clone(),
+            sha256: n.sha256.clone(),
+            size: n.size,
+            issued_at: n.issued_at.clone(),
+            received_at: jst_rfc3339(n.received_at),
+        }
+    }
+}
+
+/// `notices --json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NoticesDocument {
+    pub notices: Vec<NoticeEntry>,
+}
+
+/// One line of `returns --json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReturnEntry {
+    pub id: String,
+    pub office_number: String,
+    pub insured_number: String,
+    pub name_kana: String,
+    pub form: String,
+    pub service_month: Option<String>,
+    pub service_type: String,
+    pub units: Option<i64>,
+    pub reason_code: String,
+    pub content: String,
+    pub held: bool,
+    pub status: String,
+    pub status_ja: String,
+    pub linked_submission: Option<String>,
+    pub processing_month: String,
+    pub notice_id: String,
+    pub note: Option<String>,
+}
+
+impl From<&ReturnItem> for ReturnEntry {
+    fn from(i: &ReturnItem) -> Self {
+        ReturnEntry {
+            id: i.id.clone(),
+            office_number: i.office_number.clone(),
+            insured_number: i.row.insured_number.clone(),
+            name_kana: i.row.name_kana.clone(),
+            form: i.row.form.clone(),
+            service_month: i.row.service_month.map(|m| m.to_string()),
+            service_type: i.row.service_type.clone(),
+            units: i.row.units,
+            reason_code: i.row.reason_code.clone(),
+            content: i.row.content.clone(),
+            held: i.row.held,
+            status: i.status.as_str().to_owned(),
+            status_ja: i.status.label_ja().to_owned(),
+            linked_submission: i.linked_submission.as_ref().map(|s| s.to_string()),
+            processing_month: i.processing_month.to_string(),
+            notice_id: i.notice_id.clone(),
+            note: i.note.clone(),
+        }
+    }
+}
+
+/// `returns --json`: the items, and the 7311 査定 rows shown with them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReturnsDocument {
+    pub returns: Vec<ReturnEntry>,
+    pub assessments: Vec<Assessment>,
+}
+
+/// A notice's bytes, for `notices --get`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoticeBody {
+    pub notice: NoticeEntry,
+    /// Base64 of the original bytes.
+    pub bytes_base64: String,
+}
+
+/// A request the control socket answers besides `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Query {
+    Notices,
+    Returns,
+    NoticeBody { notice_id: String },
+    CloseReturn { id: String, note: String },
+}
+
+/// Answers a query from the store.
+pub fn answer(store: &Store, q: &Query) -> anyhow::Result<serde_json::Value> {
+    Ok(match q {
+        Query::Notices => {
+            let mut doc = NoticesDocument::default();
+            store.each_notice(|n| {
+                doc.notices.push(NoticeEntry::from(&n));
+                Ok::<(), crate::store::StoreError>(())
+            })?;
+            serde_json::to_value(doc)?
+        }
+        Query::Returns => serde_json::to_value(ReturnsDocument {
+            returns: store.returns()?.iter().map(ReturnEntry::from).collect(),
+            assessments: store.assessments()?,
+        })?,
+        Query::NoticeBody { notice_id } => {
+            let Some(n) = store.notice(notice_id)? else {
+                anyhow::bail!("通知 {notice_id} はありません (no such notice)");
+            };
+            let Some(bytes) = store.notice_body(&n.sha256)? else {
+                anyhow::bail!("通知 {notice_id} の本文がありません (notice body missing)");
+            };
+            serde_json::to_value(NoticeBody {
+                notice: NoticeEntry::from(&n),
+                bytes_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            })?
+        }
+        Query::CloseReturn { id, note } => {
+            let item = crate::returns::close(store, id, note, jiff::Timestamp::now())?;
+            serde_json::to_value(ReturnEntry::from(&item))?
+        }
+    })
+}
+
+/// Runs a query against the running daemon, or the store when none runs (writing only when the
+/// query writes).
+pub fn query(state_dir: &Path, store_path: &Path, q: &Query) -> anyhow::Result<serde_json::Value> {
+    let writes = matches!(q, Query::CloseReturn { .. });
+    crate::status::ask_or_open(state_dir, store_path, q, writes, |store| answer(store, q))
+}
+
+/// `notices` as a table.
+pub fn write_notices_table(doc: &NoticesDocument, out: &mut impl Write) -> anyhow::Result<()> {
+    if doc.notices.is_empty() {
+        writeln!(out, "通知はまだありません (no notices yet)")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "通知ID\t事業所番号\t審査月\t種類\t表題\t形式\t受信日時"
+    )?;
+    for n in &doc.notices {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            n.notice_id,
+            n.office_number,
+            n.processing_month,
+            n.kind_id,
+            n.title,
+            n.media_type,
+            n.received_at
+        )?;
+    }
+    Ok(())
+}
+
+/// `returns` as a table.
+pub fn write_returns_table(doc: &ReturnsDocument, out: &mut impl Write) -> anyhow::Result<()> {
+    if doc.returns.is_empty() {
+        writeln!(out, "返戻はありません (no returns)")?;
+    } else {
+        writeln!(
+            out,
+            "ID\t状態\t事業所番号\t被保険者番号\tサービス提供年月\t種別\t事由\t内容\t再請求"
+        )?;
+        for r in &doc.returns {
+            writeln!(
+                out,
+                "{}\t{}{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                r.id,
+                r.status_ja,
+                if r.held { "（保留）" } else { "" },
+                r.office_number,
+                r.insured_number,
+                r.service_month.as_deref().unwrap_or("-"),
+                r.form,
+                r.reason_code,
+                r.content,
+                r.linked_submission.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    if !doc.assessments.is_empty() {
+        writeln!(out, "\n査定（審査増減単位数）")?;
+        writeln!(
+            out,
+            "事業所番号\t被保険者番号\tサービス提供年月\t増減単位数\t事由\t内容"
+        )?;
+        for a in &doc.assessments {
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                a.office_number,
+                a.row.insured_number,
+                a.row
+                    .service_month
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+                a.row
+                    .units_change
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                a.row.reason_code,
+                a.row.content
+            )?;
+        }
+    }
+    Ok(())
+}
