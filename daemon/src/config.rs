@@ -1146,5 +1146,17 @@ client_key_file = "c.key"
         let s = Settings::from_toml(&text, &path).unwrap();
         assert_eq!(s.offices.len(), 1);
         assert_eq!(s.intake.drop_dir, PathBuf::from("/srv/kaigo-relay/drop"));
+        assert_eq!(s.mirror.catch_up_at_jst, (9, 30));
+        assert_eq!(s.mirror.idle_interval, Duration::from_secs(3600));
+        // Bad mirror settings name their key.
+        for (bad, key) in [
+            ("catch_up_at_jst = \"09:30\"", "catch_up_at_jst = \"9:3\""),
+            ("page_size = 100", "page_size = 0"),
+            ("payment_notices_due_day = 20", "payment_notices_due_day = 31"),
+        ] {
+            let text = text.replace(bad, key);
+            let e = Settings::from_toml(&text, &path).unwrap_err().to_string();
+            assert!(e.contains("mirror."), "{e}");
+        }
     }
 }
