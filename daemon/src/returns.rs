@@ -145,8 +145,8 @@ pub struct Assessment {
 
 /// What deriving needs from the store inside the transaction that stores the notices.
 pub trait ReturnBook {
-    /// Every return item of an office.
-    fn items_of_office(&mut self, office: &str) -> Result<Vec<ReturnItem>, StoreError>;
+    /// The items of an office still in work (open or resubmitted).
+    fn pending_of_office(&mut self, office: &str) -> Result<Vec<ReturnItem>, StoreError>;
     /// Whether an item exists.
     fn has_item(&mut self, id: &str) -> Result<bool, StoreError>;
     /// Inserts or replaces an item.
@@ -229,7 +229,7 @@ pub fn apply(
                     .iter()
                     .filter_map(|i| Some((key_of(&office, &i.statement()?), i.id.clone())))
                     .collect();
-                for mut old in book.items_of_office(&office)? {
+                for mut old in book.pending_of_office(&office)? {
                     let due = old.status == ReturnStatus::Resubmitted
                         && old.linked_processing_month.is_some_and(|m| m <= month)
                         && old.processing_month < month;
@@ -304,11 +304,7 @@ pub struct LinkReport {
 /// submission failed. Reads the statements of each candidate submission once (cached in the
 /// store).
 pub fn link(store: &Store, now: Timestamp) -> Result<LinkReport, StoreError> {
-    let items: Vec<ReturnItem> = store
-        .returns()?
-        .into_iter()
-        .filter(|i| matches!(i.status, ReturnStatus::Open | ReturnStatus::Resubmitted))
-        .collect();
+    let items: Vec<ReturnItem> = store.pending_returns()?;
     if items.is_empty() {
         return Ok(LinkReport::default());
     }

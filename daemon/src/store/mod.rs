@@ -85,6 +85,7 @@ pub const SCHEMA: &[&str] = &[
     "notices_by_office_month",
     "mirror_cursors",
     "return_items",
+    "return_items_pending",
     "assessments",
     "submission_statements",
 ];
@@ -413,6 +414,7 @@ impl Store {
                 db_err!(txn.open_table(def))?;
             }
             db_err!(txn.open_table(notices::NOTICES_BY_OFFICE))?;
+            db_err!(txn.open_table(notices::RETURNS_PENDING))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {

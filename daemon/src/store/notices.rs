@@ -31,6 +31,10 @@ pub(super) const NOTICES_BY_OFFICE: TableDefinition<&str, ()> =
 pub(super) const MIRROR_CURSORS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("mirror_cursors");
 pub(super) const RETURNS: TableDefinition<&str, &[u8]> = TableDefinition::new("return_items");
+/// `<office>/<item id>` → (): the items still in work (open or resubmitted), so that linking
+/// and resolving read those, not the whole history.
+pub(super) const RETURNS_PENDING: TableDefinition<&str, ()> =
+    TableDefinition::new("return_items_pending");
 pub(super) const ASSESSMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assessments");
 pub(super) const STATEMENTS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("submission_statements");
@@ -109,6 +113,16 @@ pub struct PageStored {
     pub conflicts: Vec<(String, String)>,
 }
 
+/// The keys starting with `prefix`, as a half-open range: everything from the prefix up to the
+/// prefix with its last byte raised by one (prefixes here end in `/`).
+fn prefix_range(prefix: &str) -> (String, String) {
+    let mut end = prefix.to_owned();
+    if let Some(last) = end.pop() {
+        end.push(char::from_u32(u32::from(last) + 1).unwrap_or(char::MAX));
+    }
+    (prefix.to_owned(), end)
+}
+
 fn json<T: Serialize>(id: &str, v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|source| StoreError::Record {
         id: id.to_owned(),
@@ -129,14 +143,16 @@ struct TxnBook<'t> {
 }
 
 impl ReturnBook for TxnBook<'_> {
-    fn items_of_office(&mut self, office: &str) -> Result<Vec<ReturnItem>, StoreError> {
+    fn pending_of_office(&mut self, office: &str) -> Result<Vec<ReturnItem>, StoreError> {
         let t = db_err!(self.txn.open_table(RETURNS))?;
+        let pending = db_err!(self.txn.open_table(RETURNS_PENDING))?;
+        let (start, end) = prefix_range(&format!("{office}/"));
         let mut out = Vec::new();
-        for entry in db_err!(t.iter())? {
-            let (k, v) = db_err!(entry)?;
-            let item: ReturnItem = unjson(k.value(), v.value())?;
-            if item.office_number == office {
-                out.push(item);
+        for entry in db_err!(pending.range(start.as_str()..end.as_str()))? {
+            let (k, _) = db_err!(entry)?;
+            let id = k.value().rsplit('/').next().unwrap_or_default().to_owned();
+            if let Some(v) = db_err!(t.get(id.as_str()))? {
+                out.push(unjson(&id, v.value())?);
             }
         }
         Ok(out)
@@ -151,6 +167,13 @@ impl ReturnBook for TxnBook<'_> {
         let bytes = json(&item.id, item)?;
         let mut t = db_err!(self.txn.open_table(RETURNS))?;
         db_err!(t.insert(item.id.as_str(), bytes.as_slice()))?;
+        let mut pending = db_err!(self.txn.open_table(RETURNS_PENDING))?;
+        let key = format!("{}/{}", item.office_number, item.id);
+        if item.status.is_final() {
+            db_err!(pending.remove(key.as_str()))?;
+        } else {
+            db_err!(pending.insert(key.as_str(), ()))?;
+        }
         Ok(())
     }
 
@@ -300,16 +323,12 @@ impl Store {
         ) else {
             return Ok(Vec::new());
         };
-        let prefix = match month {
+        let (start, end) = prefix_range(&match month {
             Some(m) => format!("{office}/{m}/"),
             None => format!("{office}/"),
-        };
-        // Every key with the prefix sorts below the prefix with its last byte raised by one.
-        let mut end = prefix.clone();
-        end.pop();
-        end.push(char::from(b'/' + 1));
+        });
         let mut out = Vec::new();
-        for entry in db_err!(index.range(prefix.as_str()..end.as_str()))? {
+        for entry in db_err!(index.range(start.as_str()..end.as_str()))? {
             let (k, _) = db_err!(entry)?;
             let key = k.value();
             let id = key.rsplit('/').next().unwrap_or_default();
@@ -334,6 +353,26 @@ impl Store {
             f(unjson(k.value(), v.value())?)?;
         }
         Ok(())
+    }
+
+    /// The items still in work (open or resubmitted), by office.
+    pub fn pending_returns(&self) -> Result<Vec<ReturnItem>, StoreError> {
+        let txn = self.read()?;
+        let (Some(t), Some(pending)) = (
+            read_table(&txn, RETURNS)?,
+            read_table(&txn, RETURNS_PENDING)?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(pending.iter())? {
+            let (k, _) = db_err!(entry)?;
+            let id = k.value().rsplit('/').next().unwrap_or_default().to_owned();
+            if let Some(v) = db_err!(t.get(id.as_str()))? {
+                out.push(unjson(&id, v.value())?);
+            }
+        }
+        Ok(out)
     }
 
     /// Every return item, by ID.
