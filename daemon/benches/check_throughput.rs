@@ -25,6 +25,8 @@ fn generate(style: federation_sim::Style) -> Vec<u8> {
             members,
             style,
             seed: 7,
+            service_month: None,
+            insured_numbers: None,
         };
         federation_sim::generate(&opts)
             .map(|files| {

@@ -1152,7 +1152,10 @@ client_key_file = "c.key"
         for (bad, key) in [
             ("catch_up_at_jst = \"09:30\"", "catch_up_at_jst = \"9:3\""),
             ("page_size = 100", "page_size = 0"),
-            ("payment_notices_due_day = 20", "payment_notices_due_day = 31"),
+            (
+                "payment_notices_due_day = 20",
+                "payment_notices_due_day = 31",
+            ),
         ] {
             let text = text.replace(bad, key);
             let e = Settings::from_toml(&text, &path).unwrap_err().to_string();

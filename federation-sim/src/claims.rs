@@ -81,6 +81,12 @@ impl Core {
                 status = sub.status(),
                 "claim recorded"
             );
+            if let Some(month) = crate::window::Month::parse(&sub.processing_month) {
+                self.review_months
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(month);
+            }
             if sub.is_pending() {
                 self.pending
                     .lock()

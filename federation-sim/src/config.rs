@@ -1,11 +1,12 @@
 //! The simulator's TOML configuration: listeners, server certificate names, reception timing,
-//! the reception window, the fault plan in force at start and the offices to register at start.
+//! the reception window, when the notice phases run by themselves, the fault plan in force at
+//! start and the offices to register at start.
 //!
 //! Invariants: unknown keys are rejected everywhere (`deny_unknown_fields`, fault kinds by
 //! name); a config that passes [`SimConfig::validate`] has a loopback control listener, valid
-//! 事業所番号 (check digit), `KJ` user IDs, well-formed fingerprints, a well-formed window and a
-//! valid fault plan (off unless a `[faults]` table turns it on), so the rest of the crate never
-//! re-checks them. Relative `state_dir` paths are resolved against the config file's
+//! 事業所番号 (check digit), `KJ` user IDs, well-formed fingerprints, a well-formed window, a
+//! well-formed notice schedule and a valid fault plan (off unless a `[faults]` table turns it
+//! on), so the rest of the crate never re-checks them. Relative `state_dir` paths are resolved against the config file's
 //! directory by [`SimConfig::load`].
 
 use std::collections::BTreeSet;
@@ -42,6 +43,9 @@ pub struct SimConfig {
     /// The monthly reception window (JST).
     #[serde(default)]
     pub window: WindowConfig,
+    /// When the month-end and payment phases run on the simulator clock (`[notices]`).
+    #[serde(default)]
+    pub notices: NoticesConfig,
     /// The fault plan in force at start (`[faults]`; off by default). `POST /sim/faults`
     /// replaces it until the process ends.
     #[serde(default)]
@@ -63,6 +67,118 @@ pub struct WindowConfig {
     pub close_time: String,
     /// `HH:MM` on `close_day` until which a submission may be withdrawn.
     pub withdraw_close_time: String,
+}
+
+/// A day of the month in the notice schedule: `"last"` or a day 1..=28 (valid in every month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayOfMonth {
+    /// The month's last day.
+    Last,
+    /// This day (1..=28 once validated).
+    Day(u8),
+}
+
+impl DayOfMonth {
+    /// The day in a month of `days` days.
+    pub fn in_month(self, days: i8) -> i8 {
+        match self {
+            DayOfMonth::Last => days,
+            DayOfMonth::Day(d) => i8::try_from(d).unwrap_or(days).min(days),
+        }
+    }
+}
+
+impl Serialize for DayOfMonth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DayOfMonth::Last => s.serialize_str("last"),
+            DayOfMonth::Day(d) => s.serialize_u8(*d),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DayOfMonth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DayOfMonth, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) if t == "last" => Ok(DayOfMonth::Last),
+            Raw::Number(n) => u8::try_from(n).map(DayOfMonth::Day).map_err(|_| {
+                serde::de::Error::custom(format!("day {n} is not \"last\" or a day 1..=28"))
+            }),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "{t:?} is not \"last\" or a day 1..=28"
+            ))),
+        }
+    }
+}
+
+/// When the notice phases run by themselves, in JST: the month-end phase of processing month
+/// M at `month_end_day` of M, `month_end_time`; the payment phase of M at `payment_day` of
+/// M+1, `payment_time`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticesConfig {
+    /// Run due phases by themselves when the simulator clock passes their time.
+    pub auto: bool,
+    /// Day of month M of the month-end phase: `"last"` or 1..=28.
+    pub month_end_day: DayOfMonth,
+    /// `HH:MM` on `month_end_day` (`24:00` = the next day 00:00).
+    pub month_end_time: String,
+    /// Day of month M+1 of the payment phase for M: `"last"` or 1..=28.
+    pub payment_day: DayOfMonth,
+    /// `HH:MM` on `payment_day`.
+    pub payment_time: String,
+}
+
+impl Default for NoticesConfig {
+    fn default() -> Self {
+        NoticesConfig {
+            auto: true,
+            month_end_day: DayOfMonth::Last,
+            month_end_time: "17:00".to_owned(),
+            payment_day: DayOfMonth::Day(15),
+            payment_time: "17:00".to_owned(),
+        }
+    }
+}
+
+impl NoticesConfig {
+    /// Minutes after 00:00 of `month_end_day` at which the month-end phase runs.
+    pub fn month_end_minutes(&self) -> Result<u32, ConfigError> {
+        parse_hhmm(&self.month_end_time).ok_or_else(|| ConfigError::BadNoticeTime {
+            field: "month_end_time",
+            value: self.month_end_time.clone(),
+        })
+    }
+
+    /// Minutes after 00:00 of `payment_day` at which the payment phase runs.
+    pub fn payment_minutes(&self) -> Result<u32, ConfigError> {
+        parse_hhmm(&self.payment_time).ok_or_else(|| ConfigError::BadNoticeTime {
+            field: "payment_time",
+            value: self.payment_time.clone(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, day) in [
+            ("month_end_day", self.month_end_day),
+            ("payment_day", self.payment_day),
+        ] {
+            if let DayOfMonth::Day(value) = day
+                && !(1..=28).contains(&value)
+            {
+                return Err(ConfigError::BadNoticeDay { field, value });
+            }
+        }
+        self.month_end_minutes()?;
+        self.payment_minutes()?;
+        Ok(())
+    }
 }
 
 /// One office (事業所) known to the gateway.
@@ -101,6 +217,10 @@ pub enum ConfigError {
     OpenAfterClose { open: u8, close: u8 },
     #[error("window.{field} = {value:?} is not a time HH:MM between 00:00 and 24:00")]
     BadTime { field: &'static str, value: String },
+    #[error("notices.{field} = {value} is not \"last\" or a day 1..=28")]
+    BadNoticeDay { field: &'static str, value: u8 },
+    #[error("notices.{field} = {value:?} is not a time HH:MM between 00:00 and 24:00")]
+    BadNoticeTime { field: &'static str, value: String },
     #[error("office_number {0:?} is not 10 digits with a valid check digit")]
     BadOfficeNumber(String),
     #[error("office {0} is configured twice")]
@@ -179,20 +299,24 @@ impl WindowConfig {
 
 /// Parses `HH:MM` (00:00..=24:00) into minutes after midnight.
 fn parse_time_of_day(field: &'static str, value: &str) -> Result<u32, ConfigError> {
-    let bad = || ConfigError::BadTime {
+    parse_hhmm(value).ok_or_else(|| ConfigError::BadTime {
         field,
         value: value.to_owned(),
-    };
-    let (h, m) = value.split_once(':').ok_or_else(bad)?;
-    if h.len() != 2 || m.len() != 2 {
-        return Err(bad());
+    })
+}
+
+/// `HH:MM` (00:00..=24:00) as minutes after midnight.
+fn parse_hhmm(value: &str) -> Option<u32> {
+    let (h, m) = value.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 || !(h.bytes().chain(m.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let h: u32 = h.parse().map_err(|_| bad())?;
-    let m: u32 = m.parse().map_err(|_| bad())?;
+    let h: u32 = h.parse().ok()?;
+    let m: u32 = m.parse().ok()?;
     if m > 59 || h > 24 || (h == 24 && m != 0) {
-        return Err(bad());
+        return None;
     }
-    Ok(h * 60 + m)
+    Some(h * 60 + m)
 }
 
 impl SimConfig {
@@ -206,6 +330,7 @@ impl SimConfig {
             reception_delay_ms: default_reception_delay_ms(),
             max_claim_bytes: default_max_claim_bytes(),
             window: WindowConfig::default(),
+            notices: NoticesConfig::default(),
             faults: FaultPlan::default(),
             offices: Vec::new(),
         }
@@ -252,6 +377,7 @@ impl SimConfig {
             return Err(ConfigError::ZeroMaxClaimBytes);
         }
         self.window.validate()?;
+        self.notices.validate()?;
         self.faults.validate()?;
         let mut seen = BTreeSet::new();
         for office in &self.offices {
@@ -312,6 +438,13 @@ close_day = 10
 close_time = "23:30"
 withdraw_close_time = "20:00"
 
+[notices]
+auto = false
+month_end_day = "last"
+month_end_time = "16:00"
+payment_day = 14
+payment_time = "17:30"
+
 [faults]
 seed = 7
 rate = 0.25
@@ -344,6 +477,44 @@ password = "secret"
                 slow_ms: 200,
             }
         );
+    }
+
+    #[test]
+    fn the_notice_schedule_parses_and_is_checked() {
+        let c = SimConfig::from_toml(FULL).unwrap();
+        assert!(!c.notices.auto);
+        assert_eq!(c.notices.month_end_day, DayOfMonth::Last);
+        assert_eq!(c.notices.month_end_minutes().unwrap(), 16 * 60);
+        assert_eq!(c.notices.payment_day, DayOfMonth::Day(14));
+        assert_eq!(c.notices.payment_minutes().unwrap(), 17 * 60 + 30);
+        let d = SimConfig::from_toml("state_dir = \"x\"\n").unwrap().notices;
+        assert_eq!(d, NoticesConfig::default());
+        assert!(d.auto);
+        assert_eq!(d.payment_day, DayOfMonth::Day(15));
+        let c = SimConfig::from_toml(
+            "state_dir = \"x\"\n[notices]\nmonth_end_day = 28\npayment_day = \"last\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.notices.month_end_day, DayOfMonth::Day(28));
+        assert_eq!(c.notices.payment_day, DayOfMonth::Last);
+        assert_eq!(DayOfMonth::Last.in_month(30), 30);
+        assert_eq!(DayOfMonth::Day(15).in_month(28), 15);
+        for bad in [
+            "month_end_day = 29\n",
+            "month_end_day = 0\n",
+            "month_end_day = -1\n",
+            "month_end_day = \"first\"\n",
+            "payment_day = 31\n",
+            "payment_time = \"7:00\"\n",
+            "month_end_time = \"24:30\"\n",
+            "month_end_time = \"+1:00\"\n",
+            "colour = 1\n",
+        ] {
+            assert!(
+                SimConfig::from_toml(&format!("state_dir = \"x\"\n[notices]\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The control API (`/sim/...`): plain HTTP on the loopback control listener, no
 //! authentication, JSON in and out. Tests and `kaigo-relay demo` use it to move the clock,
-//! register offices, read the accounting of received submissions, run phases and set the
-//! fault plan.
+//! register offices, read the accounting of received submissions, run phases, read every
+//! notice and every returned/held/assessed statement, and set the fault plan.
 //!
 //! Invariants: the listener is loopback-only (enforced by config validation) and is never
 //! faulted; `/sim/received` lists every recorded submission exactly once, in arrival order,
@@ -18,9 +18,13 @@ use serde_json::{Value, json};
 use crate::clock::{format_jst, format_jst_ms};
 use crate::config::OfficeConfig;
 use crate::faults::{FaultKind, FaultPlan, FaultPlanError};
+use crate::gateway::notice_json;
+use crate::phases::Phase;
 use crate::reply::{self, ApiError, ReadBody, Resp, blocking, json_response};
+use crate::review::Decision;
 use crate::sim::{Core, RegisterError};
 use crate::state::OfficeRecord;
+use crate::window::Month;
 
 /// Largest accepted control request body.
 const MAX_BODY: u64 = 1024 * 1024;
@@ -65,6 +69,10 @@ where
         ("/sim/offices", _) => Err(ApiError::method_not_allowed("GET, POST")),
         ("/sim/advance", Method::POST) => advance(core, read_json(req).await?).await,
         ("/sim/advance", _) => Err(ApiError::method_not_allowed("POST")),
+        ("/sim/notices", Method::GET) => notices(core).await,
+        ("/sim/notices", _) => Err(ApiError::method_not_allowed("GET")),
+        ("/sim/returns", Method::GET) => returns(core).await,
+        ("/sim/returns", _) => Err(ApiError::method_not_allowed("GET")),
         ("/sim/faults", Method::GET) => Ok(faults_json(core)),
         ("/sim/faults", Method::POST) => set_faults(core, read_json(req).await?),
         ("/sim/faults", _) => Err(ApiError::method_not_allowed("GET, POST")),
@@ -198,32 +206,108 @@ async fn register(core: &Arc<Core>, office: OfficeConfig) -> Result<Resp, ApiErr
 #[serde(deny_unknown_fields)]
 struct AdvanceRequest {
     phase: String,
+    /// `YYYYMM` for `month_end` / `payment`; default: the 審査月 of the clock.
+    processing_month: Option<String>,
 }
 
 async fn advance(core: &Arc<Core>, req: AdvanceRequest) -> Result<Resp, ApiError> {
-    match req.phase.as_str() {
+    let phase = match req.phase.as_str() {
         "reception" => {
             let n = blocking(core, |c| c.finalise_all()).await?;
-            Ok(json_response(
+            return Ok(json_response(
                 StatusCode::OK,
                 &json!({"phase": "reception", "finalised": n}),
-            ))
+            ));
         }
-        "month_end" | "payment" => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!(
-                "フェーズ「{}」はまだ実装されていません (phase not implemented yet)",
-                req.phase
-            ),
-        )),
-        other => Err(ApiError::bad_request(
-            "unknown_phase",
-            format!(
-                "フェーズ「{other}」は不明です (unknown phase; use reception, month_end or payment)"
-            ),
-        )),
+        other => Phase::parse(other).ok_or_else(|| {
+            ApiError::bad_request(
+                "unknown_phase",
+                format!(
+                    "フェーズ「{other}」は不明です \
+                     (unknown phase; use reception, month_end or payment)"
+                ),
+            )
+        })?,
+    };
+    let month = match req.processing_month.as_deref() {
+        Some(text) => Some(Month::parse(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_month",
+                format!(
+                    "処理対象年月「{text}」が正しくありません (processing_month must be YYYYMM)"
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let run = blocking(core, move |c| {
+        let now = c.clock.now();
+        let month = match month {
+            Some(m) => m,
+            None => c.review_month(now)?,
+        };
+        c.run_phase(phase, month, now)
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "phase": run.phase.as_str(),
+            "processing_month": run.month.to_string(),
+            "already_done": run.already_done,
+            "finalised": run.finalised,
+            "notices": run.issued.iter().map(|n| json!({
+                "notice_id": n.notice_id,
+                "office_number": n.office_number,
+                "kind_id": n.kind_id,
+                "title": n.title,
+            })).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+/// `GET /sim/notices`: every notice of every office, in issue order.
+async fn notices(core: &Arc<Core>) -> Result<Resp, ApiError> {
+    let list = blocking(core, |c| c.state.notices_after(0, usize::MAX, |_| true)).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Value::Array(list.iter().map(notice_json).collect()),
+    ))
+}
+
+/// `GET /sim/returns`: every statement a month-end run returned, held or assessed, ordered by
+/// (processing month, office, arrival, position in the file).
+async fn returns(core: &Arc<Core>) -> Result<Resp, ApiError> {
+    let reviews = blocking(core, |c| c.state.reviews(None)).await?;
+    let mut list = Vec::new();
+    for (month, _, reviewed) in &reviews {
+        for r in reviewed {
+            let outcome = match r.decision {
+                Decision::Accepted => continue,
+                Decision::Returned => "returned",
+                Decision::Held => "held",
+                Decision::Assessed => "assessed",
+            };
+            list.push(json!({
+                "processing_month": month,
+                "office_number": r.office_number,
+                "receipt_id": r.receipt_id,
+                "id": r.id,
+                "kind": r.kind.as_str(),
+                "insurer_number": r.insurer,
+                "insured_number": r.insured,
+                "service_month": r.service_month,
+                "outcome": outcome,
+                "reason_code": r.reason_code,
+                "held": r.decision == Decision::Held,
+                "content": r.content,
+                "units": r.units,
+                "adjustment": r.adjustment,
+                "resubmission": r.resubmission,
+            }));
+        }
     }
+    Ok(json_response(StatusCode::OK, &Value::Array(list)))
 }
 
 /// `POST /sim/faults`: a whole new plan; omitted fields take their defaults.

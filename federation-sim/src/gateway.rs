@@ -8,7 +8,8 @@
 //! committed to the store before its 202 is sent. [`respond`] decides each request's fault from
 //! its identity (the key and its presentation count for `POST /v1/claims`, method + path +
 //! query otherwise) and lets `faults::apply` carry it out around the fault-free rules, which
-//! never know about faults.
+//! never know about faults. `/v1/notices` lists and serves only notices of the authenticated
+//! user ID's offices; any other notice ID is answered exactly like an unknown one (404).
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use crate::clock::{format_jst, format_jst_ms};
 use crate::faults::{self, Outcome};
 use crate::reply::{self, ApiError, ReadBody, Resp, blocking, json_response};
 use crate::sim::{Core, UserView};
-use crate::state::{Recorded, Submission};
+use crate::state::{NoticeMeta, Recorded, Submission, notice_seq};
 
 /// What the TLS layer learnt about the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,10 @@ pub struct Peer {
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_KEY_LEN: usize = 200;
+/// Notices per `GET /v1/notices` page without `limit`.
+const DEFAULT_NOTICE_LIMIT: u64 = 100;
+/// Largest page; larger `limit` values are clamped to it.
+const MAX_NOTICE_LIMIT: u64 = 1000;
 
 /// Handles one gateway request, with the fault (if any) the plan decides for it. Every error
 /// is a JSON response; [`Outcome::Drop`] asks the connection to be closed without one.
@@ -162,6 +167,23 @@ where
                 _ => Err(ApiError::method_not_allowed("GET, DELETE")),
             }
         }
+        ["v1", "notices"] => match *req.method() {
+            Method::GET => {
+                let user = authorize(core, peer, req.headers())?;
+                list_notices(core, &user, req.uri().query()).await
+            }
+            _ => Err(ApiError::method_not_allowed("GET")),
+        },
+        ["v1", "notices", notice_id, "content"] => {
+            let notice_id = (*notice_id).to_owned();
+            match *req.method() {
+                Method::GET => {
+                    let user = authorize(core, peer, req.headers())?;
+                    notice_content(core, &user, notice_id).await
+                }
+                _ => Err(ApiError::method_not_allowed("GET")),
+            }
+        }
         _ => Err(ApiError::not_found()),
     }
 }
@@ -256,6 +278,114 @@ pub fn status_json(sub: &Submission) -> Value {
             .collect::<Vec<_>>(),
         "updated_at": format_jst_ms(sub.updated_at_ms),
     })
+}
+
+/// One notice as `GET /v1/notices` (and `GET /sim/notices`) list it.
+pub fn notice_json(n: &NoticeMeta) -> Value {
+    json!({
+        "notice_id": n.notice_id,
+        "office_number": n.office_number,
+        "kind_id": n.kind_id,
+        "title": n.title,
+        "processing_month": n.processing_month,
+        "issued_at": n.issued_at,
+        "media_type": n.media_type,
+        "size": n.size,
+        "sha256": n.sha256,
+    })
+}
+
+/// A non-negative decimal query value; `Err(())` if present but malformed.
+fn decimal_param(query: Option<&str>, name: &str) -> Result<Option<u64>, ()> {
+    match reply::query_param(query, name) {
+        None => Ok(None),
+        Some(Some(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse().map(Some).map_err(|_| ())
+        }
+        Some(_) => Err(()),
+    }
+}
+
+/// `GET /v1/notices?after=<cursor>&limit=<n>`: the user's notices after the cursor, oldest
+/// first. The cursor is the decimal sequence number of the last notice returned (`0` = the
+/// start); an empty page returns the cursor given.
+async fn list_notices(
+    core: &Arc<Core>,
+    user: &UserView,
+    query: Option<&str>,
+) -> Result<Resp, ApiError> {
+    let after = decimal_param(query, "after")
+        .map_err(|()| {
+            ApiError::bad_request(
+                "bad_cursor",
+                "after の値が正しくありません。next_cursor の値を指定してください \
+                 (after must be a next_cursor value returned earlier)",
+            )
+        })?
+        .unwrap_or(0);
+    let limit = match decimal_param(query, "limit") {
+        Ok(None) => DEFAULT_NOTICE_LIMIT,
+        Ok(Some(n)) if n >= 1 => n.min(MAX_NOTICE_LIMIT),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_limit",
+                format!(
+                    "limit は 1 以上の整数です (limit must be an integer of at least 1; \
+                     values above {MAX_NOTICE_LIMIT} are clamped)"
+                ),
+            ));
+        }
+    };
+    let offices = user.offices.clone();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let list = blocking(core, move |c| {
+        c.state
+            .notices_after(after, limit, |n| offices.contains(&n.office_number))
+    })
+    .await?;
+    let next = list.last().map_or(after, |n| n.seq);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "notices": list.iter().map(notice_json).collect::<Vec<_>>(),
+            "next_cursor": next.to_string(),
+        }),
+    ))
+}
+
+/// `GET /v1/notices/{notice_id}/content`: the bytes with `Content-Type`, `Content-Digest` and
+/// `Content-Length`; 404 for unknown notices and notices of other user IDs' offices.
+async fn notice_content(
+    core: &Arc<Core>,
+    user: &UserView,
+    notice_id: String,
+) -> Result<Resp, ApiError> {
+    let Some(seq) = notice_seq(&notice_id) else {
+        return Err(ApiError::not_found());
+    };
+    let found = blocking(core, move |c| c.state.notice(seq)).await?;
+    let (meta, body) = match found {
+        Some((meta, body))
+            if meta.notice_id == notice_id && user.offices.contains(&meta.office_number) =>
+        {
+            (meta, body)
+        }
+        _ => return Err(ApiError::not_found()),
+    };
+    let digest = format!("sha-256=:{}:", BASE64.encode(Sha256::digest(&body)));
+    let len = body.len();
+    let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(&meta.media_type)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+    );
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&digest) {
+        headers.insert("content-digest", v);
+    }
+    Ok(resp)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {

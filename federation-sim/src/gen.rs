@@ -2,6 +2,8 @@
 //! file (one 7111 請求書 for 保険 + one 7131 居宅サービス明細書 per member: 基本 01, 明細 02…,
 //! 集計 10) and an `821` file (one 8222 給付管理票 per member: detail line 01 + closing line 99),
 //! shaped like the examples of claim-format.md §1.6, in ほのぼの or QKAN quoting, encoded in CP932.
+//! Services are in the month before the processing month, or in a given earlier month (月遅れ);
+//! the members' 被保険者番号 are consecutive from a seeded start, or given.
 //!
 //! Invariant: every file returned passes the simulator's own 到達 and 受付 checks with ○ in
 //! its processing month — record numbers run 1..n, the control record counts the data records,
@@ -93,13 +95,21 @@ pub struct GenOptions {
     /// The provider's 事業所番号: 10 digits with a valid check digit. It is the sender of both
     /// files, the 事業所番号 of the 明細書 and both office items of the 給付管理票.
     pub office: String,
-    /// 処理対象年月 (control item 11), 2001-01 ..= 2099-12. Services are in the month before.
+    /// 処理対象年月 (control item 11), 2001-01 ..= 2099-12. Services are in the month before
+    /// unless `service_month` says otherwise.
     pub processing_month: Month,
     /// Number of members (利用者): one 明細書 and one 給付管理票 each, 1 ..= [`MAX_MEMBERS`].
     pub members: u32,
     pub style: Style,
     /// Seed of the generator: the same options give the same bytes.
     pub seed: u64,
+    /// サービス提供年月 of every 明細書 and 給付管理票 (a late claim, 月遅れ). `None`: the month
+    /// before `processing_month`. Must not be later than that month.
+    pub service_month: Option<Month>,
+    /// The exact 被保険者番号 of the members, in member order (before sorting). `None`:
+    /// consecutive numbers from a seeded start. Exactly `members` distinct numbers below 10¹⁰.
+    /// Everything else the seed decides stays the same whether or not numbers are given.
+    pub insured_numbers: Option<Vec<u64>>,
 }
 
 /// One generated claim file.
@@ -130,6 +140,13 @@ pub enum GenError {
     TooManyMembers { members: u32, max: u32 },
     #[error("CP932 で表せない文字があります (the generated text is not representable in CP932)")]
     NotCp932,
+    #[error(
+        "サービス提供年月「{service}」が不正です (service month {service} must be 2001-01 or later \
+         and not later than {latest}, the month before the processing month)"
+    )]
+    BadServiceMonth { service: Month, latest: Month },
+    #[error("被保険者番号の指定が不正です (bad insured numbers: {0})")]
+    BadInsuredNumbers(String),
 }
 
 /// Generates the 711 file and the 821 file (in that order) described by `opts`.
@@ -145,7 +162,22 @@ pub fn generate(opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
         });
     }
     let month = YearMonth::of(opts.processing_month)?;
-    let plan = Plan::random(opts, month);
+    let service = match opts.service_month {
+        None => month.minus(1),
+        Some(m) => {
+            let latest = opts.processing_month.prev();
+            let bad = || GenError::BadServiceMonth { service: m, latest };
+            let service = YearMonth::of(m).map_err(|_| bad())?;
+            if m > latest {
+                return Err(bad());
+            }
+            service
+        }
+    };
+    if let Some(numbers) = &opts.insured_numbers {
+        check_insured_numbers(numbers, opts.members)?;
+    }
+    let plan = Plan::random(opts, month, service);
     let (claim_name, benefit_name) = file_names(opts.style, month);
     let (claims, claim_records) = write_711(&plan, opts.style);
     let (benefits, benefit_records) = write_821(&plan, opts.style);
@@ -181,6 +213,26 @@ fn check_office(office: &str) -> Result<(), GenError> {
             .and_then(ids::check_digit)
             .map_or_else(String::new, |d| format!("; it should be {d}"));
         return bad(format!("wrong check digit (claim-format.md §7){expected}"));
+    }
+    Ok(())
+}
+
+/// The rules of [`GenOptions::insured_numbers`].
+fn check_insured_numbers(numbers: &[u64], members: u32) -> Result<(), GenError> {
+    if numbers.len() != members as usize {
+        return Err(GenError::BadInsuredNumbers(format!(
+            "{} numbers for {members} members",
+            numbers.len()
+        )));
+    }
+    if let Some(n) = numbers.iter().find(|n| **n >= 10_000_000_000) {
+        return Err(GenError::BadInsuredNumbers(format!(
+            "{n} has more than 10 digits"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(n) = numbers.iter().find(|n| !seen.insert(**n)) {
+        return Err(GenError::BadInsuredNumbers(format!("{n} is given twice")));
     }
     Ok(())
 }
@@ -419,10 +471,10 @@ fn with_check_digit(body: &str) -> String {
 }
 
 impl Plan {
-    /// Random members for `opts` (already validated; `processing` is its month).
-    fn random(opts: &GenOptions, processing: YearMonth) -> Plan {
+    /// Random members for `opts` (already validated; `processing` and `service` are its
+    /// months).
+    fn random(opts: &GenOptions, processing: YearMonth, service: YearMonth) -> Plan {
         let mut rng = SplitMix64(opts.seed);
-        let service = processing.minus(1);
         let prefecture = opts.office.get(..2).unwrap_or("13");
 
         let mut municipalities = BTreeSet::new();
@@ -474,9 +526,14 @@ impl Plan {
                     })
                     .collect();
                 let visits: u32 = lines.iter().map(|l| l.count).sum();
+                let insured = opts
+                    .insured_numbers
+                    .as_ref()
+                    .and_then(|n| usize::try_from(i).ok().and_then(|i| n.get(i)).copied())
+                    .unwrap_or(first_insured + i);
                 Member {
                     insurer,
-                    insured: first_insured + i,
+                    insured,
                     birth,
                     sex,
                     level,
@@ -835,6 +892,8 @@ mod tests {
             members,
             style,
             seed,
+            service_month: None,
+            insured_numbers: None,
         }
     }
 
@@ -1317,6 +1376,87 @@ mod tests {
                 .all(|r| r[3] == "202612" || r[4] == "202612")
         );
         assert_eq!(files[0].name, "KK270101.CSV");
+    }
+
+    #[test]
+    fn late_service_months_and_given_insured_numbers() {
+        let mut o = opts(Style::Honobono, 3, 5);
+        o.service_month = Some(month("202304"));
+        o.insured_numbers = Some(vec![17, 9_999_999_999, 1_000_000_005]);
+        let files = generate(&o).unwrap();
+        for f in &files {
+            let recs = values(&f.bytes);
+            assert_eq!(recs[0][10], "202606", "processing month unchanged");
+            let data = &recs[1..recs.len() - 1];
+            let mut insured = BTreeSet::new();
+            for r in data {
+                match r[2].as_str() {
+                    "7111" => assert_eq!(r[3], "202304"),
+                    "7131" => {
+                        assert_eq!(r[4], "202304");
+                        insured.insert(r[7].clone());
+                    }
+                    _ => {
+                        assert_eq!(r[3], "202304");
+                        insured.insert(r[10].clone());
+                    }
+                }
+            }
+            let expected: BTreeSet<String> = ["0000000017", "9999999999", "1000000005"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(insured, expected, "{}", f.name);
+        }
+        // The rest of the plan does not depend on the given numbers.
+        let mut plain = opts(Style::Honobono, 3, 5);
+        plain.service_month = Some(month("202304"));
+        let plain = generate(&plain).unwrap();
+        assert_eq!(plain[0].bytes.len(), files[0].bytes.len());
+        // Still ○ for the simulator in its processing month.
+        let offices = vec![OFFICE.to_owned()];
+        for f in &files {
+            let r = reception::check_reception(
+                &f.bytes,
+                &ReceptionContext {
+                    processing_month: "202606",
+                    offices: &offices,
+                },
+            );
+            assert_eq!(r.status, ReceptionStatus::Accepted, "{r:?}");
+        }
+        // The default service month is the month before.
+        let mut o = opts(Style::Qkan, 1, 1);
+        o.service_month = Some(month("202605"));
+        assert_eq!(
+            generate(&o).unwrap(),
+            generate(&opts(Style::Qkan, 1, 1)).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_service_months_and_insured_numbers_are_refused() {
+        for bad in ["202606", "202607", "200012"] {
+            let mut o = opts(Style::Honobono, 1, 0);
+            o.service_month = Some(month(bad));
+            let err = generate(&o).unwrap_err();
+            assert!(
+                matches!(err, GenError::BadServiceMonth { .. }),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+        for (numbers, needle) in [
+            (vec![1, 2], "2 numbers for 3 members"),
+            (vec![1, 2, 10_000_000_000], "more than 10 digits"),
+            (vec![1, 2, 1], "given twice"),
+        ] {
+            let mut o = opts(Style::Honobono, 3, 0);
+            o.insured_numbers = Some(numbers);
+            let err = generate(&o).unwrap_err();
+            assert!(matches!(err, GenError::BadInsuredNumbers(_)), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]

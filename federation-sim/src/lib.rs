@@ -9,6 +9,12 @@
 //! daemon), which is what makes it a useful test peer. The invariant it keeps above all:
 //! one idempotency key is one submission, recorded durably before it is acknowledged.
 //!
+//! At the simulated month end and in the middle of the next month it reviews every statement
+//! of the month's claims by deterministic rules and issues the federation's notices per office
+//! (7211 / 7311 / 7411 / お知らせ, then 7513 / 7521 / 7611 / 7621 / a PDF advice), listed and
+//! downloaded through `/v1/notices` (modules `statements`, `review`, `notices`, `pdf`,
+//! `phases`).
+//!
 //! It also generates synthetic claim files ([`generate`], module [`gen`](crate::r#gen)) that its
 //! own 到達/受付 checks accept with ○: test and benchmark input for the daemon.
 //!
@@ -36,14 +42,19 @@ pub mod faults;
 mod gateway;
 pub mod r#gen;
 mod ids;
+mod notices;
+mod pdf;
+mod phases;
 mod reception;
 mod reply;
+mod review;
 mod server;
 mod sim;
 mod state;
+mod statements;
 mod window;
 
-pub use config::{ConfigError, OfficeConfig, SimConfig, WindowConfig};
+pub use config::{ConfigError, DayOfMonth, NoticesConfig, OfficeConfig, SimConfig, WindowConfig};
 pub use faults::{FaultKind, FaultPlan, FaultPlanError, FaultStatus};
 pub use r#gen::{GenError, GenOptions, GeneratedFile, Style, generate};
 pub use sim::{Listening, Simulator};

@@ -1,6 +1,7 @@
 //! The `federation-sim` binary: `federation-sim serve --config PATH` runs the simulator;
 //! `federation-sim gen-claims --office N --month YYYYMM --members K --style honobono|qkan
-//! --out DIR [--seed S]` writes synthetic claim files (`federation_sim::generate`).
+//! --out DIR [--seed S] [--service-month YYYYMM] [--insured N,N,…]` writes synthetic claim
+//! files (`federation_sim::generate`).
 //!
 //! Exit codes: 0 after a signal-initiated graceful shutdown (serve) or when the files are
 //! written (gen-claims), 64 (EX_USAGE) for bad arguments or a bad configuration (with a clear
@@ -59,6 +60,12 @@ enum Command {
         /// Seed of the generator: the same arguments give the same bytes.
         #[arg(long, value_name = "S", default_value_t = 1)]
         seed: u64,
+        /// サービス提供年月 as YYYYMM (default: the month before --month).
+        #[arg(long, value_name = "YYYYMM")]
+        service_month: Option<String>,
+        /// The members' 被保険者番号, comma-separated, one per member (default: consecutive).
+        #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+        insured: Option<Vec<u64>>,
     },
 }
 
@@ -105,30 +112,42 @@ fn main() -> ExitCode {
             style,
             out,
             seed,
-        } => gen_claims(office, &month, members, style.into(), &out, seed),
+            service_month,
+            insured,
+        } => {
+            let Some(processing_month) = Month::parse(&month) else {
+                eprintln!(
+                    "federation-sim: bad --month {month:?}: expected the processing month as YYYYMM"
+                );
+                return ExitCode::from(EXIT_USAGE);
+            };
+            let service_month = match service_month.as_deref().map(Month::parse) {
+                None => None,
+                Some(Some(m)) => Some(m),
+                Some(None) => {
+                    eprintln!(
+                        "federation-sim: bad --service-month {:?}: expected YYYYMM",
+                        service_month.unwrap_or_default()
+                    );
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let opts = GenOptions {
+                office,
+                processing_month,
+                members,
+                style: style.into(),
+                seed,
+                service_month,
+                insured_numbers: insured,
+            };
+            gen_claims(&opts, &out)
+        }
     }
 }
 
-fn gen_claims(
-    office: String,
-    month: &str,
-    members: u32,
-    style: Style,
-    out: &std::path::Path,
-    seed: u64,
-) -> ExitCode {
-    let Some(processing_month) = Month::parse(month) else {
-        eprintln!("federation-sim: bad --month {month:?}: expected the processing month as YYYYMM");
-        return ExitCode::from(EXIT_USAGE);
-    };
-    let opts = GenOptions {
-        office,
-        processing_month,
-        members,
-        style,
-        seed,
-    };
-    let files = match federation_sim::generate(&opts) {
+fn gen_claims(opts: &GenOptions, out: &std::path::Path) -> ExitCode {
+    let files = match federation_sim::generate(opts) {
         Ok(files) => files,
         Err(e) => {
             eprintln!("federation-sim: {e}");

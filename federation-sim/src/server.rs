@@ -1,6 +1,7 @@
 //! Listeners and the serving lifecycle: binds the mutual-TLS gateway and the plain control
 //! listener, publishes where they are (`listen.json`, one stdout line, the `ready` channel),
-//! runs the background 受付 finaliser, and shuts down gracefully.
+//! runs the background 受付 finaliser and the notice-phase scheduler, and shuts down
+//! gracefully.
 //!
 //! Invariants: a stale `listen.json` is removed before binding and the new one is written
 //! atomically only after both listeners are bound, so whoever reads it can connect. On
@@ -113,6 +114,10 @@ pub(crate) async fn serve(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(finaliser(Arc::clone(&core), shutdown.clone()));
+    tasks.spawn(crate::phases::scheduler(
+        Arc::clone(&core),
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

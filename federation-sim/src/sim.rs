@@ -1,7 +1,7 @@
 //! The simulator as a whole: [`Simulator`] (the public handle: open, clock, fault plan,
-//! certificates, serve) and the shared [`Core`] that the gateway, the control API and the
-//! background finaliser work on — configuration, window rule, state store, clock, fault plan,
-//! CA and the office registry.
+//! certificates, serve) and the shared [`Core`] that the gateway, the control API, the
+//! background finaliser and the notice scheduler work on — configuration, window rule, state
+//! store, clock, fault plan, CA, the office registry and the notice-phase bookkeeping.
 //!
 //! Invariants: `Simulator::open` is idempotent (a second open of the same state directory keeps
 //! the CA, every issued certificate, every office and every submission); the in-memory office
@@ -21,8 +21,9 @@ use crate::certs::{CertAuthority, CertError};
 use crate::clock::{Clock, format_jst};
 use crate::config::{ConfigError, OfficeConfig, SimConfig};
 use crate::faults::{FaultPlan, FaultPlanError, FaultStatus, Faults};
+use crate::phases::Phase;
 use crate::state::{IssuedCert, OfficeRecord, State, StateError};
-use crate::window::Window;
+use crate::window::{Month, Window};
 
 /// Where the two listeners ended up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,12 @@ pub struct Core {
     offices: RwLock<BTreeMap<String, OfficeRecord>>,
     /// Submissions whose 受付 result is still hidden: seq → due time (ms).
     pub(crate) pending: Mutex<BTreeMap<u64, i64>>,
+    /// Processing months with at least one recorded submission (the months phases run for).
+    pub(crate) review_months: Mutex<BTreeSet<Month>>,
+    /// Phases that have run, as their markers in the store say (a cache for the scheduler).
+    pub(crate) phases_done: Mutex<BTreeSet<(Month, Phase)>>,
+    /// Serialises phase runs.
+    pub(crate) phase_lock: Mutex<()>,
 }
 
 impl Core {
@@ -212,11 +219,22 @@ impl Simulator {
             .into_iter()
             .map(|o| (o.office_number.clone(), o))
             .collect();
-        let pending = state
-            .submissions()?
-            .into_iter()
+        let submissions = state.submissions()?;
+        let pending = submissions
+            .iter()
             .filter(|s| s.is_pending())
             .map(|s| (s.seq, s.reception_due_ms))
+            .collect();
+        let review_months = submissions
+            .iter()
+            .filter_map(|s| Month::parse(&s.processing_month))
+            .collect();
+        drop(submissions);
+        let phases_done = state
+            .phase_markers()?
+            .iter()
+            .filter_map(|m| Phase::from_marker(m))
+            .map(|(phase, month)| (month, phase))
             .collect();
         let faults = Faults::new(config.faults.clone());
         let core = Core {
@@ -228,6 +246,9 @@ impl Simulator {
             ca: Mutex::new(ca),
             offices: RwLock::new(offices),
             pending: Mutex::new(pending),
+            review_months: Mutex::new(review_months),
+            phases_done: Mutex::new(phases_done),
+            phase_lock: Mutex::new(()),
         };
         for office in &core.config.offices {
             core.register_office(office)
@@ -242,6 +263,11 @@ impl Simulator {
     /// The configuration the simulator was opened with.
     pub fn config(&self) -> &SimConfig {
         &self.core.config
+    }
+
+    #[cfg(test)]
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
     }
 
     /// `state_dir/ca.pem`: the CA that signs the server and client certificates.

@@ -1,6 +1,8 @@
 //! Persistence in `state_dir/sim.redb` (redb 4): offices, submissions (metadata as JSON), claim
 //! bodies, the idempotency-key and receipt-ID indexes, the per-key presentation counts, the
-//! clock setting and the receipt counter.
+//! clock setting, the receipt and notice counters, notices (metadata as JSON) and their bodies,
+//! the phase markers, the statements each month-end run reviewed, and the returned/held
+//! statements per (office, 被保険者番号, service month, 種別).
 //!
 //! Invariants: this is the only module that names redb tables. Every change is one write
 //! transaction committed with redb's default (immediate, fsync) durability before the caller
@@ -8,15 +10,22 @@
 //! idempotency key maps to at most one submission per user ID: the key lookup and the insert
 //! happen in the same write transaction, which redb serialises. A key's presentation count
 //! ([`State::present`]) is kept whether or not the key was ever recorded, and a recorded
-//! submission's `presented` always equals it.
+//! submission's `presented` always equals it. A phase run ([`State::commit_phase`]) writes its
+//! notices, its reviewed statements, the return history and its "done" marker in one write
+//! transaction that first checks the marker, so a phase runs at most once per month and its
+//! notices exist exactly when its marker does. Notice sequence numbers are allocated inside
+//! that transaction, so notices become visible in sequence order (a cursor over them is
+//! monotonic).
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::clock::ClockSetting;
 use crate::reception::{Issue, ReceptionResult};
+use crate::review::Reviewed;
 
 const OFFICES: TableDefinition<&str, &str> = TableDefinition::new("offices");
 const SUBMISSIONS: TableDefinition<u64, &str> = TableDefinition::new("submissions");
@@ -27,10 +36,22 @@ const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// How many requests presented each (user ID, idempotency key), recorded or not.
 const PRESENTATIONS: TableDefinition<&str, u64> = TableDefinition::new("presentations");
+/// Notice metadata (JSON [`NoticeMeta`]) by notice sequence number.
+const NOTICES: TableDefinition<u64, &str> = TableDefinition::new("notices");
+/// Notice bytes by notice sequence number.
+const NOTICE_BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("notice_bodies");
+/// `<phase>:<YYYYMM>` → JSON [`PhaseMarker`]: the phase ran for that processing month.
+const PHASES: TableDefinition<&str, &str> = TableDefinition::new("phase_markers");
+/// `<YYYYMM>\x1f<office>` → JSON list of the [`Reviewed`] statements of that month-end run.
+const REVIEWS: TableDefinition<&str, &str> = TableDefinition::new("month_end_reviews");
+/// `<office>\x1f<insured>\x1f<service month>\x1f<種別>` → JSON list of [`ReturnMark`]: the
+/// month-end runs that returned or held that statement.
+const RETURNED: TableDefinition<&str, &str> = TableDefinition::new("returned_statements");
 
 const META_CLOCK: &str = "clock";
 const META_SERVER_NAMES: &str = "server_names";
 const COUNTER_RECEIPT: &str = "receipt";
+const COUNTER_NOTICE: &str = "notice";
 
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +222,82 @@ pub struct Presentation {
     pub existing: Option<Submission>,
 }
 
+/// One issued notice (what `GET /v1/notices` lists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeMeta {
+    pub seq: u64,
+    /// `N` + the sequence number, zero-padded to 8 digits.
+    pub notice_id: String,
+    pub office_number: String,
+    pub kind_id: String,
+    pub title: String,
+    /// `YYYYMM`.
+    pub processing_month: String,
+    /// RFC 3339 with `+09:00`.
+    pub issued_at: String,
+    pub media_type: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// A notice about to be stored (the sequence number and ID are allocated on commit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotice {
+    pub office_number: String,
+    pub kind_id: String,
+    pub title: String,
+    pub processing_month: String,
+    pub issued_at: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The record that a phase ran for a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseMarker {
+    /// RFC 3339 JST time the run is dated (the clock, or the scheduled time).
+    pub ran_at: String,
+    /// Notice IDs it issued.
+    pub notices: Vec<String>,
+}
+
+/// One month-end run that returned or held a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnMark {
+    /// `YYYYMM` of the run.
+    pub processing_month: String,
+    pub reason_code: String,
+    pub held: bool,
+}
+
+/// Everything one phase run stores, committed together with its marker.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseCommit {
+    /// `<phase>:<YYYYMM>`.
+    pub marker: String,
+    pub ran_at: String,
+    pub notices: Vec<NewNotice>,
+    /// The month-end run's reviewed statements per office (`YYYYMM`, office, statements).
+    pub reviews: Vec<(String, String, Vec<Reviewed>)>,
+    /// History entries to append (key as [`crate::review::history_key`]).
+    pub returned: Vec<(String, ReturnMark)>,
+}
+
+/// The notice ID of a sequence number.
+pub fn notice_id(seq: u64) -> String {
+    format!("N{seq:08}")
+}
+
+/// The sequence number of a notice ID (`N` + digits; the caller compares the stored ID).
+pub fn notice_seq(notice_id: &str) -> Option<u64> {
+    let digits = notice_id.strip_prefix('N')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The redb-backed store.
 #[derive(Debug)]
 pub struct State {
@@ -228,6 +325,11 @@ impl State {
         tx.open_table(META)?;
         tx.open_table(COUNTERS)?;
         tx.open_table(PRESENTATIONS)?;
+        tx.open_table(NOTICES)?;
+        tx.open_table(NOTICE_BODIES)?;
+        tx.open_table(PHASES)?;
+        tx.open_table(REVIEWS)?;
+        tx.open_table(RETURNED)?;
         tx.commit()?;
         Ok(State { db })
     }
@@ -482,12 +584,181 @@ impl State {
     }
 
     /// The stored body of submission `seq`.
-    // Read by tests today; the month-end phase (notices, a later issue) builds on it.
-    #[allow(dead_code)]
     pub fn body(&self, seq: u64) -> Result<Option<Vec<u8>>, StateError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(BODIES)?;
         Ok(table.get(seq)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every phase marker key (`<phase>:<YYYYMM>`).
+    pub fn phase_markers(&self) -> Result<Vec<String>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PHASES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, _) = entry?;
+            out.push(k.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// The marker of a phase run, if it ran.
+    pub fn phase_marker(&self, marker: &str) -> Result<Option<PhaseMarker>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PHASES)?;
+        table.get(marker)?.map(|v| read_json(v.value())).transpose()
+    }
+
+    /// The whole return history: key → the runs that returned or held it.
+    pub fn return_history(
+        &self,
+    ) -> Result<std::collections::HashMap<String, Vec<ReturnMark>>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RETURNED)?;
+        let mut out = std::collections::HashMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.insert(k.value().to_owned(), read_json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The reviewed statements of the month-end runs, ordered by (month, office); only `month`
+    /// (`YYYYMM`) when given.
+    pub fn reviews(
+        &self,
+        month: Option<&str>,
+    ) -> Result<Vec<(String, String, Vec<Reviewed>)>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(REVIEWS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let key = k.value();
+            let Some((m, office)) = key.split_once('\u{1f}') else {
+                return Err(StateError::Inconsistent(format!("bad review key {key:?}")));
+            };
+            if month.is_some_and(|want| want != m) {
+                continue;
+            }
+            out.push((m.to_owned(), office.to_owned(), read_json(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Commits one phase run: unless its marker exists (then nothing is written and `None` is
+    /// returned), allocates the notices' sequence numbers and stores them with their bodies,
+    /// the reviews, the history entries and the marker, in one write transaction.
+    pub fn commit_phase(&self, commit: PhaseCommit) -> Result<Option<Vec<NoticeMeta>>, StateError> {
+        let tx = self.db.begin_write()?;
+        let issued = {
+            let mut phases = tx.open_table(PHASES)?;
+            if phases.get(commit.marker.as_str())?.is_some() {
+                drop(phases);
+                tx.abort()?;
+                return Ok(None);
+            }
+            let mut counters = tx.open_table(COUNTERS)?;
+            let mut notices = tx.open_table(NOTICES)?;
+            let mut bodies = tx.open_table(NOTICE_BODIES)?;
+            let mut next = counters
+                .get(COUNTER_NOTICE)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let mut issued = Vec::with_capacity(commit.notices.len());
+            for n in commit.notices {
+                next += 1;
+                let meta = NoticeMeta {
+                    seq: next,
+                    notice_id: notice_id(next),
+                    office_number: n.office_number,
+                    kind_id: n.kind_id,
+                    title: n.title,
+                    processing_month: n.processing_month,
+                    issued_at: n.issued_at,
+                    media_type: n.media_type,
+                    size: n.bytes.len() as u64,
+                    sha256: hex::encode(sha2::Sha256::digest(&n.bytes)),
+                };
+                notices.insert(next, serde_json::to_string(&meta)?.as_str())?;
+                bodies.insert(next, n.bytes.as_slice())?;
+                issued.push(meta);
+            }
+            counters.insert(COUNTER_NOTICE, next)?;
+            let mut reviews = tx.open_table(REVIEWS)?;
+            for (month, office, list) in &commit.reviews {
+                let key = format!("{month}\u{1f}{office}");
+                reviews.insert(key.as_str(), serde_json::to_string(list)?.as_str())?;
+            }
+            let mut returned = tx.open_table(RETURNED)?;
+            for (key, mark) in commit.returned {
+                let mut marks: Vec<ReturnMark> = returned
+                    .get(key.as_str())?
+                    .map(|v| read_json(v.value()))
+                    .transpose()?
+                    .unwrap_or_default();
+                if !marks.contains(&mark) {
+                    marks.push(mark);
+                }
+                returned.insert(key.as_str(), serde_json::to_string(&marks)?.as_str())?;
+            }
+            let marker = PhaseMarker {
+                ran_at: commit.ran_at,
+                notices: issued.iter().map(|m| m.notice_id.clone()).collect(),
+            };
+            phases.insert(
+                commit.marker.as_str(),
+                serde_json::to_string(&marker)?.as_str(),
+            )?;
+            issued
+        };
+        tx.commit()?;
+        Ok(Some(issued))
+    }
+
+    /// Up to `limit` notices with a sequence number above `after` that `keep` accepts, in
+    /// sequence order.
+    pub fn notices_after(
+        &self,
+        after: u64,
+        limit: usize,
+        keep: impl Fn(&NoticeMeta) -> bool,
+    ) -> Result<Vec<NoticeMeta>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(NOTICES)?;
+        let mut out = Vec::new();
+        if limit == 0 || after == u64::MAX {
+            return Ok(out);
+        }
+        for entry in table.range(after + 1..)? {
+            let (_, v) = entry?;
+            let meta: NoticeMeta = read_json(v.value())?;
+            if keep(&meta) {
+                out.push(meta);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One notice with its bytes.
+    pub fn notice(&self, seq: u64) -> Result<Option<(NoticeMeta, Vec<u8>)>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(NOTICES)?;
+        let Some(meta) = table.get(seq)?.map(|v| read_json::<NoticeMeta>(v.value())) else {
+            return Ok(None);
+        };
+        let meta = meta?;
+        let bodies = tx.open_table(NOTICE_BODIES)?;
+        let body = bodies
+            .get(seq)?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| {
+                StateError::Inconsistent(format!("notice {} has no body", meta.notice_id))
+            })?;
+        Ok(Some((meta, body)))
     }
 }
 
@@ -606,6 +877,98 @@ mod tests {
                 .presented,
             4
         );
+    }
+
+    fn notice(office: &str, kind: &str, bytes: &[u8]) -> NewNotice {
+        NewNotice {
+            office_number: office.into(),
+            kind_id: kind.into(),
+            title: "t".into(),
+            processing_month: "202506".into(),
+            issued_at: "2025-06-30T17:00:00+09:00".into(),
+            media_type: "text/plain; charset=Shift_JIS".into(),
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_phase_commits_once_with_its_notices() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sim.redb");
+        {
+            let state = State::open(&path).unwrap();
+            let mark = ReturnMark {
+                processing_month: "202506".into(),
+                reason_code: "B".into(),
+                held: false,
+            };
+            let commit = PhaseCommit {
+                marker: "month_end:202506".into(),
+                ran_at: "2025-06-30T17:00:00+09:00".into(),
+                notices: vec![
+                    notice("1379999996", "7211", b"a"),
+                    notice("1379999988", "7211", b"bb"),
+                    notice("1379999996", "TXT1", b"ccc"),
+                ],
+                reviews: vec![("202506".into(), "1379999996".into(), Vec::new())],
+                returned: vec![("k".into(), mark.clone()), ("k".into(), mark.clone())],
+            };
+            let issued = state.commit_phase(commit.clone()).unwrap().unwrap();
+            assert_eq!(
+                issued
+                    .iter()
+                    .map(|m| m.notice_id.as_str())
+                    .collect::<Vec<_>>(),
+                ["N00000001", "N00000002", "N00000003"]
+            );
+            assert_eq!(issued[1].size, 2);
+            assert_eq!(
+                issued[0].sha256,
+                "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+            );
+            // Again: nothing written.
+            assert!(state.commit_phase(commit).unwrap().is_none());
+            assert_eq!(state.return_history().unwrap()["k"], vec![mark]);
+        }
+        let state = State::open(&path).unwrap();
+        assert_eq!(state.phase_markers().unwrap(), ["month_end:202506"]);
+        let marker = state.phase_marker("month_end:202506").unwrap().unwrap();
+        assert_eq!(marker.notices.len(), 3);
+        let mine = state
+            .notices_after(0, 10, |m| m.office_number == "1379999996")
+            .unwrap();
+        assert_eq!(mine.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(state.notices_after(1, 1, |_| true).unwrap()[0].seq, 2);
+        assert!(state.notices_after(3, 10, |_| true).unwrap().is_empty());
+        assert!(
+            state
+                .notices_after(u64::MAX, 10, |_| true)
+                .unwrap()
+                .is_empty()
+        );
+        let (meta, body) = state.notice(3).unwrap().unwrap();
+        assert_eq!(
+            (meta.kind_id.as_str(), body.as_slice()),
+            ("TXT1", &b"ccc"[..])
+        );
+        assert!(state.notice(4).unwrap().is_none());
+        assert_eq!(state.reviews(Some("202506")).unwrap().len(), 1);
+        assert!(state.reviews(Some("202507")).unwrap().is_empty());
+        // The counter continues.
+        let next = state
+            .commit_phase(PhaseCommit {
+                marker: "payment:202506".into(),
+                notices: vec![notice("1379999996", "7513", b"d")],
+                ..PhaseCommit::default()
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(next[0].notice_id, "N00000004");
+        assert_eq!(notice_seq("N00000004"), Some(4));
+        assert_eq!(notice_seq("N4"), Some(4));
+        assert_eq!(notice_seq("N"), None);
+        assert_eq!(notice_seq("X1"), None);
+        assert_eq!(notice_seq("N-1"), None);
     }
 
     #[test]

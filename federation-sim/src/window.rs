@@ -74,8 +74,18 @@ impl Month {
         (1..=12).contains(&month).then_some(Month { year, month })
     }
 
+    /// Months since the year 0 (`year × 12 + month − 1`): differences count whole months.
+    pub fn ordinal(self) -> i32 {
+        i32::from(self.year) * 12 + i32::from(self.month) - 1
+    }
+
+    /// The number of days in this month (28..=31); 31 if the month cannot be represented.
+    pub fn days(self) -> i8 {
+        Date::new(self.year, self.month, 1).map_or(31, |d| d.days_in_month())
+    }
+
     /// The given day of this month at 00:00 JST, clamping the day to the month's length.
-    fn day_start(self, day: u8) -> Result<Timestamp, WindowError> {
+    pub(crate) fn day_start(self, day: u8) -> Result<Timestamp, WindowError> {
         let first = Date::new(self.year, self.month, 1)?;
         let last = first.days_in_month();
         let day = i8::try_from(day).unwrap_or(i8::MAX).clamp(1, last);
@@ -301,5 +311,13 @@ mod tests {
         assert!(Month::parse("202613").is_none());
         assert!(Month::parse("20261").is_none());
         assert!(Month::parse("2026a1").is_none());
+        let (a, b) = (
+            Month::parse("202606").unwrap(),
+            Month::parse("202405").unwrap(),
+        );
+        assert_eq!(a.ordinal() - b.ordinal(), 25);
+        assert_eq!(Month::parse("202402").unwrap().days(), 29);
+        assert_eq!(Month::parse("202502").unwrap().days(), 28);
+        assert_eq!(Month::parse("202507").unwrap().days(), 31);
     }
 }

@@ -247,6 +247,8 @@ async fn generated_claims_are_accepted_in_both_styles() {
             members: 50,
             style,
             seed: 11,
+            service_month: None,
+            insured_numbers: None,
         })
         .unwrap();
         for file in files {
@@ -622,15 +624,26 @@ async fn control_api() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
+    // Nothing was submitted: the month end runs and issues nothing.
+    let (status, run) = sim
+        .control(
+            Method::POST,
+            "/sim/advance",
+            Some(json!({"phase": "month_end", "processing_month": "202611"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["processing_month"], "202611");
+    assert_eq!(run["notices"], json!([]));
     let (status, err) = sim
         .control(
             Method::POST,
             "/sim/advance",
-            Some(json!({"phase": "month_end"})),
+            Some(json!({"phase": "payment", "processing_month": "2026-11"})),
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(err["error"]["code"], "not_implemented");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["code"], "bad_month");
     let (status, _) = sim
         .control(
             Method::POST,

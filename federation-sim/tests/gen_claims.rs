@@ -49,6 +49,8 @@ fn writes_both_files_into_a_new_directory() {
             members: 40,
             style,
             seed: 7,
+            service_month: None,
+            insured_numbers: None,
         })
         .unwrap();
         let stdout = String::from_utf8(out.stdout).unwrap();
@@ -93,6 +95,8 @@ fn the_seed_defaults_to_one() {
         members: 3,
         style: Style::Honobono,
         seed: 1,
+        service_month: None,
+        insured_numbers: None,
     })
     .unwrap();
     assert_eq!(
@@ -143,6 +147,69 @@ fn bad_arguments_exit_with_64_and_say_why() {
     let out = gen_claims(&["--office", "1379999996"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(!out_dir.exists(), "nothing is written for bad arguments");
+}
+
+#[test]
+fn service_month_and_insured_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gen_claims(&[
+        "--office",
+        "1379999996",
+        "--month",
+        "202606",
+        "--members",
+        "3",
+        "--style",
+        "qkan",
+        "--service-month",
+        "202404",
+        "--insured",
+        "17,9999999999,5",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = generate(&GenOptions {
+        office: "1379999996".into(),
+        processing_month: Month::parse("202606").unwrap(),
+        members: 3,
+        style: Style::Qkan,
+        seed: 1,
+        service_month: Month::parse("202404"),
+        insured_numbers: Some(vec![17, 9_999_999_999, 5]),
+    })
+    .unwrap();
+    for f in &expected {
+        assert_eq!(std::fs::read(dir.path().join(&f.name)).unwrap(), f.bytes);
+    }
+    for (flag, value, needle) in [
+        ("--service-month", "202606", "202606"),
+        ("--service-month", "2024-04", "--service-month"),
+        ("--insured", "1,2", "2 numbers for 3 members"),
+        ("--insured", "1,x,3", "--insured"),
+    ] {
+        let out = gen_claims(&[
+            "--office",
+            "1379999996",
+            "--month",
+            "202606",
+            "--members",
+            "3",
+            "--style",
+            "qkan",
+            flag,
+            value,
+            "--out",
+            dir.path().join("bad").to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(needle), "{flag} {value}: {stderr}");
+    }
 }
 
 #[test]

@@ -115,6 +115,8 @@ fn generated_claim_files_pass_the_checker() {
                 members: 40,
                 style,
                 seed,
+                service_month: None,
+                insured_numbers: None,
             };
             for file in federation_sim::generate(&opts).unwrap() {
                 let ctx = CheckContext {
