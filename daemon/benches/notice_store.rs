@@ -8,6 +8,8 @@
 //!
 //! Reports: ingest rate (notices/s), store size, p50/p99 of both queries, peak RSS.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed step stops it
+
 use std::time::{Duration, Instant};
 
 use encoding_rs::SHIFT_JIS;
@@ -172,7 +174,7 @@ fn main() -> anyhow::Result<()> {
             };
             store.store_notice_page_blocking(&user, page, cursor)?;
             pages += 1;
-            if pages % 2000 == 0 {
+            if pages.is_multiple_of(2000) {
                 eprintln!(
                     "  {n} notices, {:.0}/s",
                     n as f64 / started.elapsed().as_secs_f64()
