@@ -581,4 +581,89 @@ mod tests {
         assert!(plan.active_in("202604".parse().unwrap()));
         assert!(!plan.active_in("202605".parse().unwrap()));
     }
+
+    #[test]
+    fn a_missing_notice_raises_one_alert_until_it_comes() {
+        use crate::store::{IncomingNotice, MirrorCursor};
+        use crate::submission::{State, Submission};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let office: OfficeNumber = "1379999996".parse().unwrap();
+        let december: Month = "202612".parse().unwrap();
+        let mut sub = Submission::new("A.CSV".into(), "ab".into(), 2, Timestamp::now());
+        sub.office_number = Some(office.clone());
+        sub.processing_month = Some(december);
+        sub.state = State::Accepted;
+        store.record_new(sub, b"ab".to_vec()).unwrap();
+        let users = vec![UserPlan {
+            user_id: "KJ1".into(),
+            offices: vec![(office.clone(), "さくら".into(), None)],
+        }];
+        let s = settings();
+        let keys = || -> Vec<String> {
+            alerts::current(&store)
+                .unwrap()
+                .into_iter()
+                .map(|a| a.key)
+                .collect()
+        };
+        // Before the end of December plus a day: nothing is missing yet.
+        check_expected(&store, &users, &s, t("2027-01-01T23:00:00+09:00"), december).unwrap();
+        assert!(keys().is_empty());
+        // After it, the 返戻系 notices are missing; raised once however often it is checked.
+        for _ in 0..3 {
+            check_expected(
+                &store,
+                &users,
+                &s,
+                t("2027-01-02T01:00:00+09:00"),
+                december.next(),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            keys(),
+            vec!["notice_missing/returns/1379999996/202612".to_owned()]
+        );
+        let alert = &alerts::current(&store).unwrap()[0];
+        assert!(alert.message_ja.contains("さくら") && alert.message_ja.contains("2026年12月"));
+        // The 7411 comes: resolved. By the 20th of January the payment notices are missing.
+        let body = b"1,1,0,0,741,0,0,1379999996,0,7,202612,0\r\n3,2\r\n".to_vec();
+        let record = NoticeRecord {
+            notice_id: "N1".into(),
+            user_id: "KJ1".into(),
+            office_number: office.to_string(),
+            kind_id: "7411".into(),
+            title: String::new(),
+            processing_month: "202612".into(),
+            issued_at: String::new(),
+            media_type: "text/csv; charset=Shift_JIS".into(),
+            size: body.len() as u64,
+            sha256: hex::encode(Sha256::digest(&body)),
+            received_at: Timestamp::now(),
+        };
+        store
+            .store_notice_page_blocking(
+                "KJ1",
+                vec![IncomingNotice {
+                    record,
+                    body,
+                    parsed: None,
+                }],
+                MirrorCursor::default(),
+            )
+            .unwrap();
+        check_expected(
+            &store,
+            &users,
+            &s,
+            t("2027-01-20T00:00:01+09:00"),
+            december.next(),
+        )
+        .unwrap();
+        assert_eq!(
+            keys(),
+            vec!["notice_missing/payment/1379999996/202612".to_owned()]
+        );
+    }
 }

@@ -105,6 +105,21 @@ macro_rules! cols {
     }};
 }
 
+/// The amounts of a 7521 total (T1 合計, T2 過誤調整, T3 支払決定).
+const TOTALS_7521: &[&str] = &[
+    ID,
+    REC,
+    "件数",
+    "日数",
+    "単位数",
+    "金額",
+    "介護給付費",
+    "特定入所者_件数",
+    "特定入所者_日数",
+    "特定入所者_費用額",
+    "特定入所者_給付費",
+];
+
 const D1_7521: &[&str] = &[
     ID,
     REC,
@@ -267,6 +282,18 @@ pub static KINDS: &[Kind] = &[
                 record: "D1",
                 columns: D1_7521,
             },
+            Layout {
+                record: "T1",
+                columns: TOTALS_7521,
+            },
+            Layout {
+                record: "T2",
+                columns: TOTALS_7521,
+            },
+            Layout {
+                record: "T3",
+                columns: TOTALS_7521,
+            },
         ],
     },
     Kind {
@@ -304,6 +331,19 @@ pub static KINDS: &[Kind] = &[
                     "事由",
                     "単位数",
                     "保険者負担額",
+                ],
+            },
+            Layout {
+                record: "T1",
+                columns: &[
+                    ID,
+                    REC,
+                    "件数",
+                    "単位数",
+                    "保険者負担額",
+                    "予備1",
+                    "予備2",
+                    "予備3",
                 ],
             },
         ],
@@ -349,6 +389,31 @@ pub static KINDS: &[Kind] = &[
                     "決定単位数",
                     "調整単位数",
                     "保険者負担額",
+                ],
+            },
+            Layout {
+                record: "T1",
+                columns: &[
+                    ID,
+                    REC,
+                    "件数",
+                    "当初請求単位数",
+                    "原審単位数",
+                    "申立単位数",
+                    "決定単位数",
+                    "調整単位数",
+                    "保険者負担額",
+                    "件数_原審どおり",
+                    "件数_全部増点",
+                    "件数_全部減点",
+                    "件数_一部増点",
+                    "件数_一部減点",
+                    "調整単位数_原審どおり",
+                    "調整単位数_全部増点",
+                    "調整単位数_全部減点",
+                    "調整単位数_一部増点",
+                    "調整単位数_一部減点",
+                    "予備",
                 ],
             },
         ],
@@ -674,6 +739,9 @@ mod tests {
         assert_eq!(count("7513", "H1"), Some(22));
         assert_eq!(count("7521", "D1"), Some(15));
         assert_eq!(count("7611", "D1"), Some(13));
+        assert_eq!(count("7611", "T1"), Some(8));
+        assert_eq!(count("7621", "T1"), Some(20));
+        assert_eq!(count("7521", "T3"), Some(11));
         assert_eq!(count("7621", "H1"), Some(9));
         assert_eq!(count("7621", "D1"), Some(18));
         assert_eq!(count("7421", "D1"), Some(14));

@@ -284,6 +284,38 @@ fn notices_are_mirrored_once_and_returns_close_themselves() {
         media,
         BTreeSet::from(["application/pdf", "text/csv", "text/plain"])
     );
+    // Every CSV notice of the (independently written) simulator reads into the daemon's
+    // layouts with nothing left over: same item counts, record counts and envelope.
+    for n in ours
+        .iter()
+        .filter(|n| n["media_type"].as_str().unwrap().starts_with("text/csv"))
+    {
+        let bytes = relay_ok([
+            "notices",
+            "--config",
+            env.daemon_config.to_str().unwrap(),
+            "--get",
+            n["notice_id"].as_str().unwrap(),
+        ])
+        .stdout;
+        assert_eq!(sha256_hex(&bytes), n["sha256"]);
+        let parsed = kaigo_relay::notice::parse(&bytes).unwrap();
+        assert_eq!(parsed.kind_id, n["kind_id"].as_str().unwrap());
+        assert!(
+            parsed.problems.is_empty(),
+            "{}: {:?}",
+            n["kind_id"],
+            parsed.problems
+        );
+        assert!(
+            parsed
+                .rows
+                .iter()
+                .all(|r| !r.cells.iter().any(|(c, _)| c.starts_with("項目"))),
+            "{}",
+            n["kind_id"]
+        );
+    }
     assert_eq!(
         returns(&env)["returns"].as_array().unwrap().len(),
         expected.len()
