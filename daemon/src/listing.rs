@@ -59,6 +59,8 @@ pub struct NoticesDocument {
 pub struct ReturnEntry {
     pub id: String,
     pub office_number: String,
+    pub insurer_number: String,
+    pub insurer_name: String,
     pub insured_number: String,
     pub name_kana: String,
     pub form: String,
@@ -81,6 +83,8 @@ impl From<&ReturnItem> for ReturnEntry {
         ReturnEntry {
             id: i.id.clone(),
             office_number: i.office_number.clone(),
+            insurer_number: i.row.insurer_number.clone(),
+            insurer_name: i.row.insurer_name.clone(),
             insured_number: i.row.insured_number.clone(),
             name_kana: i.row.name_kana.clone(),
             form: i.row.form.clone(),

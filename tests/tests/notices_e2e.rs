@@ -234,6 +234,10 @@ fn notices_are_mirrored_once_and_returns_close_themselves() {
             .iter()
             .all(|r| r["reason_code"] == "B" && r["status"] == "open")
     );
+    assert!(seventeen.iter().all(|r| {
+        r["insurer_number"].as_str().is_some_and(|s| !s.is_empty())
+            && r["content"].as_str().is_some_and(|s| s.contains("ASB1"))
+    }));
     let nineteen = items_of(&doc, "1000000019");
     assert!(!nineteen.is_empty() && nineteen.iter().all(|r| r["held"] == true));
     assert!(
@@ -258,6 +262,15 @@ fn notices_are_mirrored_once_and_returns_close_themselves() {
     assert_eq!(
         kinds,
         BTreeSet::from(["7513", "7521", "7611", "7621", "PDF1"])
+    );
+    let mirror_points: Vec<&str> = kaigo_relay::failpoint::POINTS
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("mirror."))
+        .collect();
+    assert_eq!(
+        mirror_points,
+        ["mirror.before_page_commit", "mirror.after_page_commit"]
     );
     for point in ["mirror.before_page_commit=1", "mirror.after_page_commit=1"] {
         env.start_daemon_with_env(&[("KAIGO_RELAY_FAILPOINTS", point)]);
