@@ -6,6 +6,7 @@
 //! 受付 result; `app` runs the stages; `cli` is the command line; `demo` runs the whole path
 //! against an embedded `federation-sim`.
 
+pub mod accounts;
 pub mod alerts;
 pub mod app;
 pub mod claim;

@@ -33,8 +33,10 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+mod accounts;
 mod notices;
 
+pub use accounts::{AuditEntry, NewAudit, Put};
 pub use notices::{IncomingNotice, MirrorCursor, NoticeRecord, PageStored};
 
 use crate::claim::{Finding, Month, Severity};
@@ -51,7 +53,8 @@ macro_rules! db_err {
 /// `active_submissions` set; a version-1 file is migrated when it is opened for writing.
 /// 3: the notice tables (notices, bodies, index, cursors, return items, assessments, statement
 /// cache), created empty when an older file is opened for writing.
-pub const SCHEMA_VERSION: u64 = 3;
+/// 4: accounts, corporations and the audit log, likewise.
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
@@ -88,6 +91,9 @@ pub const SCHEMA: &[&str] = &[
     "return_items_pending",
     "assessments",
     "submission_statements",
+    "accounts",
+    "corporations",
+    "audit_log",
 ];
 
 /// What the relay needs to plan its work, kept for every active (non-final) submission in
@@ -166,6 +172,9 @@ pub enum StoreError {
     /// `update` on an id that does not exist.
     #[error("no submission {0}")]
     NotFound(String),
+    /// An account (or other record that must be new) with this ID exists already.
+    #[error("{0} は既に登録されています (already exists)")]
+    Exists(String),
     /// The group transaction holding this write failed to commit (or the committer stopped);
     /// nothing of it was stored.
     #[error("the write was not committed: {0}")]
@@ -415,6 +424,9 @@ impl Store {
             }
             db_err!(txn.open_table(notices::NOTICES_BY_OFFICE))?;
             db_err!(txn.open_table(notices::RETURNS_PENDING))?;
+            db_err!(txn.open_table(accounts::ACCOUNTS))?;
+            db_err!(txn.open_table(accounts::CORPORATIONS))?;
+            db_err!(txn.open_table(accounts::AUDIT))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {
