@@ -8,6 +8,7 @@
 //! corporation records alone; callers never decide it from what a request says about itself.
 
 pub mod guard;
+pub mod login;
 pub mod password;
 
 use std::collections::BTreeSet;
