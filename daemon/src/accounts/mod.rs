@@ -10,6 +10,7 @@
 pub mod guard;
 pub mod login;
 pub mod password;
+pub mod sessions;
 
 use std::collections::BTreeSet;
 

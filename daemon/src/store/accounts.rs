@@ -11,6 +11,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, read_table};
+use crate::accounts::sessions::Session;
 use crate::accounts::{Account, Corporation};
 
 macro_rules! db_err {
@@ -22,6 +23,8 @@ macro_rules! db_err {
 pub(super) const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 pub(super) const CORPORATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corporations");
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// SHA-256 of a session token → the session.
+pub(super) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +181,58 @@ impl Store {
             out.push(unjson(k.value(), v.value())?);
         }
         Ok(out)
+    }
+
+    /// Stores (or updates) a session under its token hash.
+    pub fn put_session(&self, session: Session) -> Result<(), StoreError> {
+        let bytes = json(&session.token_hash, &session)?;
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(SESSIONS))?;
+            db_err!(t.insert(session.token_hash.as_str(), bytes.as_slice()))?;
+            Ok(())
+        })
+    }
+
+    /// The session with this token hash.
+    pub fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, SESSIONS)? else {
+            return Ok(None);
+        };
+        db_err!(t.get(token_hash))?
+            .map(|v| unjson(token_hash, v.value()))
+            .transpose()
+    }
+
+    /// Every session of an account (any case of its ID).
+    pub fn sessions_of(&self, account_id: &str) -> Result<Vec<Session>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, SESSIONS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(t.iter())? {
+            let (k, v) = db_err!(entry)?;
+            let s: Session = unjson(k.value(), v.value())?;
+            if s.account_id.eq_ignore_ascii_case(account_id) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends sessions by token hash.
+    pub fn remove_sessions(&self, token_hashes: Vec<String>) -> Result<(), StoreError> {
+        if token_hashes.is_empty() {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(SESSIONS))?;
+            for h in &token_hashes {
+                db_err!(t.remove(h.as_str()))?;
+            }
+            Ok(())
+        })
     }
 
     /// Appends an audit entry; returns its number.

@@ -53,7 +53,7 @@ macro_rules! db_err {
 /// `active_submissions` set; a version-1 file is migrated when it is opened for writing.
 /// 3: the notice tables (notices, bodies, index, cursors, return items, assessments, statement
 /// cache), created empty when an older file is opened for writing.
-/// 4: accounts, corporations and the audit log, likewise.
+/// 4: accounts, corporations, the audit log and sessions, likewise.
 pub const SCHEMA_VERSION: u64 = 4;
 
 /// Most writes run in one group transaction.
@@ -94,6 +94,7 @@ pub const SCHEMA: &[&str] = &[
     "accounts",
     "corporations",
     "audit_log",
+    "sessions",
 ];
 
 /// What the relay needs to plan its work, kept for every active (non-final) submission in
@@ -427,6 +428,7 @@ impl Store {
             db_err!(txn.open_table(accounts::ACCOUNTS))?;
             db_err!(txn.open_table(accounts::CORPORATIONS))?;
             db_err!(txn.open_table(accounts::AUDIT))?;
+            db_err!(txn.open_table(accounts::SESSIONS))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {
