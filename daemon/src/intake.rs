@@ -102,6 +102,14 @@ pub fn generated_name(id: &crate::submission::SubmissionId) -> String {
 /// queued behind a folder holding 100 000 files.
 const TAKES_PER_PASS: usize = 256;
 
+/// File events waiting for intake: as many as the kernel's own inotify queue holds by default
+/// (`fs.inotify.max_queued_events`, 16 384; a few MB at most). A month-start burst renames
+/// thousands of files into the folder within a fraction of a second, while intake is busy
+/// taking the first of them; an overflow would make the rest wait for a rescan and then for
+/// two stability checks, since a listing cannot tell a renamed-in file from one written in
+/// place.
+const EVENT_QUEUE: usize = 16_384;
+
 /// What intake needs to run.
 pub struct Intake {
     /// Folder settings.
@@ -184,7 +192,7 @@ impl Intake {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         Self::prepare_folders(&self.settings.drop_dir)?;
         let overflow = Arc::new(AtomicBool::new(false));
-        let (tx, mut events) = mpsc::channel::<notify::Result<notify::Event>>(4096);
+        let (tx, mut events) = mpsc::channel::<notify::Result<notify::Event>>(EVENT_QUEUE);
         let _watcher = match self.settings.mode {
             IntakeMode::Watch => Some(self.start_watcher(tx, overflow.clone())?),
             IntakeMode::Poll => {
@@ -409,6 +417,18 @@ impl Intake {
         if due.is_empty() {
             return;
         }
+        // Renamed-in files are complete: look at no more of them than one pass takes (a
+        // burst of 10 000 is not stat'ed 40 times over). Files written in place are all looked
+        // at, since each look is one of their stability checks.
+        let mut renamed = 0;
+        due.retain(|(_, renamed_in)| {
+            if *renamed_in {
+                renamed += 1;
+                renamed <= TAKES_PER_PASS
+            } else {
+                true
+            }
+        });
         due.sort_by_key(|(_, renamed)| !renamed);
         let paths: Vec<PathBuf> = due.into_iter().map(|(p, _)| p).collect();
         let looked = tokio::task::spawn_blocking(move || {

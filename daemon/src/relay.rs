@@ -116,7 +116,10 @@ const BREAKER_SAME_EVENT: Duration = Duration::from_millis(50);
 /// from the store's agenda at every pass; it never holds anything the store does not.
 #[derive(Debug, Default)]
 struct Plan {
+    /// Sends and reconciliations due, in agenda order.
     backlog: VecDeque<(SubmissionId, Job)>,
+    /// Status polls due.
+    poll_backlog: VecDeque<(SubmissionId, Job)>,
     in_flight: HashSet<SubmissionId>,
     sends: usize,
     polls: usize,
@@ -392,7 +395,7 @@ impl<G: GatewayApi> Relay<G> {
             if pass_wanted && let Some(last) = plan.last_pass {
                 wake = wake.min(last + MIN_PASS_SPACING);
             }
-            if !plan.backlog.is_empty()
+            if !(plan.backlog.is_empty() && plan.poll_backlog.is_empty())
                 && let Some(t) = this
                     .breaker
                     .lock()
@@ -409,7 +412,7 @@ impl<G: GatewayApi> Relay<G> {
                     match done {
                         Ok((id, job)) => {
                             plan.finished(&id, job);
-                            if plan.backlog.is_empty() {
+                            if plan.backlog.is_empty() && plan.poll_backlog.is_empty() {
                                 pass_wanted = true;
                             }
                         }
@@ -500,6 +503,7 @@ impl<G: GatewayApi> Relay<G> {
         let mut next: Option<Duration> = None;
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
         plan.backlog.clear();
+        plan.poll_backlog.clear();
         for entry in agenda {
             if plan.in_flight.contains(&entry.id) {
                 continue;
@@ -533,7 +537,10 @@ impl<G: GatewayApi> Relay<G> {
                 }
                 _ => continue,
             };
-            plan.backlog.push_back((entry.id, job));
+            match job {
+                Job::Poll => plan.poll_backlog.push_back((entry.id, job)),
+                Job::Send | Job::Reconcile => plan.backlog.push_back((entry.id, job)),
+            }
         }
         plan.next_pass_at = next.map(|d| tokio::time::Instant::now() + d);
         Ok(())
@@ -541,7 +548,10 @@ impl<G: GatewayApi> Relay<G> {
 
     /// Starts backlog jobs while there is room (sends and reconciliations share
     /// `max_concurrent_sends`; status polls have as many again) and the circuit breaker lets
-    /// requests through.
+    /// requests through. Sends are started in batches: only once half of their jobs have
+    /// finished are new ones started, up to the limit. Their `sending` marks then reach the
+    /// store together and share one fsync, instead of one fsync per file as jobs finish one by
+    /// one; the jobs still waiting keep every request slot busy meanwhile.
     fn start_jobs(
         self: &Arc<Self>,
         plan: &mut Plan,
@@ -549,20 +559,38 @@ impl<G: GatewayApi> Relay<G> {
         refresh_now: &Arc<Notify>,
     ) {
         let limit = self.settings.max_concurrent_sends.max(1) * JOBS_PER_SLOT;
-        let mut skipped = VecDeque::new();
-        while let Some((id, job)) = plan.backlog.pop_front() {
-            if plan.in_flight.contains(&id) {
-                continue;
-            }
-            let room = match job {
-                Job::Poll => plan.polls < limit,
-                Job::Send | Job::Reconcile => plan.sends < limit,
+        if plan.sends <= limit / 2 {
+            self.start_from(Queue::Sends, plan, tasks, refresh_now, limit);
+        }
+        self.start_from(Queue::Polls, plan, tasks, refresh_now, limit);
+    }
+
+    /// Starts jobs from one backlog until it is empty, its side is at `limit`, or the breaker
+    /// holds requests back.
+    fn start_from(
+        self: &Arc<Self>,
+        queue: Queue,
+        plan: &mut Plan,
+        tasks: &mut JoinSet<(SubmissionId, Job)>,
+        refresh_now: &Arc<Notify>,
+        limit: usize,
+    ) {
+        loop {
+            let running = match queue {
+                Queue::Sends => plan.sends,
+                Queue::Polls => plan.polls,
             };
-            if !room {
-                skipped.push_back((id, job));
-                if plan.polls >= limit && plan.sends >= limit {
-                    break;
-                }
+            if running >= limit {
+                return;
+            }
+            let backlog = match queue {
+                Queue::Sends => &mut plan.backlog,
+                Queue::Polls => &mut plan.poll_backlog,
+            };
+            let Some((id, job)) = backlog.pop_front() else {
+                return;
+            };
+            if plan.in_flight.contains(&id) {
                 continue;
             }
             let permit = self
@@ -571,8 +599,9 @@ impl<G: GatewayApi> Relay<G> {
                 .map(|mut b| b.permit(tokio::time::Instant::now()))
                 .unwrap_or(Permit::Go);
             if permit == Permit::Wait {
-                skipped.push_back((id, job));
-                break;
+                // It keeps its place at the front.
+                backlog.push_front((id, job));
+                return;
             }
             plan.started(&id, job);
             let this = self.clone();
@@ -586,10 +615,6 @@ impl<G: GatewayApi> Relay<G> {
                 }
                 (id, job)
             });
-        }
-        // What could not start keeps its place at the front.
-        while let Some(item) = skipped.pop_back() {
-            plan.backlog.push_front(item);
         }
     }
 
@@ -616,6 +641,22 @@ impl<G: GatewayApi> Relay<G> {
         let sub = self
             .store
             .update_async(id, |sub| f(sub, Timestamp::now()))
+            .await?;
+        self.notes.refresh(&sub.id);
+        Ok(sub)
+    }
+
+    /// [`Relay::update`] for what the gateway can tell again: committed without its own fsync
+    /// and durable within the store's deferred flush. If a power cut takes it, the submission is
+    /// back where the gateway is asked again (`sending`: reconciled by key; `arrived`: polled).
+    async fn update_deferred(
+        &self,
+        id: &SubmissionId,
+        f: impl FnOnce(&mut Submission, Timestamp) + Send + 'static,
+    ) -> anyhow::Result<Submission> {
+        let sub = self
+            .store
+            .update_async_deferred(id, |sub| f(sub, Timestamp::now()))
             .await?;
         self.notes.refresh(&sub.id);
         Ok(sub)
@@ -820,8 +861,10 @@ impl<G: GatewayApi> Relay<G> {
             format!("receipt {} ({})", receipt.receipt_id, receipt.status),
             true,
         );
+        // Deferred durability: until it is durable the store still says `sending`, which after
+        // a power cut is reconciled with the gateway by key and finds this same receipt.
         let stored = self
-            .update(id, move |s, now| {
+            .update_deferred(id, move |s, now| {
                 s.attempts.push(attempt);
                 s.receipt = Some(Receipt {
                     receipt_id: receipt.receipt_id.clone(),
@@ -892,7 +935,7 @@ impl<G: GatewayApi> Relay<G> {
             Err(e) => {
                 warn!(error = %e, "could not read the 受付 result; asking again later");
                 let attempt = t.attempt(e.to_string(), false);
-                self.update(&sub.id, move |s, now| {
+                self.update_deferred(&sub.id, move |s, now| {
                     s.attempts.push(attempt);
                     s.next_action_at = Some(after(now, poll));
                 })
@@ -919,8 +962,9 @@ impl<G: GatewayApi> Relay<G> {
         };
         let mark = status.reception_mark.clone().unwrap_or_default();
         let attempt = t.attempt(format!("{} {mark}", status.status), true);
+        // Deferred durability: lost in a power cut, the submission is `arrived` and polled again.
         let stored = self
-            .update(id, move |s, now| {
+            .update_deferred(id, move |s, now| {
                 s.attempts.push(attempt);
                 let errors = status.errors.len();
                 s.reception = Some(Reception {
@@ -1108,6 +1152,13 @@ impl Try {
             answered,
         }
     }
+}
+
+/// The two backlogs of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    Sends,
+    Polls,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -17,6 +17,14 @@
 //!   under load (a month-start burst) many calls share one fsync. A write that fails before
 //!   touching a table fails alone; a database error aborts the whole group, and every caller in it
 //!   gets the error and retries.
+//! - **Deferred durability, only where the gateway holds the truth.** A few relay writes (a
+//!   receipt after `sending`, a 受付 result after `arrived`) may be committed without their own
+//!   fsync ([`Store::write_async_deferred`]): they are visible at once and made durable by the
+//!   next durable commit, which the committer runs within `DEFERRED_FLUSH` at the latest (and
+//!   when the store closes). A power cut in that window loses only what the gateway can tell
+//!   again: the submission is back in `sending` (reconciled by key) or `arrived` (polled).
+//!   Everything else — every intake record, every `sending` mark, every account and notice
+//!   write — is durable before its caller hears of it.
 //! - `SCHEMA` lists every table, so backups can refuse a file holding a table they do not know.
 //!
 //! The daemon opens the file as the single writer; `status` and other commands open it
@@ -58,6 +66,8 @@ pub const SCHEMA_VERSION: u64 = 4;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
+/// The longest a deferred-durability write stays without an fsync.
+const DEFERRED_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 /// redb's page cache (its default is 1 GiB): 8 MiB holds the agenda and the records in work
 /// (a 10 000-file burst ran no slower than with 32 MiB),
 /// and the daemon's memory stays bounded as the store grows over the years.
@@ -190,7 +200,13 @@ enum Handle {
 /// A write waiting for the committer: it runs inside the group transaction and returns what
 /// to tell its caller once the commit's fate is known, and whether it failed in a way that
 /// spoils the whole group (a database error after it may have written).
-type WriteOp = Box<dyn FnOnce(&WriteTransaction) -> (Reply, Option<String>) + Send>;
+type WriteFn = Box<dyn FnOnce(&WriteTransaction) -> (Reply, Option<String>) + Send>;
+
+/// A queued write and whether its caller must wait for an fsync.
+struct WriteOp {
+    run: WriteFn,
+    durable: bool,
+}
 /// Tells one caller how its write ended: `None` committed, `Some(reason)` not committed.
 type Reply = Box<dyn FnOnce(Option<&str>) + Send>;
 
@@ -257,11 +273,16 @@ impl LiveDb {
 }
 
 /// The committer: takes every write waiting, runs them in one transaction, commits once, and
-/// answers each caller after the commit. After a failed transaction (a disk error) it reopens
-/// the database before the next one; callers of the failed one were told, and retry.
+/// answers each caller after the commit. The commit is durable (fsync) when any write in the
+/// group asks for it, or when a deferred write has waited `DEFERRED_FLUSH`; a deferred write
+/// alone never waits longer than that for its fsync. After a failed transaction (a disk
+/// error) it reopens the database before the next one; callers of the failed one were told,
+/// and retry.
 fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
     let mut broken = false;
     let mut pause = std::time::Duration::from_millis(100);
+    // Since when committed writes have waited for an fsync.
+    let mut undurable_since: Option<std::time::Instant> = None;
     loop {
         // After a failure the file is reopened at once (readers need it too), retrying with a
         // growing pause while the disk still refuses.
@@ -281,17 +302,29 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
         }
         let first = if broken {
             match ops.recv_timeout(pause) {
-                Ok(op) => op,
+                Ok(op) => Some(op),
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
+        } else if let Some(since) = undurable_since {
+            let left = DEFERRED_FLUSH.saturating_sub(since.elapsed());
+            match ops.recv_timeout(left) {
+                Ok(op) => Some(op),
+                // Time to make the deferred writes durable, with or without new work.
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    flush_deferred(&live);
+                    return;
+                }
+            }
         } else {
             match ops.recv() {
-                Ok(op) => op,
+                Ok(op) => Some(op),
                 Err(_) => return,
             }
         };
-        let mut group = vec![first];
+        let flush_due = first.is_none();
+        let mut group: Vec<WriteOp> = first.into_iter().collect();
         while group.len() < MAX_GROUP {
             match ops.try_recv() {
                 Ok(op) => group.push(op),
@@ -302,6 +335,9 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
             drop(group); // their callers read the closed channels as not committed
             continue;
         }
+        let durable = flush_due
+            || group.iter().any(|op| op.durable)
+            || undurable_since.is_some_and(|t| t.elapsed() >= DEFERRED_FLUSH);
         let txn = match live.get().and_then(|db| db_err!(db.begin_write())) {
             Ok(t) => t,
             Err(e) => {
@@ -311,6 +347,10 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
                 continue;
             }
         };
+        let mut txn = txn;
+        if !durable && let Err(e) = txn.set_durability(redb::Durability::None) {
+            tracing::warn!(error = %e, "a deferred write is committed durably instead");
+        }
         let mut replies = Vec::with_capacity(group.len());
         let mut failed: Option<String> = None;
         for op in group {
@@ -319,7 +359,7 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
                 drop(op);
                 continue;
             }
-            let (reply, spoiled) = op(&txn);
+            let (reply, spoiled) = (op.run)(&txn);
             failed = spoiled;
             replies.push(reply);
         }
@@ -333,10 +373,30 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
         if let Some(why) = &outcome {
             tracing::error!(error = %why, writes = replies.len(), "a store transaction failed; its writes are retried by their callers");
             broken = true;
+            // A failed transaction leaves redb refusing writes until the file is reopened;
+            // deferred writes before it that were never made durable are gone with the reopen,
+            // exactly as after a power cut: the gateway tells them again.
+            undurable_since = None;
+        } else if durable {
+            undurable_since = None;
+        } else if undurable_since.is_none() {
+            undurable_since = Some(std::time::Instant::now());
         }
         for reply in replies {
             reply(outcome.as_deref());
         }
+    }
+}
+
+/// Makes the deferred writes durable when the store closes: an empty durable commit persists
+/// every non-durable commit before it.
+fn flush_deferred(live: &LiveDb) {
+    let result = live
+        .get()
+        .and_then(|db| db_err!(db.begin_write()))
+        .and_then(|txn| db_err!(txn.commit()));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "deferred writes could not be made durable at close; the gateway is asked again at the next start");
     }
 }
 
@@ -513,7 +573,7 @@ impl Store {
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel::<Result<T, StoreError>>(1);
-        self.enqueue(f, move |answer| {
+        self.enqueue(f, true, move |answer| {
             let _ = tx.send(answer);
         })?;
         rx.recv()
@@ -527,8 +587,28 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
+        self.write_async_with(f, true).await
+    }
+
+    /// [`Store::write_async`] without waiting for an fsync: the write is committed and visible
+    /// when this returns, and durable within `DEFERRED_FLUSH` (or at the next durable commit,
+    /// whichever is first). Only for writes whose loss in a power cut the gateway repairs (see
+    /// the module docs): a receipt, a 受付 result, a poll's next time.
+    pub async fn write_async_deferred<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write_async_with(f, false).await
+    }
+
+    async fn write_async_with<T, F>(&self, f: F, durable: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        self.enqueue(f, move |answer| {
+        self.enqueue(f, durable, move |answer| {
             let _ = tx.send(answer);
         })?;
         rx.await.unwrap_or_else(|_| Err(not_committed_with_group()))
@@ -539,6 +619,7 @@ impl Store {
     fn enqueue<T, F>(
         &self,
         f: F,
+        durable: bool,
         deliver: impl FnOnce(Result<T, StoreError>) + Send + 'static,
     ) -> Result<(), StoreError>
     where
@@ -551,7 +632,7 @@ impl Store {
         let Some(queue) = &writer.ops else {
             return Err(StoreError::NotCommitted("the store is closing".into()));
         };
-        let op: WriteOp = Box::new(move |txn| {
+        let run: WriteFn = Box::new(move |txn| {
             let result = f(txn);
             let spoiled = match &result {
                 Err(e @ (StoreError::Db(_) | StoreError::NotCommitted(_))) => Some(e.to_string()),
@@ -567,7 +648,7 @@ impl Store {
             (reply, spoiled)
         });
         queue
-            .send(op)
+            .send(WriteOp { run, durable })
             .map_err(|_| StoreError::NotCommitted("the committer has stopped".into()))
     }
 
@@ -675,6 +756,17 @@ impl Store {
     ) -> Result<Submission, StoreError> {
         let id = id.clone();
         self.write_async(move |txn| update_in(txn, &id, f)).await
+    }
+
+    /// [`Store::update_async`] with deferred durability ([`Store::write_async_deferred`]).
+    pub async fn update_async_deferred(
+        &self,
+        id: &SubmissionId,
+        f: impl FnOnce(&mut Submission) + Send + 'static,
+    ) -> Result<Submission, StoreError> {
+        let id = id.clone();
+        self.write_async_deferred(move |txn| update_in(txn, &id, f))
+            .await
     }
 
     /// Reads a submission, changes it with `f`, and writes it back, all in one transaction;
@@ -1233,5 +1325,116 @@ mod tests {
         let meta = txn.open_table(META).unwrap();
         let v = parse_version(meta.get("schema_version").unwrap().unwrap().value());
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// The child half of the deferred-durability crash test: writes, says how far it got on
+    /// stdout, and waits to be killed.
+    fn deferred_child(path: &Path) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Store::open(path).unwrap();
+        let ids: Vec<SubmissionId> = ["A.CSV", "B.CSV", "C.CSV"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let r = store
+                    .record_new(sub(name, &format!("s{i}"), State::Sending), vec![i as u8])
+                    .unwrap();
+                r.submission().id.clone()
+            })
+            .collect();
+        rt.block_on(async {
+            let accept =
+                |s: &mut Submission| s.transition(State::Arrived, "receipt", Timestamp::now());
+            // B: deferred, then left alone for longer than the flush window.
+            store.update_async_deferred(&ids[1], accept).await.unwrap();
+            std::thread::sleep(DEFERRED_FLUSH * 3);
+            // A: deferred, then made durable by a durable write right after it.
+            store.update_async_deferred(&ids[0], accept).await.unwrap();
+            store
+                .update_async(&ids[2], |s| {
+                    s.note = Some(crate::submission::Note {
+                        ja: "durable".into(),
+                        en: "durable".into(),
+                    })
+                })
+                .await
+                .unwrap();
+        });
+        println!("ready {} {} {}", ids[0], ids[1], ids[2]);
+        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn deferred_writes_are_durable_after_the_flush_window_or_the_next_durable_commit() {
+        if let Ok(path) = std::env::var("KAIGO_STORE_DEFERRED_CHILD") {
+            deferred_child(Path::new(&path));
+            return;
+        }
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::tests::deferred_writes_are_durable_after_the_flush_window_or_the_next_durable_commit",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KAIGO_STORE_DEFERRED_CHILD", &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .map(Result::unwrap)
+            // The harness prints the test's name on the same line first.
+            .find_map(|l| l.split_once("ready ").map(|(_, ids)| ids.to_owned()))
+            .expect("the child got through its writes");
+        let ids: Vec<SubmissionId> = line
+            .split_whitespace()
+            .map(|s| SubmissionId::from_string(s.to_owned()))
+            .collect();
+        child.kill().unwrap(); // SIGKILL: no close, no flush
+        child.wait().unwrap();
+        let store = Store::open(&path).unwrap();
+        let state = |i: usize| store.get(&ids[i]).unwrap().unwrap();
+        assert_eq!(state(1).state, State::Arrived, "flushed by the timer");
+        assert_eq!(
+            state(0).state,
+            State::Arrived,
+            "flushed by the durable commit after it"
+        );
+        assert!(state(2).note.is_some(), "a durable write is durable");
+    }
+
+    #[tokio::test]
+    async fn a_deferred_write_is_visible_at_once_and_durable_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let id = {
+            let store = Store::open(&path).unwrap();
+            let id = store
+                .record_new(sub("A.CSV", "aa", State::Sending), b"a".to_vec())
+                .unwrap()
+                .submission()
+                .id
+                .clone();
+            store
+                .update_async_deferred(&id, |s| {
+                    s.transition(State::Arrived, "receipt", Timestamp::now())
+                })
+                .await
+                .unwrap();
+            assert_eq!(store.get(&id).unwrap().unwrap().state, State::Arrived);
+            assert_eq!(store.agenda().unwrap()[0].state, State::Arrived);
+            id
+        };
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.get(&id).unwrap().unwrap().state, State::Arrived);
     }
 }
