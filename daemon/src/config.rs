@@ -50,7 +50,48 @@ struct RawConfig {
     #[serde(default)]
     mirror: RawMirror,
     #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
     offices: Vec<RawOffice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default = "defaults::admin_enabled")]
+    enabled: bool,
+    #[serde(default = "defaults::admin_listen")]
+    listen: String,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    server_names: Vec<String>,
+    #[serde(default = "defaults::session_idle_minutes")]
+    session_idle_minutes: u64,
+    #[serde(default = "defaults::session_absolute_hours")]
+    session_absolute_hours: u64,
+    #[serde(default = "defaults::lockout_after_failures")]
+    lockout_after_failures: u32,
+    #[serde(default = "defaults::lockout_minutes")]
+    lockout_minutes: u64,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::admin_enabled(),
+            listen: defaults::admin_listen(),
+            cert_file: None,
+            key_file: None,
+            server_names: Vec::new(),
+            session_idle_minutes: defaults::session_idle_minutes(),
+            session_absolute_hours: defaults::session_absolute_hours(),
+            lockout_after_failures: defaults::lockout_after_failures(),
+            lockout_minutes: defaults::lockout_minutes(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +214,24 @@ struct RawOffice {
 }
 
 mod defaults {
+    pub fn admin_enabled() -> bool {
+        true
+    }
+    pub fn admin_listen() -> String {
+        "0.0.0.0:8443".into()
+    }
+    pub fn session_idle_minutes() -> u64 {
+        30
+    }
+    pub fn session_absolute_hours() -> u64 {
+        12
+    }
+    pub fn lockout_after_failures() -> u32 {
+        10
+    }
+    pub fn lockout_minutes() -> u64 {
+        30
+    }
     pub fn rescan_interval_secs() -> u64 {
         10
     }
@@ -258,6 +317,11 @@ impl Secret {
 }
 
 impl Secret {
+    /// A secret read from somewhere other than a file of the config (the store, a prompt).
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
     /// A secret made in a test, not read from a file.
     #[cfg(test)]
     pub(crate) fn for_tests(s: &str) -> Secret {
@@ -286,8 +350,29 @@ pub struct Settings {
     pub relay: RelaySettings,
     /// Notice mirror.
     pub mirror: MirrorSettings,
-    /// The offices this appliance sends for.
+    /// The admin web UI.
+    pub admin: AdminSettings,
+    /// The offices of the config file (`[[offices]]`); offices registered on the appliance
+    /// (`kaigo-relay office add`) are in the store, and the pipeline works with both.
     pub offices: Vec<OfficeSettings>,
+}
+
+/// Admin web UI settings.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Whether the UI is served.
+    pub enabled: bool,
+    /// Address and port (HTTPS).
+    pub listen: std::net::SocketAddr,
+    /// An own server certificate and key (PEM); without them the appliance makes its own
+    /// local CA and server certificate in the state folder.
+    pub certificate: Option<(PathBuf, PathBuf)>,
+    /// Extra DNS names (or addresses) for the generated server certificate.
+    pub server_names: Vec<String>,
+    /// Session timeouts.
+    pub sessions: crate::accounts::sessions::SessionSettings,
+    /// Login throttling and lockout.
+    pub guard: crate::accounts::guard::GuardSettings,
 }
 
 /// Drop-folder settings.
@@ -560,12 +645,60 @@ impl Settings {
             payment_notices_due_day: m.payment_notices_due_day,
         };
 
-        if raw.offices.is_empty() {
+        let a = raw.admin;
+        let listen: std::net::SocketAddr = a.listen.parse().map_err(|_| {
+            invalid(
+                "admin.listen",
+                "「0.0.0.0:8443」のように アドレス:ポート で書いてください (write it as address:port)",
+            )
+        })?;
+        let certificate = match (a.cert_file, a.key_file) {
+            (Some(c), Some(k)) => Some((abs(&c), abs(&k))),
+            (None, None) => None,
+            (c, _) => {
+                return Err(invalid(
+                    if c.is_none() {
+                        "admin.cert_file"
+                    } else {
+                        "admin.key_file"
+                    },
+                    "独自の証明書を使うときは cert_file と key_file の両方を指定してください (give both cert_file and key_file, or neither)",
+                ));
+            }
+        };
+        if a.lockout_after_failures == 0 {
             return Err(invalid(
-                "offices",
-                "送信する事業所を 1 つ以上 [[offices]] に登録してください (register at least one office)",
+                "admin.lockout_after_failures",
+                "1 以上にしてください (must be at least 1)",
             ));
         }
+        let admin = AdminSettings {
+            enabled: a.enabled,
+            listen,
+            certificate,
+            server_names: a.server_names,
+            sessions: crate::accounts::sessions::SessionSettings {
+                idle: secs(
+                    "admin.session_idle_minutes",
+                    a.session_idle_minutes.saturating_mul(60),
+                    60,
+                )?,
+                absolute: secs(
+                    "admin.session_absolute_hours",
+                    a.session_absolute_hours.saturating_mul(3600),
+                    3600,
+                )?,
+            },
+            guard: crate::accounts::guard::GuardSettings {
+                lockout_after: a.lockout_after_failures,
+                lockout_for: secs(
+                    "admin.lockout_minutes",
+                    a.lockout_minutes.saturating_mul(60),
+                    60,
+                )?,
+                ..crate::accounts::guard::GuardSettings::default()
+            },
+        };
         let mut seen = HashSet::new();
         let mut offices = Vec::with_capacity(raw.offices.len());
         for (n, o) in raw.offices.into_iter().enumerate() {
@@ -664,6 +797,7 @@ impl Settings {
             gateway,
             relay,
             mirror,
+            admin,
             offices,
         })
     }

@@ -7,6 +7,7 @@
 //! against an embedded `federation-sim`.
 
 pub mod accounts;
+pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod claim;

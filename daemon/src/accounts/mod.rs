@@ -9,7 +9,10 @@
 
 pub mod guard;
 pub mod login;
+pub mod manage;
+pub mod offices;
 pub mod password;
+pub mod secrets;
 pub mod sessions;
 
 use std::collections::BTreeSet;

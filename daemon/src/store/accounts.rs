@@ -1,5 +1,5 @@
-//! The store's account tables: login accounts (by lower-cased ID), corporations, and the audit
-//! log.
+//! The store's account tables: login accounts (by lower-cased ID), corporations, the offices
+//! registered on the appliance, sessions and the audit log.
 //!
 //! Invariants: the audit log is append-only: this module has no call that changes or removes an
 //! entry, and each entry's sequence number is taken in the transaction that writes it, so the
@@ -11,6 +11,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, read_table};
+use crate::accounts::offices::OfficeRecord;
 use crate::accounts::sessions::Session;
 use crate::accounts::{Account, Corporation};
 
@@ -23,6 +24,8 @@ macro_rules! db_err {
 pub(super) const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 pub(super) const CORPORATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("corporations");
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_log");
+/// 事業所番号 → the office's record (secrets sealed).
+pub(super) const OFFICES: TableDefinition<&str, &[u8]> = TableDefinition::new("offices");
 /// SHA-256 of a session token → the session.
 pub(super) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
@@ -173,6 +176,68 @@ impl Store {
     pub fn corporations(&self) -> Result<Vec<Corporation>, StoreError> {
         let txn = self.read()?;
         let Some(t) = read_table(&txn, CORPORATIONS)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(t.iter())? {
+            let (k, v) = db_err!(entry)?;
+            out.push(unjson(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Stores an office's record, adds it to its corporation's offices (when it names one
+    /// that exists), and appends the audit entry, in one transaction. With [`Put::New`] an
+    /// office number already registered is refused.
+    pub fn put_office(
+        &self,
+        office: OfficeRecord,
+        mode: Put,
+        audit: Option<NewAudit>,
+    ) -> Result<(), StoreError> {
+        let bytes = json(&office.office_number, &office)?;
+        self.write(move |txn| {
+            {
+                let mut t = db_err!(txn.open_table(OFFICES))?;
+                if mode == Put::New && db_err!(t.get(office.office_number.as_str()))?.is_some() {
+                    return Err(StoreError::Exists(office.office_number.clone()));
+                }
+                db_err!(t.insert(office.office_number.as_str(), bytes.as_slice()))?;
+            }
+            if let Some(corp_id) = &office.corporation {
+                let mut t = db_err!(txn.open_table(CORPORATIONS))?;
+                let current = db_err!(t.get(corp_id.as_str()))?
+                    .map(|v| unjson::<Corporation>(corp_id, v.value()))
+                    .transpose()?;
+                if let Some(mut corp) = current
+                    && corp.offices.insert(office.office_number.clone())
+                {
+                    let cb = json(&corp.id, &corp)?;
+                    db_err!(t.insert(corp_id.as_str(), cb.as_slice()))?;
+                }
+            }
+            if let Some(a) = audit {
+                append_in(txn, a, Timestamp::now())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One registered office.
+    pub fn office_record(&self, number: &str) -> Result<Option<OfficeRecord>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, OFFICES)? else {
+            return Ok(None);
+        };
+        db_err!(t.get(number))?
+            .map(|v| unjson(number, v.value()))
+            .transpose()
+    }
+
+    /// Every registered office, by number.
+    pub fn office_records(&self) -> Result<Vec<OfficeRecord>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, OFFICES)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();

@@ -62,7 +62,8 @@ macro_rules! db_err {
 /// 3: the notice tables (notices, bodies, index, cursors, return items, assessments, statement
 /// cache), created empty when an older file is opened for writing.
 /// 4: accounts, corporations, the audit log and sessions, likewise.
-pub const SCHEMA_VERSION: u64 = 4;
+/// 5: the offices registered on the appliance, likewise.
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
@@ -105,6 +106,7 @@ pub const SCHEMA: &[&str] = &[
     "corporations",
     "audit_log",
     "sessions",
+    "offices",
 ];
 
 /// What the relay needs to plan its work, kept for every active (non-final) submission in
@@ -489,6 +491,7 @@ impl Store {
             db_err!(txn.open_table(accounts::CORPORATIONS))?;
             db_err!(txn.open_table(accounts::AUDIT))?;
             db_err!(txn.open_table(accounts::SESSIONS))?;
+            db_err!(txn.open_table(accounts::OFFICES))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {

@@ -1,0 +1,591 @@
+//! The contract between the admin UI and the appliance: the [`Backend`] trait the daemon
+//! implements, and the plain view types the pages render. The UI knows nothing of the store;
+//! it asks the backend, which decides.
+//!
+//! Invariant (architecture invariant 7, "every page checks who is asking"): every call that
+//! reads or changes something takes the [`Principal`] the session belongs to, and the backend
+//! decides from the principal's account alone whether it may; the UI never trusts an office
+//! number or an ID from a URL or a form to mean "allowed". A resource the principal may not
+//! see answers [`BackendError::NotFound`], exactly like one that does not exist, so IDs cannot
+//! be probed.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// Who is on the other end of a request (from the connection, not from headers).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// The `User-Agent` header, for the session list.
+    pub user_agent: String,
+}
+
+/// An account's role (architecture.md, "Users and roles").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// システム管理者.
+    SystemAdmin,
+    /// 法人ID.
+    Corporation,
+    /// 事業所ID.
+    Office,
+    /// 職員ID.
+    Staff,
+}
+
+impl Role {
+    /// Japanese label.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Role::SystemAdmin => "システム管理者",
+            Role::Corporation => "法人",
+            Role::Office => "事業所",
+            Role::Staff => "職員",
+        }
+    }
+
+    /// English label.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Role::SystemAdmin => "System administrator",
+            Role::Corporation => "Corporation",
+            Role::Office => "Office",
+            Role::Staff => "Staff",
+        }
+    }
+}
+
+/// An office as a link or a menu entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfficeRef {
+    /// 事業所番号 (10 digits).
+    pub number: String,
+    /// 事業所名.
+    pub name: String,
+}
+
+/// The logged-in user of a request, as the backend resolved it from the session cookie.
+#[derive(Debug, Clone, Serialize)]
+pub struct Principal {
+    /// Login ID.
+    pub account_id: String,
+    /// Name shown in the header.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Until the password is changed, every page but the change form (and logout) redirects
+    /// to it.
+    pub must_change_password: bool,
+    /// The synchronizer token every form of this session must carry.
+    pub csrf_token: String,
+    /// An identifier of this session that is safe to show and to post back (not the token).
+    pub session_id: String,
+    /// Offices this principal may see, in menu order.
+    pub offices: Vec<OfficeRef>,
+    /// The office the user is working on (one of `offices`), if any.
+    pub current_office: Option<OfficeRef>,
+    /// May open the account-management pages (administrator, corporation, office).
+    pub may_manage_accounts: bool,
+    /// The system administrator (offices, audit log, every account).
+    pub is_admin: bool,
+}
+
+/// The answer to a login attempt.
+#[derive(Debug, Clone)]
+pub enum LoginOutcome {
+    /// Logged in: `token` goes into the session cookie and nowhere else.
+    LoggedIn {
+        /// The session token (opaque, random).
+        token: String,
+        /// The password must be changed before anything else.
+        must_change_password: bool,
+    },
+    /// Refused; the page shows this (the same for a wrong ID, a wrong password and a locked
+    /// account, apart from throttling).
+    Refused {
+        /// Japanese.
+        message_ja: String,
+        /// English.
+        message_en: String,
+    },
+    /// Refused because of throttling (too many attempts from this address or for this ID):
+    /// the page answers 429 instead of 401, with this message.
+    Throttled {
+        /// Japanese.
+        message_ja: String,
+        /// English.
+        message_en: String,
+    },
+}
+
+/// What went wrong, as the UI shows it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// No such thing, or not one this principal may see (404).
+    #[error("not found")]
+    NotFound,
+    /// The principal may not do this at all (403): a role without the right, not a resource.
+    #[error("forbidden")]
+    Forbidden,
+    /// The input is wrong; the form is shown again with this message (400 / 422).
+    #[error("{message_en}")]
+    Invalid {
+        /// Japanese.
+        message_ja: String,
+        /// English.
+        message_en: String,
+    },
+    /// Something broke inside; the page says so without details (500). The backend has logged
+    /// the whole chain.
+    #[error("internal error")]
+    Internal,
+}
+
+/// One session in "my sessions".
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    /// Its safe identifier (what the revoke form posts).
+    pub id: String,
+    /// Login time (JST, for display).
+    pub created_at: String,
+    /// Last request (JST).
+    pub last_seen_at: String,
+    /// Client address at login.
+    pub address: String,
+    /// Browser at login.
+    pub user_agent: String,
+    /// The session making this request.
+    pub current: bool,
+}
+
+/// An account as the management pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    /// Login ID.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Japanese label of the role.
+    pub role_ja: String,
+    /// The corporation, if any.
+    pub corporation: Option<String>,
+    /// For office accounts: the office.
+    pub office: Option<OfficeRef>,
+    /// For staff: the offices granted.
+    pub grants: Vec<OfficeRef>,
+    /// Locked after failures (until this time, JST), if it is.
+    pub locked_until: Option<String>,
+    /// Disabled.
+    pub disabled: bool,
+    /// Must change the password at the next login.
+    pub must_change_password: bool,
+    /// When the password was last set (JST).
+    pub password_changed_at: String,
+    /// Whether the asking principal may reset, unlock, grant, disable this account.
+    pub manageable: bool,
+}
+
+/// What the "new account" form posts.
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    /// Login ID.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role (a corporation account may create office and staff accounts; an office account
+    /// staff accounts; the administrator any).
+    pub role: Option<Role>,
+    /// For office accounts: the office number.
+    pub office: Option<String>,
+    /// For staff: office numbers granted.
+    pub grants: Vec<String>,
+    /// For corporation accounts (administrator only): the corporation's ID and name, and its
+    /// offices.
+    pub corporation_name: Option<String>,
+    /// Offices of a new corporation.
+    pub corporation_offices: Vec<String>,
+}
+
+/// A password set by someone else, shown once to the person who set it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OneTimePassword {
+    /// The account.
+    pub account_id: String,
+    /// The password (to be changed at first login).
+    pub password: String,
+}
+
+/// An office as its pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficeView {
+    /// 事業所番号.
+    pub number: String,
+    /// 事業所名.
+    pub name: String,
+    /// Federation user ID (KJ…); never its password.
+    pub federation_user_id: String,
+    /// The corporation it belongs to, if any.
+    pub corporation: Option<String>,
+    /// "active" or "ended".
+    pub status: String,
+    /// First processing month it no longer sends (YYYYMM), if ended.
+    pub ended_from_month: Option<String>,
+    /// The office number that replaced it, if any.
+    pub successor: Option<String>,
+    /// Client certificate: subject and expiry (JST date), if known.
+    pub certificate_subject: Option<String>,
+    /// Expiry date of the client certificate.
+    pub certificate_expires: Option<String>,
+    /// Days until expiry (negative: expired).
+    pub certificate_days_left: Option<i64>,
+}
+
+/// One submission in a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmissionRow {
+    /// Its ID (also the idempotency key).
+    pub id: String,
+    /// File name as dropped.
+    pub file_name: String,
+    /// 事業所番号.
+    pub office_number: Option<String>,
+    /// 処理対象年月 (YYYYMM).
+    pub processing_month: Option<String>,
+    /// State (snake_case) and its Japanese label.
+    pub state: String,
+    /// Japanese label of the state.
+    pub state_ja: String,
+    /// 受付番号.
+    pub receipt_id: Option<String>,
+    /// ○ △ ×.
+    pub reception_mark: Option<String>,
+    /// When it was taken (JST).
+    pub taken_at: String,
+}
+
+/// One step of a submission's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    /// When (JST).
+    pub at: String,
+    /// State after it.
+    pub state_ja: String,
+    /// What happened.
+    pub detail: String,
+}
+
+/// One finding of the checker or the federation.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingView {
+    /// "error" or "warning".
+    pub severity: String,
+    /// Stable code.
+    pub code: String,
+    /// Line (record) number.
+    pub record_no: Option<u32>,
+    /// Item (column) number.
+    pub item_no: Option<u32>,
+    /// Japanese.
+    pub message_ja: String,
+    /// English.
+    pub message_en: String,
+}
+
+/// One submission in full.
+#[derive(Debug, Clone, Serialize)]
+pub struct SubmissionDetail {
+    /// The list row.
+    pub row: SubmissionRow,
+    /// SHA-256 (hex).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The 8.3 name it is sent under, if replaced.
+    pub send_name: Option<String>,
+    /// Explanation for the clerk (Japanese).
+    pub note_ja: Option<String>,
+    /// Explanation (English).
+    pub note_en: Option<String>,
+    /// Every state change.
+    pub timeline: Vec<TimelineEntry>,
+    /// The checker's findings.
+    pub findings: Vec<FindingView>,
+    /// The federation's 受付 errors.
+    pub reception_errors: Vec<FindingView>,
+}
+
+/// One notice in a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeRow {
+    /// Notice ID.
+    pub id: String,
+    /// 事業所番号.
+    pub office_number: String,
+    /// Kind (e.g. 7411).
+    pub kind_id: String,
+    /// Title.
+    pub title: String,
+    /// 審査月 / processing month (YYYYMM).
+    pub processing_month: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When mirrored (JST).
+    pub received_at: String,
+}
+
+/// A notice opened: its rows when it is a CSV notice of a known kind, else its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeDetail {
+    /// The list row.
+    pub row: NoticeRow,
+    /// SHA-256 (hex).
+    pub sha256: String,
+    /// Sections of rows (header, details, totals), each with Japanese column names.
+    pub tables: Vec<NoticeTable>,
+    /// For text notices: the text (decoded from CP932).
+    pub text: Option<String>,
+}
+
+/// One section of a parsed notice.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeTable {
+    /// Section title (e.g. 明細).
+    pub title: String,
+    /// Column names (Japanese).
+    pub columns: Vec<String>,
+    /// Rows of cell text.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// A download.
+#[derive(Debug, Clone)]
+pub struct Download {
+    /// File name offered to the browser.
+    pub file_name: String,
+    /// Content type.
+    pub content_type: String,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// One 返戻 item.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReturnRow {
+    /// Its ID (what the close form posts).
+    pub id: String,
+    /// 事業所番号.
+    pub office_number: String,
+    /// 被保険者番号.
+    pub insured_number: String,
+    /// 被保険者氏名.
+    pub insured_name: String,
+    /// サービス提供年月 (YYYYMM).
+    pub service_month: String,
+    /// 事由コード.
+    pub reason_code: String,
+    /// 内容.
+    pub content: String,
+    /// Status (snake_case).
+    pub status: String,
+    /// Japanese label of the status.
+    pub status_ja: String,
+    /// The submission it was resubmitted in, if linked.
+    pub linked_submission: Option<String>,
+    /// The note it was closed with.
+    pub note: Option<String>,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    /// Sequence number.
+    pub seq: u64,
+    /// When (JST).
+    pub at: String,
+    /// Who.
+    pub actor: Option<String>,
+    /// From where.
+    pub address: Option<String>,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub target: Option<String>,
+    /// Details.
+    pub detail: String,
+}
+
+/// Result of a backend call.
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// What the admin UI needs from the appliance. Every method that takes a [`Principal`]
+/// decides on its own whether that principal may; the UI calls it for every request.
+pub trait Backend: Send + Sync + 'static {
+    /// A login attempt from the login form (throttled, locked, audited by the backend).
+    fn login(
+        &self,
+        id: &str,
+        password: &str,
+        client: &Client,
+    ) -> impl Future<Output = BackendResult<LoginOutcome>> + Send;
+
+    /// The principal of a session token from the cookie, if the session is valid.
+    fn session(&self, token: &str) -> impl Future<Output = BackendResult<Option<Principal>>> + Send;
+
+    /// Ends the session.
+    fn logout(&self, p: &Principal) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The user changes their own password (with the old one); every other session of the
+    /// account ends. `Invalid` when the old one is wrong or the new one breaks the policy.
+    fn change_password(
+        &self,
+        p: &Principal,
+        old: &str,
+        new: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The password change offered on the login screen (ID, old password, new password),
+    /// throttled like a login; every session of the account ends.
+    fn change_password_at_login(
+        &self,
+        id: &str,
+        old: &str,
+        new: &str,
+        client: &Client,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// Switches the session's current office (one the principal may see).
+    fn switch_office(
+        &self,
+        p: &Principal,
+        office: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The principal's own sessions.
+    fn sessions(&self, p: &Principal) -> impl Future<Output = BackendResult<Vec<SessionView>>> + Send;
+
+    /// Ends one of the principal's own sessions.
+    fn revoke_session(
+        &self,
+        p: &Principal,
+        session_id: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The accounts the principal may see on the management pages.
+    fn accounts(&self, p: &Principal) -> impl Future<Output = BackendResult<Vec<AccountView>>> + Send;
+
+    /// One account.
+    fn account(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<AccountView>> + Send;
+
+    /// Creates an account; its first password is generated and shown once.
+    fn create_account(
+        &self,
+        p: &Principal,
+        new: NewAccount,
+    ) -> impl Future<Output = BackendResult<OneTimePassword>> + Send;
+
+    /// Sets a new generated password (to be changed at next login) and ends its sessions.
+    fn reset_password(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<OneTimePassword>> + Send;
+
+    /// Lifts a lockout.
+    fn unlock(&self, p: &Principal, id: &str) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// Sets a staff account's granted offices.
+    fn set_grants(
+        &self,
+        p: &Principal,
+        id: &str,
+        offices: Vec<String>,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// Disables or enables an account (a disabled one cannot log in; its sessions end).
+    fn set_disabled(
+        &self,
+        p: &Principal,
+        id: &str,
+        disabled: bool,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The offices the principal may see.
+    fn offices(&self, p: &Principal) -> impl Future<Output = BackendResult<Vec<OfficeView>>> + Send;
+
+    /// One office.
+    fn office(
+        &self,
+        p: &Principal,
+        number: &str,
+    ) -> impl Future<Output = BackendResult<OfficeView>> + Send;
+
+    /// The submissions of one office, newest first.
+    fn submissions(
+        &self,
+        p: &Principal,
+        office: &str,
+    ) -> impl Future<Output = BackendResult<Vec<SubmissionRow>>> + Send;
+
+    /// One submission.
+    fn submission(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<SubmissionDetail>> + Send;
+
+    /// The notices of one office, newest first.
+    fn notices(
+        &self,
+        p: &Principal,
+        office: &str,
+    ) -> impl Future<Output = BackendResult<Vec<NoticeRow>>> + Send;
+
+    /// One notice, parsed.
+    fn notice(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<NoticeDetail>> + Send;
+
+    /// A notice's bytes: the original (CP932), or as UTF-8 with a BOM; audited.
+    fn notice_download(
+        &self,
+        p: &Principal,
+        id: &str,
+        utf8: bool,
+    ) -> impl Future<Output = BackendResult<Download>> + Send;
+
+    /// The 返戻 items of one office.
+    fn returns(
+        &self,
+        p: &Principal,
+        office: &str,
+    ) -> impl Future<Output = BackendResult<Vec<ReturnRow>>> + Send;
+
+    /// Closes a return item by hand with a note.
+    fn close_return(
+        &self,
+        p: &Principal,
+        id: &str,
+        note: &str,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The audit log, newest first (administrator only).
+    fn audit_log(
+        &self,
+        p: &Principal,
+        limit: usize,
+    ) -> impl Future<Output = BackendResult<Vec<AuditRow>>> + Send;
+}
