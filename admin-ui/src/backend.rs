@@ -437,7 +437,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<LoginOutcome>> + Send;
 
     /// The principal of a session token from the cookie, if the session is valid.
-    fn session(&self, token: &str) -> impl Future<Output = BackendResult<Option<Principal>>> + Send;
+    fn session(&self, token: &str)
+    -> impl Future<Output = BackendResult<Option<Principal>>> + Send;
 
     /// Ends the session.
     fn logout(&self, p: &Principal) -> impl Future<Output = BackendResult<()>> + Send;
@@ -469,7 +470,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<()>> + Send;
 
     /// The principal's own sessions.
-    fn sessions(&self, p: &Principal) -> impl Future<Output = BackendResult<Vec<SessionView>>> + Send;
+    fn sessions(
+        &self,
+        p: &Principal,
+    ) -> impl Future<Output = BackendResult<Vec<SessionView>>> + Send;
 
     /// Ends one of the principal's own sessions.
     fn revoke_session(
@@ -479,7 +483,10 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<()>> + Send;
 
     /// The accounts the principal may see on the management pages.
-    fn accounts(&self, p: &Principal) -> impl Future<Output = BackendResult<Vec<AccountView>>> + Send;
+    fn accounts(
+        &self,
+        p: &Principal,
+    ) -> impl Future<Output = BackendResult<Vec<AccountView>>> + Send;
 
     /// One account.
     fn account(
@@ -522,7 +529,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = BackendResult<()>> + Send;
 
     /// The offices the principal may see.
-    fn offices(&self, p: &Principal) -> impl Future<Output = BackendResult<Vec<OfficeView>>> + Send;
+    fn offices(&self, p: &Principal)
+    -> impl Future<Output = BackendResult<Vec<OfficeView>>> + Send;
 
     /// One office.
     fn office(

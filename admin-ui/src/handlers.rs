@@ -1,0 +1,844 @@
+//! The pages: one function per route, each turning a request into backend calls and a view.
+//! By the time a handler runs, the dispatcher has matched the route, checked the origin of a
+//! POST, resolved the session and its access, and checked the CSRF token.
+//!
+//! Invariants kept here: GET handlers call only the backend's read methods (`notice_download`
+//! is a read the backend audits); every call passes the session's principal and the ID or
+//! office number from the request unchanged, and the backend decides (invariant 7); a
+//! password appears in a response only on the one-time-password page, to the person who set
+//! it, and is never logged, put in a URL or echoed back into a form.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::Inner;
+use crate::backend::{
+    AccountView, Backend, BackendError, Client, LoginOutcome, NewAccount, OfficeRef, Principal,
+    Role,
+};
+use crate::forms::Form;
+use crate::pages::{self, Msg, Problem, View};
+use crate::routes::{self, Route};
+use crate::security::{self, LOGIN_COOKIE, SESSION_COOKIE};
+
+type Resp = Response<Full<Bytes>>;
+
+/// A request as the handlers see it.
+#[derive(Debug)]
+pub(crate) struct Req {
+    pub parts: http::request::Parts,
+    /// Path parameters, decoded, in pattern order.
+    pub params: Vec<String>,
+    pub query: Form,
+    /// The POST form (empty for GET).
+    pub form: Form,
+    pub client: Client,
+}
+
+impl Req {
+    fn param(&self) -> &str {
+        self.params.first().map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Unwraps a backend result or answers its error page.
+macro_rules! or_fail {
+    ($inner:expr, $p:expr, $call:expr) => {
+        match $call {
+            Ok(v) => v,
+            Err(e) => return $inner.fail($p, e),
+        }
+    };
+}
+
+/// The office a list page shows: `?office=N` when given, else the session's current office.
+fn chosen_office(p: &Principal, query: &Form) -> Option<OfficeRef> {
+    match query.opt("office") {
+        Some(number) => Some(office_ref(p, number)),
+        None => p.current_office.clone(),
+    }
+}
+
+/// An office number with its name when the principal's menu knows it (display only: the
+/// backend decides whether the principal may see it).
+fn office_ref(p: &Principal, number: String) -> OfficeRef {
+    let name = p
+        .offices
+        .iter()
+        .find(|o| o.number == number)
+        .map(|o| o.name.clone())
+        .unwrap_or_default();
+    OfficeRef { number, name }
+}
+
+/// The roles a principal may pick on the new-account form (the backend decides again).
+fn creatable_roles(p: &Principal) -> &'static [Role] {
+    if p.is_admin {
+        &[
+            Role::SystemAdmin,
+            Role::Corporation,
+            Role::Office,
+            Role::Staff,
+        ]
+    } else {
+        match p.role {
+            Role::SystemAdmin => &[
+                Role::SystemAdmin,
+                Role::Corporation,
+                Role::Office,
+                Role::Staff,
+            ],
+            Role::Corporation => &[Role::Office, Role::Staff],
+            Role::Office => &[Role::Staff],
+            Role::Staff => &[],
+        }
+    }
+}
+
+fn role_value(r: Role) -> &'static str {
+    match r {
+        Role::SystemAdmin => "system_admin",
+        Role::Corporation => "corporation",
+        Role::Office => "office",
+        Role::Staff => "staff",
+    }
+}
+
+fn parse_role(s: &str) -> Option<Role> {
+    [
+        Role::SystemAdmin,
+        Role::Corporation,
+        Role::Office,
+        Role::Staff,
+    ]
+    .into_iter()
+    .find(|r| role_value(*r) == s)
+}
+
+#[derive(Debug, Serialize)]
+struct RoleOption {
+    value: &'static str,
+    ja: &'static str,
+    en: &'static str,
+    selected: bool,
+}
+
+/// One office on a form, with whether each of its choices is on.
+#[derive(Debug, Serialize)]
+struct OfficeChoice<'a> {
+    number: &'a str,
+    name: &'a str,
+    /// Selected as an office account's office.
+    office: bool,
+    /// Granted (staff).
+    grant: bool,
+    /// One of a new corporation's offices.
+    corporation: bool,
+}
+
+/// What the new-account form shows again after an error (no password is ever in it).
+#[derive(Debug, Default, Serialize)]
+struct NewAccountForm {
+    id: String,
+    display_name: String,
+    role: String,
+    office: String,
+    grants: Vec<String>,
+    corporation_name: String,
+    corporation_offices: Vec<String>,
+}
+
+impl NewAccountForm {
+    fn from_form(f: &Form) -> NewAccountForm {
+        NewAccountForm {
+            id: f.text("id").trim().to_owned(),
+            display_name: f.text("display_name").trim().to_owned(),
+            role: f.text("role").to_owned(),
+            office: f.text("office").trim().to_owned(),
+            grants: f.all("grants"),
+            corporation_name: f.text("corporation_name").trim().to_owned(),
+            corporation_offices: f.all("corporation_offices"),
+        }
+    }
+
+    fn to_new_account(&self) -> NewAccount {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        NewAccount {
+            id: self.id.clone(),
+            display_name: self.display_name.clone(),
+            role: parse_role(&self.role),
+            office: opt(&self.office),
+            grants: self.grants.clone(),
+            corporation_name: opt(&self.corporation_name),
+            corporation_offices: self.corporation_offices.clone(),
+        }
+    }
+}
+
+/// Whether a return item can still be closed by hand (not in a final state).
+fn closable(status: &str) -> bool {
+    !matches!(status, "resolved" | "returned_again" | "closed")
+}
+
+#[derive(Debug, Serialize)]
+struct ReturnItem<'a> {
+    #[serde(flatten)]
+    row: &'a crate::backend::ReturnRow,
+    closable: bool,
+}
+
+impl<B: Backend> Inner<B> {
+    /// The error page for a backend error.
+    pub(crate) fn fail(&self, p: Option<&Principal>, e: BackendError) -> Resp {
+        let problem = match e {
+            BackendError::NotFound => Problem::NotFound,
+            BackendError::Forbidden => Problem::Forbidden,
+            BackendError::Invalid {
+                message_ja,
+                message_en,
+            } => Problem::Invalid {
+                ja: message_ja,
+                en: message_en,
+            },
+            BackendError::Internal => Problem::Internal,
+        };
+        self.pages.problem(p, &problem)
+    }
+
+    fn render(&self, view: View) -> Resp {
+        self.pages.render(view)
+    }
+
+    // ---- public routes -------------------------------------------------------------------
+
+    pub(crate) async fn public(&self, route: &Route, req: &Req) -> Resp {
+        match (route.method, route.path) {
+            ("GET", "/login") => self.get_login(req).await,
+            ("POST", "/login") => self.post_login(req).await,
+            ("GET", "/login/password") => self.login_form(
+                "login_password.html",
+                StatusCode::OK,
+                req.query.text("id"),
+                None,
+            ),
+            ("POST", "/login/password") => self.post_login_password(req).await,
+            ("GET", "/static/style.css") => pages::stylesheet(),
+            _ => self.unrouted(route),
+        }
+    }
+
+    fn unrouted(&self, route: &Route) -> Resp {
+        tracing::error!(
+            method = route.method,
+            path = route.path,
+            "admin UI: a route has no handler"
+        );
+        self.pages.problem(None, &Problem::Internal)
+    }
+
+    /// A login-screen form with a fresh login-CSRF token in a cookie and in the form.
+    fn login_form(
+        &self,
+        template: &'static str,
+        status: StatusCode,
+        id: &str,
+        msg: Option<Msg>,
+    ) -> Resp {
+        let token = match security::random_token() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "admin UI: no random token for the login form");
+                return self.pages.problem(None, &Problem::Internal);
+            }
+        };
+        let Some(cookie) = security::set_cookie(LOGIN_COOKIE, &token) else {
+            return self.pages.problem(None, &Problem::Internal);
+        };
+        let mut view = View::new(template, None)
+            .status(status)
+            .with("csrf_token", &token)
+            .with("id", id);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        let mut r = self.render(view);
+        r.headers_mut().append(header::SET_COOKIE, cookie);
+        r
+    }
+
+    /// The double-submit check of the login-screen forms.
+    fn login_csrf_ok(req: &Req) -> bool {
+        let cookie = security::cookie(&req.parts.headers, LOGIN_COOKIE).unwrap_or("");
+        security::tokens_equal(req.form.text("csrf_token"), cookie)
+    }
+
+    async fn get_login(&self, req: &Req) -> Resp {
+        if let Some(token) = security::cookie(&req.parts.headers, SESSION_COOKIE) {
+            if let Ok(Some(_)) = self.backend.session(token).await {
+                return pages::redirect("/");
+            }
+        }
+        let msg = (req.query.get("changed") == Some("1")).then(|| {
+            Msg::info(
+                "パスワードを変更しました。新しいパスワードでログインしてください。",
+                "Your password was changed. Log in with the new password.",
+            )
+        });
+        self.login_form("login.html", StatusCode::OK, "", msg)
+    }
+
+    async fn post_login(&self, req: &Req) -> Resp {
+        let id = req.form.text("id").trim();
+        if !Self::login_csrf_ok(req) {
+            return self.login_form(
+                "login.html",
+                StatusCode::FORBIDDEN,
+                id,
+                Some(login_expired()),
+            );
+        }
+        let password = req.form.text("password");
+        if id.is_empty() || password.is_empty() {
+            return self.login_form(
+                "login.html",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                id,
+                Some(Msg::error(
+                    "ログインIDとパスワードを入力してください。",
+                    "Enter your login ID and password.",
+                )),
+            );
+        }
+        match self.backend.login(id, password, &req.client).await {
+            Ok(LoginOutcome::LoggedIn {
+                token,
+                must_change_password,
+            }) => {
+                let Some(cookie) = security::set_cookie(SESSION_COOKIE, &token) else {
+                    tracing::error!(
+                        "admin UI: the backend's session token cannot be a cookie value"
+                    );
+                    return self.pages.problem(None, &Problem::Internal);
+                };
+                let mut r = pages::redirect(if must_change_password {
+                    "/account/password"
+                } else {
+                    "/"
+                });
+                r.headers_mut().append(header::SET_COOKIE, cookie);
+                r.headers_mut()
+                    .append(header::SET_COOKIE, security::clear_cookie(LOGIN_COOKIE));
+                r
+            }
+            Ok(LoginOutcome::Refused {
+                message_ja,
+                message_en,
+            }) => self.login_form(
+                "login.html",
+                StatusCode::UNAUTHORIZED,
+                id,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Ok(LoginOutcome::Throttled {
+                message_ja,
+                message_en,
+            }) => self.login_form(
+                "login.html",
+                StatusCode::TOO_MANY_REQUESTS,
+                id,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => self.login_form(
+                "login.html",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                id,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Err(e) => self.fail(None, e),
+        }
+    }
+
+    async fn post_login_password(&self, req: &Req) -> Resp {
+        const T: &str = "login_password.html";
+        let id = req.form.text("id").trim();
+        if !Self::login_csrf_ok(req) {
+            return self.login_form(T, StatusCode::FORBIDDEN, id, Some(login_expired()));
+        }
+        let old = req.form.text("old_password");
+        let (new, confirm) = (
+            req.form.text("new_password"),
+            req.form.text("new_password_confirm"),
+        );
+        if let Some(m) = check_new_password(old, new, confirm, id.is_empty()) {
+            return self.login_form(T, StatusCode::UNPROCESSABLE_ENTITY, id, Some(m));
+        }
+        match self
+            .backend
+            .change_password_at_login(id, old, new, &req.client)
+            .await
+        {
+            Ok(()) => {
+                let mut r = pages::redirect("/login?changed=1");
+                r.headers_mut()
+                    .append(header::SET_COOKIE, security::clear_cookie(LOGIN_COOKIE));
+                r
+            }
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => self.login_form(
+                T,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                id,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Err(e) => self.fail(None, e),
+        }
+    }
+
+    // ---- routes with a session -----------------------------------------------------------
+
+    pub(crate) async fn private(&self, route: &Route, req: &Req, p: &Principal) -> Resp {
+        match (route.method, route.path) {
+            ("POST", "/logout") => self.post_logout(p).await,
+            ("GET", "/account/password") => self.password_page(p, StatusCode::OK, None),
+            ("POST", "/account/password") => self.post_password(req, p).await,
+            ("GET", "/") => self.home(p, StatusCode::OK, None),
+            ("POST", "/office") => self.post_office(req, p).await,
+            ("GET", "/account") => {
+                let msg = (req.query.get("changed") == Some("1"))
+                    .then(|| Msg::info("パスワードを変更しました。", "Your password was changed."));
+                self.account_page(p, StatusCode::OK, msg).await
+            }
+            ("POST", "/account/sessions/revoke") => self.post_revoke(req, p).await,
+            ("GET", "/accounts") => {
+                let accounts = or_fail!(self, Some(p), self.backend.accounts(p).await);
+                self.render(View::new("accounts.html", Some(p)).with("accounts", &accounts))
+            }
+            ("GET", "/accounts/new") => {
+                self.new_account_page(p, StatusCode::OK, &NewAccountForm::default(), None)
+            }
+            ("POST", "/accounts") => self.post_new_account(req, p).await,
+            ("GET", "/accounts/{id}") => {
+                self.account_detail(p, req.param(), StatusCode::OK, None)
+                    .await
+            }
+            ("POST", "/accounts/{id}/reset") => {
+                let otp = or_fail!(
+                    self,
+                    Some(p),
+                    self.backend.reset_password(p, req.param()).await
+                );
+                self.render(
+                    View::new("one_time_password.html", Some(p))
+                        .with("otp", &otp)
+                        .with("reason", "reset"),
+                )
+            }
+            ("POST", "/accounts/{id}/unlock") => {
+                let r = self.backend.unlock(p, req.param()).await;
+                self.after_account_change(p, req.param(), r).await
+            }
+            ("POST", "/accounts/{id}/grants") => {
+                let r = self
+                    .backend
+                    .set_grants(p, req.param(), req.form.all("office"))
+                    .await;
+                self.after_account_change(p, req.param(), r).await
+            }
+            ("POST", "/accounts/{id}/disable") => {
+                let r = self.backend.set_disabled(p, req.param(), true).await;
+                self.after_account_change(p, req.param(), r).await
+            }
+            ("POST", "/accounts/{id}/enable") => {
+                let r = self.backend.set_disabled(p, req.param(), false).await;
+                self.after_account_change(p, req.param(), r).await
+            }
+            ("GET", "/offices") => {
+                let offices = or_fail!(self, Some(p), self.backend.offices(p).await);
+                self.render(View::new("offices.html", Some(p)).with("offices", &offices))
+            }
+            ("GET", "/offices/{number}") => {
+                let office = or_fail!(self, Some(p), self.backend.office(p, req.param()).await);
+                self.render(View::new("office_detail.html", Some(p)).with("office", &office))
+            }
+            ("GET", "/submissions") => {
+                let office = chosen_office(p, &req.query);
+                let rows = match &office {
+                    Some(o) => {
+                        or_fail!(self, Some(p), self.backend.submissions(p, &o.number).await)
+                    }
+                    None => Vec::new(),
+                };
+                self.render(
+                    View::new("submissions.html", Some(p))
+                        .with("office", &office)
+                        .with("path", "/submissions")
+                        .with("submissions", &rows),
+                )
+            }
+            ("GET", "/submissions/{id}") => {
+                let s = or_fail!(self, Some(p), self.backend.submission(p, req.param()).await);
+                self.render(View::new("submission_detail.html", Some(p)).with("s", &s))
+            }
+            ("GET", "/notices") => {
+                let office = chosen_office(p, &req.query);
+                let rows = match &office {
+                    Some(o) => or_fail!(self, Some(p), self.backend.notices(p, &o.number).await),
+                    None => Vec::new(),
+                };
+                self.render(
+                    View::new("notices.html", Some(p))
+                        .with("office", &office)
+                        .with("path", "/notices")
+                        .with("notices", &rows),
+                )
+            }
+            ("GET", "/notices/{id}") => {
+                let n = or_fail!(self, Some(p), self.backend.notice(p, req.param()).await);
+                self.render(View::new("notice_detail.html", Some(p)).with("n", &n))
+            }
+            ("GET", "/notices/{id}/original") => self.notice_download(p, req.param(), false).await,
+            ("GET", "/notices/{id}/utf8") => self.notice_download(p, req.param(), true).await,
+            ("GET", "/returns") => {
+                let office = chosen_office(p, &req.query);
+                self.returns_page(p, office, StatusCode::OK, None).await
+            }
+            ("POST", "/returns/{id}/close") => self.post_close_return(req, p).await,
+            ("GET", "/audit") => {
+                let rows = or_fail!(self, Some(p), self.backend.audit_log(p, 500).await);
+                self.render(View::new("audit.html", Some(p)).with("entries", &rows))
+            }
+            _ => self.unrouted(route),
+        }
+    }
+
+    async fn post_logout(&self, p: &Principal) -> Resp {
+        let mut r = match self.backend.logout(p).await {
+            Ok(()) => pages::redirect("/login"),
+            Err(e) => self.fail(None, e),
+        };
+        r.headers_mut()
+            .append(header::SET_COOKIE, security::clear_cookie(SESSION_COOKIE));
+        r
+    }
+
+    fn password_page(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
+        let mut view = View::new("account_password.html", Some(p))
+            .status(status)
+            .with("forced", &p.must_change_password);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn post_password(&self, req: &Req, p: &Principal) -> Resp {
+        let old = req.form.text("old_password");
+        let (new, confirm) = (
+            req.form.text("new_password"),
+            req.form.text("new_password_confirm"),
+        );
+        if let Some(m) = check_new_password(old, new, confirm, false) {
+            return self.password_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(m));
+        }
+        match self.backend.change_password(p, old, new).await {
+            Ok(()) => pages::redirect("/account?changed=1"),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => self.password_page(
+                p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+
+    fn home(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
+        let mut view = View::new("home.html", Some(p)).status(status);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn post_office(&self, req: &Req, p: &Principal) -> Resp {
+        match self
+            .backend
+            .switch_office(p, req.form.text("office").trim())
+            .await
+        {
+            Ok(()) => pages::redirect("/"),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => self.home(
+                p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+
+    async fn account_page(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
+        let sessions = or_fail!(self, Some(p), self.backend.sessions(p).await);
+        let mut view = View::new("account.html", Some(p))
+            .status(status)
+            .with("sessions", &sessions);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn post_revoke(&self, req: &Req, p: &Principal) -> Resp {
+        match self
+            .backend
+            .revoke_session(p, req.form.text("session_id").trim())
+            .await
+        {
+            Ok(()) => pages::redirect("/account"),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => {
+                self.account_page(
+                    p,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Msg::error(&message_ja, &message_en)),
+                )
+                .await
+            }
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+
+    fn new_account_page(
+        &self,
+        p: &Principal,
+        status: StatusCode,
+        form: &NewAccountForm,
+        msg: Option<Msg>,
+    ) -> Resp {
+        let roles: Vec<RoleOption> = creatable_roles(p)
+            .iter()
+            .map(|r| RoleOption {
+                value: role_value(*r),
+                ja: r.label_ja(),
+                en: r.label_en(),
+                selected: form.role == role_value(*r),
+            })
+            .collect();
+        let offices: Vec<OfficeChoice<'_>> = p
+            .offices
+            .iter()
+            .map(|o| OfficeChoice {
+                number: &o.number,
+                name: &o.name,
+                office: form.office == o.number,
+                grant: form.grants.contains(&o.number),
+                corporation: form.corporation_offices.contains(&o.number),
+            })
+            .collect();
+        let mut view = View::new("account_new.html", Some(p))
+            .status(status)
+            .with("form", form)
+            .with("roles", &roles)
+            .with("choices", &offices);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn post_new_account(&self, req: &Req, p: &Principal) -> Resp {
+        let form = NewAccountForm::from_form(&req.form);
+        match self.backend.create_account(p, form.to_new_account()).await {
+            Ok(otp) => self.render(
+                View::new("one_time_password.html", Some(p))
+                    .with("otp", &otp)
+                    .with("reason", "created"),
+            ),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => self.new_account_page(
+                p,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &form,
+                Some(Msg::error(&message_ja, &message_en)),
+            ),
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+
+    async fn account_detail(
+        &self,
+        p: &Principal,
+        id: &str,
+        status: StatusCode,
+        msg: Option<Msg>,
+    ) -> Resp {
+        let account: AccountView = or_fail!(self, Some(p), self.backend.account(p, id).await);
+        let grants: Vec<OfficeChoice<'_>> = p
+            .offices
+            .iter()
+            .map(|o| OfficeChoice {
+                number: &o.number,
+                name: &o.name,
+                office: false,
+                grant: account.grants.iter().any(|g| g.number == o.number),
+                corporation: false,
+            })
+            .collect();
+        let mut view = View::new("account_detail.html", Some(p))
+            .status(status)
+            .with("account", &account)
+            .with("choices", &grants);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    /// After unlock, grants, disable, enable: back to the account, or its page with the
+    /// backend's message.
+    async fn after_account_change(
+        &self,
+        p: &Principal,
+        id: &str,
+        r: Result<(), BackendError>,
+    ) -> Resp {
+        match r {
+            Ok(()) => pages::redirect(&format!("/accounts/{}", routes::segment(id))),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => {
+                self.account_detail(
+                    p,
+                    id,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Msg::error(&message_ja, &message_en)),
+                )
+                .await
+            }
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+
+    async fn notice_download(&self, p: &Principal, id: &str, utf8: bool) -> Resp {
+        let d = or_fail!(
+            self,
+            Some(p),
+            self.backend.notice_download(p, id, utf8).await
+        );
+        pages::download(&d.file_name, &d.content_type, d.bytes)
+    }
+
+    async fn returns_page(
+        &self,
+        p: &Principal,
+        office: Option<OfficeRef>,
+        status: StatusCode,
+        msg: Option<Msg>,
+    ) -> Resp {
+        let rows = match &office {
+            Some(o) => or_fail!(self, Some(p), self.backend.returns(p, &o.number).await),
+            None => Vec::new(),
+        };
+        let items: Vec<ReturnItem<'_>> = rows
+            .iter()
+            .map(|row| ReturnItem {
+                row,
+                closable: closable(&row.status),
+            })
+            .collect();
+        let mut view = View::new("returns.html", Some(p))
+            .status(status)
+            .with("office", &office)
+            .with("path", "/returns")
+            .with("returns", &items);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn post_close_return(&self, req: &Req, p: &Principal) -> Resp {
+        // The office the list was showing (a hidden field), to show the same list again.
+        let office = req
+            .form
+            .opt("office")
+            .filter(|o| o.bytes().all(|b| b.is_ascii_digit()));
+        let shown = match &office {
+            Some(number) => Some(office_ref(p, number.clone())),
+            None => p.current_office.clone(),
+        };
+        let Some(note) = req.form.opt("note") else {
+            return self
+                .returns_page(
+                    p,
+                    shown,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Msg::error(
+                        "完了にするには、メモ（対応内容）を入力してください。",
+                        "Enter a note (what was done) to close the item.",
+                    )),
+                )
+                .await;
+        };
+        match self.backend.close_return(p, req.param(), &note).await {
+            Ok(()) => pages::redirect(&match office {
+                Some(o) => format!("/returns?office={o}"),
+                None => "/returns".to_owned(),
+            }),
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => {
+                self.returns_page(
+                    p,
+                    shown,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Msg::error(&message_ja, &message_en)),
+                )
+                .await
+            }
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+}
+
+fn login_expired() -> Msg {
+    Msg::error(
+        "画面の有効期限が切れたため、受け付けませんでした。もう一度入力してください。",
+        "The form had expired. Please enter it again.",
+    )
+}
+
+/// The checks the UI can make itself before a password change reaches the backend (which
+/// applies the policy).
+fn check_new_password(old: &str, new: &str, confirm: &str, id_missing: bool) -> Option<Msg> {
+    if id_missing || old.is_empty() || new.is_empty() {
+        return Some(Msg::error(
+            "すべての項目を入力してください。",
+            "Fill in every field.",
+        ));
+    }
+    if new != confirm {
+        return Some(Msg::error(
+            "新しいパスワードと確認用のパスワードが一致しません。もう一度入力してください。",
+            "The new password and its confirmation differ. Enter them again.",
+        ));
+    }
+    None
+}
