@@ -275,10 +275,10 @@ impl<B: Backend> Inner<B> {
     }
 
     async fn get_login(&self, req: &Req) -> Resp {
-        if let Some(token) = security::cookie(&req.parts.headers, SESSION_COOKIE) {
-            if let Ok(Some(_)) = self.backend.session(token).await {
-                return pages::redirect("/");
-            }
+        if let Some(token) = security::cookie(&req.parts.headers, SESSION_COOKIE)
+            && let Ok(Some(_)) = self.backend.session(token).await
+        {
+            return pages::redirect("/");
         }
         let msg = (req.query.get("changed") == Some("1")).then(|| {
             Msg::info(

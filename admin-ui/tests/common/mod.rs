@@ -1,0 +1,815 @@
+//! An in-memory [`Backend`] for the admin UI's tests: fixed principals per session token,
+//! sample data with characters that must be escaped, failures on request by ID, and a record
+//! of every call (method, account, argument) so tests can see what the UI asked.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test code: a failed step stops the test
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
+
+use admin_ui::*;
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+
+/// Backend methods that change something; a GET must never call one.
+pub const MUTATING: &[&str] = &[
+    "login",
+    "logout",
+    "change_password",
+    "change_password_at_login",
+    "switch_office",
+    "revoke_session",
+    "create_account",
+    "reset_password",
+    "unlock",
+    "set_grants",
+    "set_disabled",
+    "close_return",
+];
+
+pub const OFFICE_A: &str = "1310000001";
+pub const OFFICE_B: &str = "1310000019";
+/// An office the fake lets every principal see although it is in nobody's menu.
+pub const OFFICE_EXTRA: &str = "1310000027";
+/// An office the fake hides from everyone (another corporation's).
+pub const OFFICE_FOREIGN: &str = "2720000002";
+
+pub const ADMIN: &str = "tok-admin";
+pub const CORP: &str = "tok-corp";
+pub const STAFF: &str = "tok-staff";
+pub const MUST: &str = "tok-must";
+pub const NO_OFFICE: &str = "tok-nooffice";
+
+/// The one-time password the fake hands out.
+pub const OTP: &str = "Kari-Pass-7391";
+/// A name that must come out escaped.
+pub const NASTY: &str = "<script>alert(\"x\")</script>&'";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: &'static str,
+    /// The principal's account, if the call takes one.
+    pub account: Option<String>,
+    /// The ID, office or other argument (never a password).
+    pub arg: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Fake {
+    pub calls: Mutex<Vec<Call>>,
+}
+
+fn office(number: &str, name: &str) -> OfficeRef {
+    OfficeRef {
+        number: number.into(),
+        name: name.into(),
+    }
+}
+
+pub fn principal(token: &str) -> Option<Principal> {
+    let a = office(OFFICE_A, "さくら訪問介護");
+    let b = office(OFFICE_B, "ひまわりデイサービス");
+    let base = Principal {
+        account_id: String::new(),
+        display_name: String::new(),
+        role: Role::Staff,
+        must_change_password: false,
+        csrf_token: format!("csrf-{token}"),
+        session_id: format!("sid-{token}"),
+        offices: vec![a.clone()],
+        current_office: Some(a.clone()),
+        may_manage_accounts: false,
+        is_admin: false,
+    };
+    Some(match token {
+        ADMIN => Principal {
+            account_id: "admin".into(),
+            display_name: "管理者".into(),
+            role: Role::SystemAdmin,
+            offices: vec![a.clone(), b.clone()],
+            may_manage_accounts: true,
+            is_admin: true,
+            ..base
+        },
+        CORP => Principal {
+            account_id: "corp".into(),
+            display_name: "法人 担当".into(),
+            role: Role::Corporation,
+            offices: vec![a, b.clone()],
+            current_office: Some(b),
+            may_manage_accounts: true,
+            ..base
+        },
+        STAFF => Principal {
+            account_id: "staff".into(),
+            display_name: NASTY.into(),
+            ..base
+        },
+        MUST => Principal {
+            account_id: "newbie".into(),
+            display_name: "新人".into(),
+            must_change_password: true,
+            ..base
+        },
+        NO_OFFICE => Principal {
+            account_id: "floater".into(),
+            display_name: "未選択さん".into(),
+            current_office: None,
+            offices: vec![a, b],
+            ..base
+        },
+        _ => return None,
+    })
+}
+
+/// What the fake allows: every office but the foreign one.
+fn visible(office: &str) -> BackendResult<()> {
+    if office == OFFICE_FOREIGN || office.is_empty() {
+        Err(BackendError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Failures by ID: `missing` → NotFound, `forbidden` → Forbidden, `broken` → Internal,
+/// `invalid` → Invalid.
+fn by_id(id: &str) -> BackendResult<()> {
+    match id {
+        "missing" => Err(BackendError::NotFound),
+        "forbidden" => Err(BackendError::Forbidden),
+        "broken" => Err(BackendError::Internal),
+        "invalid" => Err(invalid()),
+        _ => Ok(()),
+    }
+}
+
+pub fn invalid() -> BackendError {
+    BackendError::Invalid {
+        message_ja: "入力が正しくありません（テスト）".into(),
+        message_en: "Invalid input (test)".into(),
+    }
+}
+
+fn account_view(id: &str) -> AccountView {
+    AccountView {
+        id: id.into(),
+        display_name: format!("職員 {id} {NASTY}"),
+        role: Role::Staff,
+        role_ja: Role::Staff.label_ja().into(),
+        corporation: Some("社会福祉法人 さくら会".into()),
+        office: None,
+        grants: vec![office(OFFICE_A, "さくら訪問介護")],
+        locked_until: Some("2026-12-01 10:30".into()),
+        disabled: false,
+        must_change_password: true,
+        password_changed_at: "2026-11-30 09:00".into(),
+        manageable: true,
+    }
+}
+
+fn office_view(number: &str, days: Option<i64>) -> OfficeView {
+    OfficeView {
+        number: number.into(),
+        name: format!("事業所 {number}"),
+        federation_user_id: format!("KJ{number}"),
+        corporation: Some("社会福祉法人 さくら会".into()),
+        status: "active".into(),
+        ended_from_month: None,
+        successor: None,
+        certificate_subject: Some(format!("CN=KJ{number}")),
+        certificate_expires: days.map(|_| "2027-03-31".into()),
+        certificate_days_left: days,
+    }
+}
+
+fn submission_row(id: &str, office: &str) -> SubmissionRow {
+    SubmissionRow {
+        id: id.into(),
+        file_name: format!("{NASTY}.CSV"),
+        office_number: Some(office.into()),
+        processing_month: Some("202611".into()),
+        state: "accepted".into(),
+        state_ja: "受付済み".into(),
+        receipt_id: Some("R-0001".into()),
+        reception_mark: Some("○".into()),
+        taken_at: "2026-12-01 09:00".into(),
+    }
+}
+
+fn finding() -> FindingView {
+    FindingView {
+        severity: "error".into(),
+        code: "E101".into(),
+        record_no: Some(3),
+        item_no: None,
+        message_ja: "被保険者番号の桁数が違います".into(),
+        message_en: "Insured number has the wrong length".into(),
+    }
+}
+
+fn notice_row(id: &str, office: &str) -> NoticeRow {
+    NoticeRow {
+        id: id.into(),
+        office_number: office.into(),
+        kind_id: "7411".into(),
+        title: "返戻（保留）一覧表".into(),
+        processing_month: "202611".into(),
+        media_type: "text/csv".into(),
+        size: 1234,
+        received_at: "2026-12-05 08:00".into(),
+    }
+}
+
+impl Fake {
+    fn record(&self, method: &'static str, p: Option<&Principal>, arg: &str) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(Call {
+                method,
+                account: p.map(|p| p.account_id.clone()),
+                arg: arg.into(),
+            });
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut c) = self.calls.lock() {
+            c.clear();
+        }
+    }
+
+    pub fn called(&self, method: &str) -> bool {
+        self.calls().iter().any(|c| c.method == method)
+    }
+
+    pub fn mutating_calls(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| MUTATING.contains(&c.method))
+            .collect()
+    }
+}
+
+impl Backend for Fake {
+    async fn login(&self, id: &str, _password: &str, _c: &Client) -> BackendResult<LoginOutcome> {
+        self.record("login", None, id);
+        match id {
+            "clerk" => Ok(LoginOutcome::LoggedIn {
+                token: STAFF.into(),
+                must_change_password: false,
+            }),
+            "newbie" => Ok(LoginOutcome::LoggedIn {
+                token: MUST.into(),
+                must_change_password: true,
+            }),
+            "slow" => Ok(LoginOutcome::Throttled {
+                message_ja: "ログインの試行が多すぎます。".into(),
+                message_en: "Too many attempts.".into(),
+            }),
+            "broken" => Err(BackendError::Internal),
+            _ => Ok(LoginOutcome::Refused {
+                message_ja: "IDまたはパスワードが違います。".into(),
+                message_en: "Wrong ID or password.".into(),
+            }),
+        }
+    }
+
+    async fn session(&self, token: &str) -> BackendResult<Option<Principal>> {
+        self.record("session", None, "");
+        if token == "tok-broken" {
+            return Err(BackendError::Internal);
+        }
+        Ok(principal(token))
+    }
+
+    async fn logout(&self, p: &Principal) -> BackendResult<()> {
+        self.record("logout", Some(p), "");
+        Ok(())
+    }
+
+    async fn change_password(&self, p: &Principal, old: &str, _new: &str) -> BackendResult<()> {
+        self.record("change_password", Some(p), "");
+        if old == "wrong-old-password" {
+            return Err(BackendError::Invalid {
+                message_ja: "今のパスワードが違います。".into(),
+                message_en: "The current password is wrong.".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn change_password_at_login(
+        &self,
+        id: &str,
+        old: &str,
+        _new: &str,
+        _c: &Client,
+    ) -> BackendResult<()> {
+        self.record("change_password_at_login", None, id);
+        if old == "wrong-old-password" {
+            return Err(BackendError::Invalid {
+                message_ja: "IDまたはパスワードが違います。".into(),
+                message_en: "Wrong ID or password.".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn switch_office(&self, p: &Principal, office: &str) -> BackendResult<()> {
+        self.record("switch_office", Some(p), office);
+        if office == "invalid" {
+            return Err(invalid());
+        }
+        visible(office)
+    }
+
+    async fn sessions(&self, p: &Principal) -> BackendResult<Vec<SessionView>> {
+        self.record("sessions", Some(p), "");
+        Ok(vec![
+            SessionView {
+                id: p.session_id.clone(),
+                created_at: "2026-12-01 09:00".into(),
+                last_seen_at: "2026-12-01 09:30".into(),
+                address: "192.0.2.10".into(),
+                user_agent: NASTY.into(),
+                current: true,
+            },
+            SessionView {
+                id: "sid-other".into(),
+                created_at: "2026-11-30 17:00".into(),
+                last_seen_at: "2026-11-30 17:10".into(),
+                address: "192.0.2.11".into(),
+                user_agent: "Mozilla/5.0".into(),
+                current: false,
+            },
+        ])
+    }
+
+    async fn revoke_session(&self, p: &Principal, session_id: &str) -> BackendResult<()> {
+        self.record("revoke_session", Some(p), session_id);
+        by_id(session_id)
+    }
+
+    async fn accounts(&self, p: &Principal) -> BackendResult<Vec<AccountView>> {
+        self.record("accounts", Some(p), "");
+        let mut disabled = account_view("disabled01");
+        disabled.disabled = true;
+        let mut office_account = account_view("office01");
+        office_account.role = Role::Office;
+        office_account.role_ja = Role::Office.label_ja().into();
+        office_account.office = Some(office(OFFICE_A, "さくら訪問介護"));
+        office_account.grants.clear();
+        office_account.locked_until = None;
+        Ok(vec![account_view("staff01"), disabled, office_account])
+    }
+
+    async fn account(&self, p: &Principal, id: &str) -> BackendResult<AccountView> {
+        self.record("account", Some(p), id);
+        by_id(id)?;
+        let mut a = account_view(id);
+        if id == "disabled01" {
+            a.disabled = true;
+        }
+        Ok(a)
+    }
+
+    async fn create_account(
+        &self,
+        p: &Principal,
+        new: NewAccount,
+    ) -> BackendResult<OneTimePassword> {
+        self.record(
+            "create_account",
+            Some(p),
+            &format!(
+                "{}|{:?}|{:?}|{}|{:?}|{}",
+                new.id,
+                new.role,
+                new.office,
+                new.grants.join(","),
+                new.corporation_name,
+                new.corporation_offices.join(",")
+            ),
+        );
+        if new.id == "taken" {
+            return Err(BackendError::Invalid {
+                message_ja: "このログインIDは使われています。".into(),
+                message_en: "This login ID is taken.".into(),
+            });
+        }
+        Ok(OneTimePassword {
+            account_id: new.id,
+            password: OTP.into(),
+        })
+    }
+
+    async fn reset_password(&self, p: &Principal, id: &str) -> BackendResult<OneTimePassword> {
+        self.record("reset_password", Some(p), id);
+        by_id(id)?;
+        Ok(OneTimePassword {
+            account_id: id.into(),
+            password: OTP.into(),
+        })
+    }
+
+    async fn unlock(&self, p: &Principal, id: &str) -> BackendResult<()> {
+        self.record("unlock", Some(p), id);
+        by_id(id)
+    }
+
+    async fn set_grants(&self, p: &Principal, id: &str, offices: Vec<String>) -> BackendResult<()> {
+        self.record(
+            "set_grants",
+            Some(p),
+            &format!("{id}|{}", offices.join(",")),
+        );
+        by_id(id)
+    }
+
+    async fn set_disabled(&self, p: &Principal, id: &str, disabled: bool) -> BackendResult<()> {
+        self.record("set_disabled", Some(p), &format!("{id}|{disabled}"));
+        by_id(id)
+    }
+
+    async fn offices(&self, p: &Principal) -> BackendResult<Vec<OfficeView>> {
+        self.record("offices", Some(p), "");
+        let mut ended = office_view(OFFICE_B, None);
+        ended.status = "ended".into();
+        ended.ended_from_month = Some("202701".into());
+        ended.successor = Some(OFFICE_EXTRA.into());
+        Ok(vec![
+            office_view(OFFICE_A, Some(120)),
+            office_view(OFFICE_EXTRA, Some(0)),
+            office_view("1310000035", Some(-3)),
+            ended,
+        ])
+    }
+
+    async fn office(&self, p: &Principal, number: &str) -> BackendResult<OfficeView> {
+        self.record("office", Some(p), number);
+        visible(number)?;
+        by_id(number)?;
+        Ok(office_view(number, Some(12)))
+    }
+
+    async fn submissions(&self, p: &Principal, office: &str) -> BackendResult<Vec<SubmissionRow>> {
+        self.record("submissions", Some(p), office);
+        visible(office)?;
+        Ok(vec![
+            submission_row(&format!("sub-{office}"), office),
+            SubmissionRow {
+                processing_month: None,
+                receipt_id: None,
+                reception_mark: None,
+                office_number: None,
+                state: "refused".into(),
+                state_ja: "点検で不備".into(),
+                ..submission_row("sub-2", office)
+            },
+        ])
+    }
+
+    async fn submission(&self, p: &Principal, id: &str) -> BackendResult<SubmissionDetail> {
+        self.record("submission", Some(p), id);
+        by_id(id)?;
+        Ok(SubmissionDetail {
+            row: submission_row(id, OFFICE_A),
+            sha256: "ab".repeat(32),
+            size: 4096,
+            send_name: Some("KJ000001.CSV".into()),
+            note_ja: Some("受付で一部の明細書が返戻になります。".into()),
+            note_en: Some("Some statements will come back as returns.".into()),
+            timeline: vec![TimelineEntry {
+                at: "2026-12-01 09:00".into(),
+                state_ja: "送信待ち".into(),
+                detail: "取り込みました".into(),
+            }],
+            findings: vec![finding()],
+            reception_errors: vec![FindingView {
+                severity: "warning".into(),
+                record_no: None,
+                ..finding()
+            }],
+        })
+    }
+
+    async fn notices(&self, p: &Principal, office: &str) -> BackendResult<Vec<NoticeRow>> {
+        self.record("notices", Some(p), office);
+        visible(office)?;
+        Ok(vec![notice_row("n-1", office)])
+    }
+
+    async fn notice(&self, p: &Principal, id: &str) -> BackendResult<NoticeDetail> {
+        self.record("notice", Some(p), id);
+        by_id(id)?;
+        let text = id == "n-text";
+        Ok(NoticeDetail {
+            row: notice_row(id, OFFICE_A),
+            sha256: "cd".repeat(32),
+            tables: if text {
+                Vec::new()
+            } else {
+                vec![
+                    NoticeTable {
+                        title: "明細".into(),
+                        columns: vec!["被保険者番号".into(), "氏名".into(), "事由".into()],
+                        rows: vec![vec!["0000000019".into(), NASTY.into(), "A".into()]],
+                    },
+                    NoticeTable {
+                        title: "合計".into(),
+                        columns: vec!["件数".into()],
+                        rows: Vec::new(),
+                    },
+                ]
+            },
+            text: text.then(|| format!("お知らせ\n{NASTY}\n")),
+        })
+    }
+
+    async fn notice_download(
+        &self,
+        p: &Principal,
+        id: &str,
+        utf8: bool,
+    ) -> BackendResult<Download> {
+        self.record("notice_download", Some(p), &format!("{id}|{utf8}"));
+        by_id(id)?;
+        Ok(Download {
+            file_name: if utf8 {
+                "返戻一覧 202611 (UTF-8).csv".into()
+            } else {
+                "返戻一覧 202611.csv".into()
+            },
+            content_type: if utf8 {
+                "text/csv; charset=utf-8".into()
+            } else {
+                "text/csv; charset=Shift_JIS".into()
+            },
+            bytes: b"a,b\r\n".to_vec(),
+        })
+    }
+
+    async fn returns(&self, p: &Principal, office: &str) -> BackendResult<Vec<ReturnRow>> {
+        self.record("returns", Some(p), office);
+        visible(office)?;
+        let open = ReturnRow {
+            id: "ret-1".into(),
+            office_number: office.into(),
+            insured_number: "0000000019".into(),
+            insured_name: NASTY.into(),
+            service_month: "202610".into(),
+            reason_code: "A".into(),
+            content: "資格喪失後のサービス".into(),
+            status: "open".into(),
+            status_ja: "未対応".into(),
+            linked_submission: None,
+            note: None,
+        };
+        let closed = ReturnRow {
+            id: "ret-2".into(),
+            status: "closed".into(),
+            status_ja: "完了（手動）".into(),
+            linked_submission: Some("sub-9".into()),
+            note: Some("電話で確認済み".into()),
+            ..open.clone()
+        };
+        Ok(vec![open, closed])
+    }
+
+    async fn close_return(&self, p: &Principal, id: &str, note: &str) -> BackendResult<()> {
+        self.record("close_return", Some(p), &format!("{id}|{note}"));
+        by_id(id)
+    }
+
+    async fn audit_log(&self, p: &Principal, limit: usize) -> BackendResult<Vec<AuditRow>> {
+        self.record("audit_log", Some(p), &limit.to_string());
+        Ok(vec![
+            AuditRow {
+                seq: 2,
+                at: "2026-12-01 09:00".into(),
+                actor: Some("admin".into()),
+                address: Some("192.0.2.10".into()),
+                action: "account.reset".into(),
+                target: Some("staff01".into()),
+                detail: NASTY.into(),
+            },
+            AuditRow {
+                seq: 1,
+                at: "2026-12-01 08:00".into(),
+                actor: None,
+                address: None,
+                action: "startup".into(),
+                target: None,
+                detail: String::new(),
+            },
+        ])
+    }
+}
+
+// ---- requests ---------------------------------------------------------------------------
+
+pub const HOST: &str = "kaigo.local:8443";
+
+pub fn client() -> Client {
+    Client {
+        address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+        user_agent: "test-agent".into(),
+    }
+}
+
+/// A request being built.
+#[derive(Debug)]
+pub struct Req {
+    method: &'static str,
+    path: String,
+    cookies: Vec<String>,
+    form: Vec<(String, String)>,
+    headers: Vec<(&'static str, String)>,
+    raw_body: Option<Vec<u8>>,
+}
+
+pub fn get(path: &str) -> Req {
+    Req {
+        method: "GET",
+        path: path.into(),
+        cookies: Vec::new(),
+        form: Vec::new(),
+        headers: Vec::new(),
+        raw_body: None,
+    }
+}
+
+pub fn post(path: &str) -> Req {
+    Req {
+        method: "POST",
+        ..get(path)
+    }
+}
+
+impl Req {
+    pub fn method(mut self, m: &'static str) -> Req {
+        self.method = m;
+        self
+    }
+
+    /// The session cookie of `token`.
+    pub fn session(self, token: &str) -> Req {
+        self.cookie(SESSION_COOKIE, token)
+    }
+
+    /// The session cookie and the session's CSRF token in the form.
+    pub fn with_user(self, token: &str) -> Req {
+        let csrf = principal(token).map(|p| p.csrf_token).unwrap_or_default();
+        self.session(token).field("csrf_token", &csrf)
+    }
+
+    pub fn cookie(mut self, name: &str, value: &str) -> Req {
+        self.cookies.push(format!("{name}={value}"));
+        self
+    }
+
+    pub fn field(mut self, k: &str, v: &str) -> Req {
+        self.form.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn header(mut self, k: &'static str, v: &str) -> Req {
+        self.headers.push((k, v.into()));
+        self
+    }
+
+    pub fn body(mut self, b: Vec<u8>) -> Req {
+        self.raw_body = Some(b);
+        self
+    }
+
+    pub fn build(self) -> Request<Bytes> {
+        let mut b = Request::builder()
+            .method(self.method)
+            .uri(&self.path)
+            .header("host", HOST);
+        if !self.cookies.is_empty() {
+            b = b.header("cookie", self.cookies.join("; "));
+        }
+        for (k, v) in &self.headers {
+            b = b.header(*k, v);
+        }
+        let body = match self.raw_body {
+            Some(raw) => raw,
+            None if self.method == "POST" => {
+                b = b.header("content-type", "application/x-www-form-urlencoded");
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&self.form)
+                    .finish()
+                    .into_bytes()
+            }
+            None => Vec::new(),
+        };
+        b.body(Bytes::from(body)).unwrap()
+    }
+
+    pub async fn send(self, ui: &AdminUi<Fake>) -> Answer {
+        let resp = ui.handle(self.build(), client()).await;
+        Answer::from(resp).await
+    }
+}
+
+/// A response, with its body read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub async fn from(resp: Response<Full<Bytes>>) -> Answer {
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The `Set-Cookie` for `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// The value of the hidden `csrf_token` field of the page.
+    pub fn csrf_field(&self) -> Option<String> {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self.body.find(marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_owned())
+    }
+
+    /// The page's template (`page-…` class of `<main>`).
+    pub fn page(&self) -> Option<String> {
+        let marker = "<main class=\"page-";
+        let start = self.body.find(marker)? + marker.len();
+        let end = self.body[start..].find('"')? + start;
+        Some(self.body[start..end].to_owned())
+    }
+}
+
+pub fn ui() -> (AdminUi<Fake>, std::sync::Arc<Fake>) {
+    let fake = std::sync::Arc::new(Fake::default());
+    let ui = AdminUi::new(std::sync::Arc::clone(&fake)).unwrap();
+    (ui, fake)
+}
+
+/// A concrete path for a route pattern (IDs the fake answers normally).
+pub fn concrete(pattern: &str) -> String {
+    pattern
+        .replace("{id}", "staff01")
+        .replace("{number}", OFFICE_A)
+}
+
+/// The fields a POST route needs to succeed, besides the CSRF token.
+pub fn fields_for(path: &str) -> Vec<(&'static str, &'static str)> {
+    match path {
+        "/login" => vec![("id", "clerk"), ("password", "correct horse battery")],
+        "/login/password" | "/account/password" => vec![
+            ("id", "clerk"),
+            ("old_password", "old-password-1"),
+            ("new_password", "new-password-12"),
+            ("new_password_confirm", "new-password-12"),
+        ],
+        "/office" => vec![("office", OFFICE_B)],
+        "/account/sessions/revoke" => vec![("session_id", "sid-other")],
+        "/accounts" => vec![
+            ("id", "staff02"),
+            ("display_name", "介護 花子"),
+            ("role", "staff"),
+            ("grants", OFFICE_A),
+        ],
+        "/accounts/{id}/grants" => vec![("office", OFFICE_A), ("office", OFFICE_B)],
+        "/returns/{id}/close" => vec![("note", "電話で確認しました"), ("office", OFFICE_A)],
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,977 @@
+//! The admin UI through `AdminUi::handle` with the in-memory fake backend: login and its
+//! cookies, CSRF and origin checks, sessions and forced password changes, every route in
+//! `ROUTES`, every template, the security headers, and what the UI asks the backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step stops the test
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use admin_ui::{Access, LOGIN_COOKIE, ROUTES, SESSION_COOKIE};
+use common::*;
+use http::StatusCode;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn assert_security_headers(a: &Answer) {
+    assert_eq!(a.header("content-security-policy"), Some(CSP), "{a:?}");
+    assert_eq!(
+        a.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    assert_eq!(a.header("x-frame-options"), Some("DENY"));
+    assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+}
+
+/// Cookie attributes as a set, with the name=value pair first.
+fn cookie_parts(c: &str) -> (String, BTreeSet<String>) {
+    let mut it = c.split(';').map(|s| s.trim().to_owned());
+    let pair = it.next().unwrap_or_default();
+    (pair, it.collect())
+}
+
+/// GET /login, returning the login cookie value and the form's token.
+async fn login_form(ui: &admin_ui::AdminUi<Fake>) -> (String, String) {
+    let a = get("/login").send(ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let cookie = a.set_cookie(LOGIN_COOKIE).expect("login cookie");
+    let (pair, attrs) = cookie_parts(&cookie);
+    let value = pair
+        .strip_prefix(&format!("{LOGIN_COOKIE}="))
+        .unwrap()
+        .to_owned();
+    let expected: BTreeSet<String> = ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(attrs, expected);
+    assert_eq!(value.len(), 43, "32 bytes base64url");
+    assert!(
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let field = a.csrf_field().expect("csrf field");
+    assert_eq!(field, value);
+    (value, field)
+}
+
+#[tokio::test]
+async fn login_success_sets_the_session_cookie_and_redirects() {
+    let (ui, fake) = ui();
+    let (cookie, token) = login_form(&ui).await;
+    let a = post("/login")
+        .cookie(LOGIN_COOKIE, &cookie)
+        .field("id", "clerk")
+        .field("password", "correct horse battery")
+        .field("csrf_token", &token)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/"));
+    let session = a.set_cookie(SESSION_COOKIE).expect("session cookie");
+    let (pair, attrs) = cookie_parts(&session);
+    assert_eq!(pair, format!("{SESSION_COOKIE}={STAFF}"));
+    let expected: BTreeSet<String> = ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(attrs, expected, "exactly these attributes, no Domain");
+    let cleared = a.set_cookie(LOGIN_COOKIE).expect("login cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert_security_headers(&a);
+    assert_eq!(
+        fake.calls().iter().filter(|c| c.method == "login").count(),
+        1
+    );
+    // The password is never echoed.
+    assert!(!a.body.contains("correct horse battery"));
+}
+
+#[tokio::test]
+async fn login_with_must_change_goes_to_the_change_form() {
+    let (ui, _) = ui();
+    let (cookie, token) = login_form(&ui).await;
+    let a = post("/login")
+        .cookie(LOGIN_COOKIE, &cookie)
+        .field("id", "newbie")
+        .field("password", "first-password")
+        .field("csrf_token", &token)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/account/password"));
+    assert!(a.set_cookie(SESSION_COOKIE).is_some());
+}
+
+#[tokio::test]
+async fn login_without_a_matching_login_cookie_is_403() {
+    let (ui, fake) = ui();
+    let (cookie, token) = login_form(&ui).await;
+    let cases = [
+        // No cookie at all.
+        post("/login").field("csrf_token", &token),
+        // A cookie, no field.
+        post("/login").cookie(LOGIN_COOKIE, &cookie),
+        // Mismatched.
+        post("/login")
+            .cookie(LOGIN_COOKIE, &cookie)
+            .field("csrf_token", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        // Both empty.
+        post("/login")
+            .cookie(LOGIN_COOKIE, "")
+            .field("csrf_token", ""),
+    ];
+    for req in cases {
+        let a = req
+            .field("id", "clerk")
+            .field("password", "correct horse battery")
+            .send(&ui)
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+        assert!(a.set_cookie(SESSION_COOKIE).is_none());
+        // The form comes back with a fresh token to try again.
+        assert!(a.set_cookie(LOGIN_COOKIE).is_some());
+        assert!(a.body.contains("有効期限"));
+        assert_security_headers(&a);
+    }
+    assert!(!fake.called("login"));
+    // The login-screen password change checks the same cookie.
+    let a = post("/login/password")
+        .field("csrf_token", &token)
+        .field("id", "clerk")
+        .field("old_password", "a")
+        .field("new_password", "b")
+        .field("new_password_confirm", "b")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(!fake.called("change_password_at_login"));
+}
+
+#[tokio::test]
+async fn refused_and_throttled_logins() {
+    let (ui, _) = ui();
+    let (cookie, token) = login_form(&ui).await;
+    let a = post("/login")
+        .cookie(LOGIN_COOKIE, &cookie)
+        .field("id", "someone")
+        .field("password", "wrong-password-xyz")
+        .field("csrf_token", &token)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.body.contains("IDまたはパスワードが違います。"));
+    assert!(a.body.contains("Wrong ID or password."));
+    assert!(a.body.contains("value=\"someone\""), "the ID is kept");
+    assert!(
+        !a.body.contains("wrong-password-xyz"),
+        "the password is not"
+    );
+    let fresh = a.set_cookie(LOGIN_COOKIE).expect("a new login cookie");
+    assert!(!fresh.contains(&cookie));
+    assert!(a.set_cookie(SESSION_COOKIE).is_none());
+
+    let a = post("/login")
+        .cookie(LOGIN_COOKIE, &cookie)
+        .field("id", "slow")
+        .field("password", "whatever-password")
+        .field("csrf_token", &token)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(a.body.contains("ログインの試行が多すぎます。"));
+
+    let a = post("/login")
+        .cookie(LOGIN_COOKIE, &cookie)
+        .field("id", "")
+        .field("password", "")
+        .field("csrf_token", &token)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let a = post("/login")
+        .cookie(LOGIN_COOKIE, &cookie)
+        .field("id", "broken")
+        .field("password", "whatever-password")
+        .field("csrf_token", &token)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn login_page_redirects_a_valid_session_and_shows_the_changed_message() {
+    let (ui, _) = ui();
+    let a = get("/login").session(STAFF).send(&ui).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/"));
+    let a = get("/login").session("tok-stale").send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = get("/login?changed=1").send(&ui).await;
+    assert!(
+        a.body
+            .contains("パスワードを変更しました。新しいパスワードでログインしてください。")
+    );
+    assert!(a.body.contains("href=\"/login/password\""));
+    assert!(a.body.contains("パスワードの変更"));
+}
+
+#[tokio::test]
+async fn password_change_at_login() {
+    let (ui, fake) = ui();
+    let a = get("/login/password").send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let cookie = a.set_cookie(LOGIN_COOKIE).unwrap();
+    let value = cookie_parts(&cookie)
+        .0
+        .strip_prefix(&format!("{LOGIN_COOKIE}="))
+        .unwrap()
+        .to_owned();
+    assert_eq!(a.csrf_field().as_deref(), Some(value.as_str()));
+    let send = |old: &'static str, new: &'static str, confirm: &'static str| {
+        post("/login/password")
+            .cookie(LOGIN_COOKIE, &value)
+            .field("csrf_token", &value)
+            .field("id", "clerk")
+            .field("old_password", old)
+            .field("new_password", new)
+            .field("new_password_confirm", confirm)
+    };
+    let a = send("old-password-1", "new-password-12", "new-password-13")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("一致しません"));
+    assert!(!fake.called("change_password_at_login"));
+    for secret in ["old-password-1", "new-password-12", "new-password-13"] {
+        assert!(!a.body.contains(secret));
+    }
+    let a = send("wrong-old-password", "new-password-12", "new-password-12")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("IDまたはパスワードが違います。"));
+    let a = send("old-password-1", "new-password-12", "new-password-12")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/login?changed=1"));
+}
+
+#[tokio::test]
+async fn a_post_with_a_wrong_csrf_token_is_403() {
+    let (ui, fake) = ui();
+    for token in ["", "csrf-tok-admin-but-longer", "csrf-tok-staff"] {
+        let a = post("/office")
+            .session(ADMIN)
+            .field("csrf_token", token)
+            .field("office", OFFICE_B)
+            .send(&ui)
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "token {token:?}");
+        assert!(a.body.contains("フォームの有効期限が切れました"));
+        assert!(a.body.contains("再読み込み"));
+        assert_security_headers(&a);
+    }
+    // Every non-public POST route checks it.
+    for r in ROUTES
+        .iter()
+        .filter(|r| r.method == "POST" && r.access != Access::Public)
+    {
+        let mut req = post(&concrete(r.path))
+            .session(ADMIN)
+            .field("csrf_token", "wrong");
+        for (k, v) in fields_for(r.path) {
+            req = req.field(k, v);
+        }
+        let a = req.send(&ui).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", r.path);
+    }
+    assert!(
+        fake.mutating_calls().is_empty(),
+        "{:?}",
+        fake.mutating_calls()
+    );
+    // With the right token it goes through.
+    let a = post("/office")
+        .with_user(ADMIN)
+        .field("office", OFFICE_B)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/"));
+    assert_eq!(
+        fake.mutating_calls(),
+        vec![Call {
+            method: "switch_office",
+            account: Some("admin".into()),
+            arg: OFFICE_B.into()
+        }]
+    );
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_403() {
+    let (ui, fake) = ui();
+    let (cookie, token) = login_form(&ui).await;
+    let login = || {
+        post("/login")
+            .cookie(LOGIN_COOKIE, &cookie)
+            .field("csrf_token", &token)
+            .field("id", "clerk")
+            .field("password", "correct horse battery")
+    };
+    let bad: [(&'static str, &str); 5] = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+        ("origin", "http://kaigo.local:8443"),
+        ("origin", "null"),
+    ];
+    for (k, v) in bad {
+        let a = login().header(k, v).send(&ui).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{k}: {v}");
+        let a = post("/office")
+            .with_user(ADMIN)
+            .field("office", OFFICE_B)
+            .header(k, v)
+            .send(&ui)
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{k}: {v}");
+        assert_security_headers(&a);
+    }
+    assert!(fake.mutating_calls().is_empty());
+    // Same origin passes.
+    let a = login()
+        .header("origin", "https://kaigo.local:8443")
+        .header("sec-fetch-site", "same-origin")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    // A GET is not checked (links from elsewhere may open pages).
+    let a = get("/")
+        .session(ADMIN)
+        .header("sec-fetch-site", "cross-site")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_a_session_every_private_route_redirects_to_login() {
+    let (ui, fake) = ui();
+    for r in ROUTES.iter().filter(|r| r.access != Access::Public) {
+        for token in [None, Some("tok-unknown")] {
+            let mut req = if r.method == "POST" {
+                post(&concrete(r.path)).field("csrf_token", "x")
+            } else {
+                get(&concrete(r.path))
+            };
+            if let Some(t) = token {
+                req = req.session(t);
+            }
+            let a = req.send(&ui).await;
+            assert_eq!(a.status, StatusCode::SEE_OTHER, "{} {}", r.method, r.path);
+            assert_eq!(a.location(), Some("/login"), "{} {}", r.method, r.path);
+            if token.is_some() {
+                let cleared = a.set_cookie(SESSION_COOKIE).unwrap();
+                assert!(cleared.contains("Max-Age=0"));
+            }
+        }
+    }
+    assert!(fake.mutating_calls().is_empty());
+    // A failing session store is a 500, not a login loop.
+    let a = get("/").session("tok-broken").send(&ui).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn must_change_password_sends_everything_to_the_change_form() {
+    let (ui, fake) = ui();
+    for r in ROUTES
+        .iter()
+        .filter(|r| r.access != Access::Public && r.access != Access::PasswordChange)
+    {
+        let mut req = if r.method == "POST" {
+            post(&concrete(r.path)).with_user(MUST)
+        } else {
+            get(&concrete(r.path)).session(MUST)
+        };
+        for (k, v) in fields_for(r.path) {
+            req = req.field(k, v);
+        }
+        let a = req.send(&ui).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{} {}", r.method, r.path);
+        assert_eq!(a.location(), Some("/account/password"), "{}", r.path);
+    }
+    assert!(fake.mutating_calls().is_empty());
+
+    let a = get("/account/password").session(MUST).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("ほかの人が設定したもの"), "the explanation");
+    assert!(!a.body.contains("href=\"/submissions\""), "no menu yet");
+    assert!(a.body.contains("action=\"/logout\""), "but logout");
+
+    let a = post("/account/password")
+        .with_user(MUST)
+        .field("old_password", "first-password")
+        .field("new_password", "my-own-password-1")
+        .field("new_password_confirm", "my-own-password-1")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/account?changed=1"));
+    assert!(fake.called("change_password"));
+
+    let a = post("/logout").with_user(MUST).send(&ui).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/login"));
+}
+
+#[tokio::test]
+async fn own_password_change_errors_show_the_form_again() {
+    let (ui, _) = ui();
+    let a = post("/account/password")
+        .with_user(STAFF)
+        .field("old_password", "wrong-old-password")
+        .field("new_password", "my-own-password-1")
+        .field("new_password_confirm", "my-own-password-1")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("今のパスワードが違います。"));
+    assert!(a.body.contains("The current password is wrong."));
+    assert!(!a.body.contains("my-own-password-1"));
+    assert_eq!(a.page().as_deref(), Some("account_password"));
+    let a = get("/account?changed=1").session(STAFF).send(&ui).await;
+    assert!(a.body.contains("パスワードを変更しました。"));
+}
+
+/// Sends every route the way a page would, as the administrator (who may use all of them).
+async fn walk_all_routes(ui: &admin_ui::AdminUi<Fake>) -> Vec<(String, Answer)> {
+    let mut out = Vec::new();
+    for r in ROUTES {
+        let path = concrete(r.path);
+        let mut req = match (r.method, r.access) {
+            ("GET", Access::Public) => get(&path),
+            ("GET", _) => get(&path).session(ADMIN),
+            ("POST", Access::Public) => {
+                let form = get(r.path).send(ui).await;
+                let cookie = form.csrf_field().unwrap();
+                post(&path)
+                    .cookie(LOGIN_COOKIE, &cookie)
+                    .field("csrf_token", &cookie)
+            }
+            _ => post(&path).with_user(ADMIN),
+        };
+        for (k, v) in fields_for(r.path) {
+            req = req.field(k, v);
+        }
+        out.push((format!("{} {}", r.method, r.path), req.send(ui).await));
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_route_answers() {
+    let (ui, _) = ui();
+    for (route, a) in walk_all_routes(&ui).await {
+        assert!(
+            a.status == StatusCode::OK || a.status == StatusCode::SEE_OTHER,
+            "{route}: {} {}",
+            a.status,
+            a.body
+        );
+        assert_security_headers(&a);
+    }
+}
+
+#[tokio::test]
+async fn every_template_renders_with_sample_data() {
+    let (ui, _) = ui();
+    let mut seen = BTreeSet::new();
+    let mut answers: Vec<(String, Answer)> = walk_all_routes(&ui).await;
+    // Pages the walk does not reach: errors, the office picker without an office, a text
+    // notice, form errors, the other roles' menus.
+    let more = [
+        ("404", get("/nope")),
+        ("403", get("/audit").session(STAFF)),
+        ("no office", get("/submissions").session(NO_OFFICE)),
+        ("no office", get("/notices").session(NO_OFFICE)),
+        ("no office", get("/returns").session(NO_OFFICE)),
+        ("text notice", get("/notices/n-text").session(STAFF)),
+        ("staff home", get("/").session(STAFF)),
+        ("corp home", get("/").session(CORP)),
+        ("corp new", get("/accounts/new").session(CORP)),
+        ("disabled", get("/accounts/disabled01").session(ADMIN)),
+        (
+            "taken",
+            post("/accounts")
+                .with_user(ADMIN)
+                .field("id", "taken")
+                .field("role", "staff"),
+        ),
+        ("reset", post("/accounts/staff01/reset").with_user(ADMIN)),
+    ];
+    for (what, req) in more {
+        answers.push((what.to_owned(), req.send(&ui).await));
+    }
+    for (what, a) in &answers {
+        assert_ne!(
+            a.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{what}: {}",
+            a.body
+        );
+        if a.header("content-type") == Some("text/html; charset=utf-8") && !a.body.is_empty() {
+            let page = a.page().unwrap_or_else(|| panic!("{what}: no page class"));
+            seen.insert(page);
+            assert!(a.body.starts_with("<!DOCTYPE html>"), "{what}");
+            assert!(a.body.contains("<html lang=\"ja\">"), "{what}");
+            assert!(a.body.contains("kaigo-relay 介護給付費 伝送装置"), "{what}");
+            // No script, no inline style, and the nasty sample names came out escaped.
+            assert!(!a.body.contains("<script"), "{what}");
+            assert!(!a.body.contains(" style="), "{what}");
+            assert!(!a.body.contains("<style"), "{what}");
+        }
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+    let expected: BTreeSet<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter_map(|n| n.strip_suffix(".html").map(str::to_owned))
+        // The layout and the partial are parts of every other page.
+        .filter(|n| n != "base" && n != "office_select")
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn every_form_field_has_a_label() {
+    let (ui, _) = ui();
+    let mut answers = walk_all_routes(&ui).await;
+    answers.push((
+        "detail".into(),
+        get("/accounts/staff01").session(ADMIN).send(&ui).await,
+    ));
+    for (what, a) in answers {
+        let body = &a.body;
+        let mut rest = body.as_str();
+        while let Some(i) = rest.find('<') {
+            rest = &rest[i + 1..];
+            let tag_end = rest.find('>').unwrap_or(rest.len());
+            let tag = &rest[..tag_end];
+            let is_field = tag.starts_with("input ")
+                || tag.starts_with("select ")
+                || tag.starts_with("textarea ");
+            if is_field && !tag.contains("type=\"hidden\"") {
+                let id = tag
+                    .split("id=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .unwrap_or_else(|| panic!("{what}: a field without id: {tag}"));
+                assert!(
+                    body.contains(&format!("<label for=\"{id}\">")),
+                    "{what}: no label for {id}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn security_headers_on_200_303_404_405_413() {
+    let (ui, _) = ui();
+    let ok = get("/").session(ADMIN).send(&ui).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_security_headers(&ok);
+    assert_eq!(ok.header("cache-control"), Some("no-store"));
+
+    let see_other = get("/").send(&ui).await;
+    assert_eq!(see_other.status, StatusCode::SEE_OTHER);
+    assert_security_headers(&see_other);
+    assert_eq!(see_other.header("cache-control"), Some("no-store"));
+
+    let not_found = get("/no/such/page").session(ADMIN).send(&ui).await;
+    assert_eq!(not_found.status, StatusCode::NOT_FOUND);
+    assert_security_headers(&not_found);
+    assert!(not_found.body.contains("ページが見つかりません"));
+
+    let wrong_method = get("/logout").send(&ui).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.header("allow"), Some("POST"));
+    assert_security_headers(&wrong_method);
+    let wrong_method = get("/login").method("DELETE").send(&ui).await;
+    assert_eq!(wrong_method.header("allow"), Some("GET, POST"));
+
+    let big = post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 64 * 1024 + 1])
+        .send(&ui)
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_security_headers(&big);
+
+    let css = get("/static/style.css").send(&ui).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
+    assert!(css.header("cache-control").unwrap().starts_with("public"));
+    assert!(css.body.contains("@media print"));
+    assert_security_headers(&css);
+    // Pages link the stylesheet with a content version.
+    assert!(ok.body.contains("href=\"/static/style.css?v="));
+}
+
+#[tokio::test]
+async fn roles_without_the_right_get_403() {
+    let (ui, fake) = ui();
+    for path in ["/accounts", "/accounts/new", "/accounts/staff01", "/audit"] {
+        let a = get(path).session(STAFF).send(&ui).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(a.body.contains("権限がありません"));
+    }
+    let a = post("/accounts/staff01/reset")
+        .with_user(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = get("/audit").session(CORP).send(&ui).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(!fake.called("reset_password"));
+    assert!(!fake.called("audit_log"));
+    // Hidden links.
+    let home = get("/").session(STAFF).send(&ui).await;
+    assert!(!home.body.contains("href=\"/accounts\""));
+    assert!(!home.body.contains("href=\"/audit\""));
+    let home = get("/").session(CORP).send(&ui).await;
+    assert!(home.body.contains("href=\"/accounts\""));
+    assert!(!home.body.contains("href=\"/audit\""));
+    let home = get("/").session(ADMIN).send(&ui).await;
+    assert!(home.body.contains("href=\"/audit\""));
+}
+
+#[tokio::test]
+async fn backend_errors_map_to_pages() {
+    let (ui, _) = ui();
+    let a = get("/accounts/missing").session(ADMIN).send(&ui).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = get("/accounts/forbidden").session(ADMIN).send(&ui).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = get("/submissions/broken").session(ADMIN).send(&ui).await;
+    assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(a.body.contains("内部エラーが発生しました"));
+    assert!(!a.body.to_lowercase().contains("internal error:"));
+    // Invalid on a form: the form again, 422, with the backend's message.
+    let a = post("/accounts/invalid/unlock")
+        .with_user(ADMIN)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("入力が正しくありません（テスト）"));
+    assert!(a.body.contains("Invalid input (test)"));
+    let a = post("/office")
+        .with_user(ADMIN)
+        .field("office", "invalid")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(a.page().as_deref(), Some("home"));
+    let a = post("/account/sessions/revoke")
+        .with_user(ADMIN)
+        .field("session_id", "invalid")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(a.page().as_deref(), Some("account"));
+    let a = post("/accounts")
+        .with_user(ADMIN)
+        .field("id", "taken")
+        .field("display_name", "再入力される名前")
+        .field("role", "staff")
+        .field("grants", OFFICE_B)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("このログインIDは使われています。"));
+    assert!(a.body.contains("value=\"再入力される名前\""));
+    assert!(a.body.contains(&format!("value=\"{OFFICE_B}\" checked")));
+    assert!(!a.body.contains(OTP));
+}
+
+#[tokio::test]
+async fn another_offices_data_is_what_the_backend_says() {
+    let (ui, fake) = ui();
+    for list in ["/submissions", "/notices", "/returns"] {
+        fake.clear();
+        // Hidden by the backend: 404, whatever the URL says.
+        let a = get(&format!("{list}?office={OFFICE_FOREIGN}"))
+            .session(STAFF)
+            .send(&ui)
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{list}");
+        // Not in the principal's menu, but the backend allows it: the UI does not second-guess.
+        let a = get(&format!("{list}?office={OFFICE_EXTRA}"))
+            .session(STAFF)
+            .send(&ui)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{list}");
+        assert!(a.body.contains(OFFICE_EXTRA));
+        // No office in the URL: the session's current office.
+        let a = get(list).session(STAFF).send(&ui).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let method = list.trim_start_matches('/');
+        let asked: Vec<(Option<String>, String)> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .map(|c| (c.account, c.arg))
+            .collect();
+        assert_eq!(
+            asked,
+            vec![
+                (Some("staff".into()), OFFICE_FOREIGN.into()),
+                (Some("staff".into()), OFFICE_EXTRA.into()),
+                (Some("staff".into()), OFFICE_A.into()),
+            ],
+            "{list}"
+        );
+    }
+    // IDs go through unchanged (decoded once), with the session's principal.
+    fake.clear();
+    let a = get("/submissions/sub-%E4%BB%96%2F1")
+        .session(CORP)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        fake.calls().last().cloned(),
+        Some(Call {
+            method: "submission",
+            account: Some("corp".into()),
+            arg: "sub-他/1".into()
+        })
+    );
+    let a = get(&format!("/offices/{OFFICE_FOREIGN}"))
+        .session(CORP)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    // No current office and none asked for: a message to pick one, no backend call.
+    fake.clear();
+    let a = get("/returns").session(NO_OFFICE).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("事業所が選ばれていません"));
+    assert!(!fake.called("returns"));
+}
+
+#[tokio::test]
+async fn get_routes_never_call_a_mutating_method() {
+    let (ui, fake) = ui();
+    let tokens = [ADMIN, CORP, STAFF, MUST, NO_OFFICE];
+    for r in ROUTES.iter().filter(|r| r.method == "GET") {
+        for token in tokens {
+            for path in [
+                concrete(r.path),
+                r.path
+                    .replace("{id}", "missing")
+                    .replace("{number}", "missing"),
+                format!("{}?office={OFFICE_B}&changed=1", concrete(r.path)),
+            ] {
+                let a = get(&path).session(token).send(&ui).await;
+                assert_ne!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            }
+        }
+        let _ = get(&concrete(r.path)).send(&ui).await;
+    }
+    assert!(
+        fake.mutating_calls().is_empty(),
+        "{:?}",
+        fake.mutating_calls()
+    );
+    // notice_download is a read (audited by the backend) and was called.
+    assert!(fake.called("notice_download"));
+}
+
+#[tokio::test]
+async fn logout_clears_the_cookie() {
+    let (ui, fake) = ui();
+    let a = post("/logout").with_user(STAFF).send(&ui).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/login"));
+    let c = a.set_cookie(SESSION_COOKIE).unwrap();
+    let (pair, attrs) = cookie_parts(&c);
+    assert_eq!(pair, format!("{SESSION_COOKIE}="));
+    assert!(attrs.contains("Max-Age=0"));
+    assert!(attrs.contains("Secure") && attrs.contains("HttpOnly"));
+    assert!(fake.called("logout"));
+}
+
+#[tokio::test]
+async fn one_time_password_is_shown_once_in_the_body_only() {
+    let (ui, fake) = ui();
+    let a = post("/accounts")
+        .with_user(CORP)
+        .field("id", "staff02")
+        .field("display_name", "介護 花子")
+        .field("role", "staff")
+        .field("grants", OFFICE_A)
+        .field("grants", OFFICE_B)
+        .field("office", "")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    assert!(a.body.contains(OTP));
+    assert!(a.location().is_none());
+    assert!(a.body.contains("一度だけ"));
+    let created = fake
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "create_account")
+        .unwrap();
+    assert_eq!(created.account.as_deref(), Some("corp"));
+    assert_eq!(
+        created.arg,
+        format!("staff02|Some(Staff)|None|{OFFICE_A},{OFFICE_B}|None|")
+    );
+
+    let a = post("/accounts/staff01/reset")
+        .with_user(ADMIN)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains(OTP));
+    assert!(a.body.contains("パスワードを再設定しました"));
+    // The account page never shows it.
+    let a = get("/accounts/staff01").session(ADMIN).send(&ui).await;
+    assert!(!a.body.contains(OTP));
+}
+
+#[tokio::test]
+async fn account_actions_redirect_back_to_the_account() {
+    let (ui, fake) = ui();
+    for (action, expected) in [
+        ("unlock", "staff 01"),
+        ("disable", "staff 01|true"),
+        ("enable", "staff 01|false"),
+        ("grants", &format!("staff 01|{OFFICE_A},{OFFICE_B}")),
+    ] {
+        let mut req = post(&format!("/accounts/staff%2001/{action}")).with_user(ADMIN);
+        if action == "grants" {
+            req = req.field("office", OFFICE_A).field("office", OFFICE_B);
+        }
+        let a = req.send(&ui).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{action}");
+        assert_eq!(a.location(), Some("/accounts/staff%2001"), "{action}");
+        assert_eq!(fake.calls().last().unwrap().arg, expected, "{action}");
+    }
+}
+
+#[tokio::test]
+async fn closing_a_return_needs_a_note() {
+    let (ui, fake) = ui();
+    let a = post("/returns/ret-1/close")
+        .with_user(STAFF)
+        .field("note", "   ")
+        .field("office", OFFICE_A)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("メモ（対応内容）を入力してください"));
+    assert_eq!(a.page().as_deref(), Some("returns"));
+    assert!(!fake.called("close_return"));
+
+    let a = post("/returns/ret-1/close")
+        .with_user(STAFF)
+        .field("note", "電話で確認しました")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/returns"));
+    assert_eq!(fake.calls().last().unwrap().arg, "ret-1|電話で確認しました");
+    // The list shown was another office: back to it.
+    let a = post("/returns/ret-1/close")
+        .with_user(STAFF)
+        .field("note", "済")
+        .field("office", OFFICE_EXTRA)
+        .send(&ui)
+        .await;
+    assert_eq!(
+        a.location(),
+        Some(format!("/returns?office={OFFICE_EXTRA}").as_str())
+    );
+    // Only open items have a close form.
+    let a = get("/returns").session(STAFF).send(&ui).await;
+    assert_eq!(a.body.matches("/close\"").count(), 1);
+}
+
+#[tokio::test]
+async fn notice_downloads_are_attachments_with_both_names() {
+    let (ui, fake) = ui();
+    let a = get("/notices/n-1/original").session(STAFF).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.header("content-type"),
+        Some("text/csv; charset=Shift_JIS")
+    );
+    let cd = a.header("content-disposition").unwrap();
+    assert!(cd.starts_with("attachment; "), "{cd}");
+    assert!(cd.contains("filename=\"____ 202611.csv\""), "{cd}");
+    assert!(
+        cd.contains("filename*=UTF-8''%E8%BF%94%E6%88%BB%E4%B8%80%E8%A6%A7%20202611.csv"),
+        "{cd}"
+    );
+    assert_eq!(a.header("cache-control"), Some("no-store"));
+    assert_security_headers(&a);
+    assert_eq!(a.body, "a,b\r\n");
+    let a = get("/notices/n-1/utf8").session(STAFF).send(&ui).await;
+    assert_eq!(a.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert_eq!(
+        fake.calls()
+            .into_iter()
+            .filter(|c| c.method == "notice_download")
+            .map(|c| c.arg)
+            .collect::<Vec<_>>(),
+        vec!["n-1|false".to_string(), "n-1|true".to_string()]
+    );
+    let a = get("/notices/missing/utf8").session(STAFF).send(&ui).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pages_escape_backend_text() {
+    let (ui, _) = ui();
+    let a = get("/").session(STAFF).send(&ui).await;
+    assert!(a.body.contains("&lt;script&gt;"));
+    assert!(!a.body.contains("<script>"));
+    let a = get("/notices/n-text").session(STAFF).send(&ui).await;
+    assert!(a.body.contains("&lt;script&gt;"));
+    assert!(!a.body.contains("<script>"));
+}
+
+#[tokio::test]
+async fn forms_other_than_urlencoded_are_refused() {
+    let (ui, fake) = ui();
+    let a = post("/office")
+        .session(ADMIN)
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body(b"--x--".to_vec())
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(fake.mutating_calls().is_empty());
+}
+
+#[tokio::test]
+async fn the_office_switcher_shows_only_with_several_offices() {
+    let (ui, _) = ui();
+    let a = get("/").session(CORP).send(&ui).await;
+    assert!(a.body.contains("action=\"/office\""));
+    let a = get("/").session(STAFF).send(&ui).await;
+    assert!(!a.body.contains("action=\"/office\""));
+}
