@@ -1,5 +1,8 @@
-//! The running appliance: opens the store, builds the gateway client, starts intake, the
-//! relay, the deadline watch, the withdraw desk, the notice mirror and the returns linker, and on shutdown drains them within a bounded grace period.
+//! The running appliance: opens the store, makes the first system administrator, starts the
+//! control socket and the admin UI, and runs the pipeline (intake, the relay, the deadline
+//! watch, the withdraw desk, the notice mirror and the returns linker) for the offices of the
+//! config file and the store, starting it again when those change; on shutdown it drains
+//! everything within a bounded grace period.
 //!
 //! Invariant: every long-running stage gets a child of one shutdown token; if any stage fails,
 //! the others are stopped too and the error is returned (systemd restarts the service), so the
@@ -12,7 +15,7 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::deadline::DeadlineWatch;
@@ -39,15 +42,216 @@ fn open_store_waiting(path: &std::path::Path) -> Result<Store, crate::store::Sto
 /// How often open returns are matched against new submissions even without a hint.
 const RETURNS_LINK_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Prints the first administrator password once, on the console (it is also in a file only the
+/// service's user can read). The log gets where it is, never the password.
+fn announce_first_admin(password: &str, file: &std::path::Path) {
+    eprintln!(
+        "\n================================================================\n\
+         管理画面のシステム管理者を作成しました / system administrator created\n\
+         ID: {}\n\
+         初期パスワード / first password: {password}\n\
+         最初のログインで変更してください。この表示は一度だけです（{} にも保存）。\n\
+         Change it at the first login. Shown once; also saved in {}.\n\
+         ================================================================\n",
+        crate::accounts::manage::ADMIN_ID,
+        file.display(),
+        file.display()
+    );
+    info!(file = %file.display(), "system administrator created with a one-time password");
+}
+
+/// The stages that work with the offices (intake, relay, deadline watch, withdraw desk, notice
+/// mirror, returns linker). When the offices change (registered or ended in the UI or with
+/// `kaigo-relay office`), they are drained and started again with the new list; the store is
+/// the truth, so nothing is lost between the two runs.
+struct Pipeline {
+    settings: Settings,
+    store: Store,
+    key: Arc<crate::accounts::secrets::SecretKey>,
+    changed: Arc<Notify>,
+}
+
+impl Pipeline {
+    /// The offices to work with now: the config file's (each must load, or the daemon stops,
+    /// as a bad config does) and the registered ones whose certificates load (one that does
+    /// not is left out, with an error a person must act on).
+    fn offices(&self) -> anyhow::Result<Vec<crate::config::OfficeSettings>> {
+        let records = self.store.office_records()?;
+        let (offices, problems) = crate::accounts::offices::effective_offices(
+            &self.settings.offices,
+            &records,
+            &self.key,
+        );
+        for (number, e) in problems {
+            error!(office = %number, error = %e, "a registered office cannot be used; it is not sent for until this is fixed");
+        }
+        let roots = crate::transport::load_roots(&self.settings.gateway.ca_file)?;
+        let mut usable = Vec::with_capacity(offices.len());
+        for o in offices {
+            let from_config = self
+                .settings
+                .offices
+                .iter()
+                .any(|c| c.office_number == o.office_number);
+            match crate::transport::tls_config(roots.clone(), &self.settings.gateway.pin_sha256, &o)
+            {
+                Ok(_) => usable.push(o),
+                Err(e) if from_config => return Err(e),
+                Err(e) => {
+                    error!(office = %o.office_number, error = format!("{e:#}"), "the client certificate of a registered office cannot be used; it is not sent for until this is fixed")
+                }
+            }
+        }
+        Ok(usable)
+    }
+
+    async fn supervise(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        loop {
+            let mut settings = self.settings.clone();
+            settings.offices = self.offices()?;
+            let token = shutdown.child_token();
+            let mut stages = if settings.offices.is_empty() {
+                warn!(
+                    "no office is registered yet: nothing is taken from the drop folder until one is (kaigo-relay office add, or the admin UI)"
+                );
+                JoinSet::new()
+            } else {
+                start_pipeline(&settings, &self.store, token.clone())?
+            };
+            let reload = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                _ = self.changed.notified() => true,
+                Some(done) = stages.join_next() => {
+                    let (stage, result) = done.context("a stage panicked")?;
+                    token.cancel();
+                    drain(&mut stages, settings.relay.shutdown_grace).await;
+                    return match result {
+                        Ok(()) if shutdown.is_cancelled() => Ok(()),
+                        Ok(()) => Err(anyhow::anyhow!("stage {stage} stopped unexpectedly")),
+                        Err(e) => Err(e.context(format!("stage {stage} failed"))),
+                    };
+                }
+            };
+            token.cancel();
+            drain(&mut stages, settings.relay.shutdown_grace).await;
+            if !reload {
+                return Ok(());
+            }
+            info!("the offices changed; the pipeline starts again with them");
+        }
+    }
+}
+
+async fn drain(stages: &mut JoinSet<(&'static str, anyhow::Result<()>)>, grace: Duration) {
+    let all = async {
+        while let Some(done) = stages.join_next().await {
+            if let Ok((stage, Err(e))) = done {
+                error!(
+                    stage,
+                    error = format!("{e:#}"),
+                    "stage failed while stopping"
+                );
+            }
+        }
+    };
+    if tokio::time::timeout(grace + Duration::from_secs(2), all)
+        .await
+        .is_err()
+    {
+        error!("stages did not stop in time; aborting them");
+        stages.abort_all();
+    }
+}
+
+/// Starts the stages that work with `settings.offices`.
+fn start_pipeline(
+    settings: &Settings,
+    store: &Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinSet<(&'static str, anyhow::Result<()>)>> {
+    let store = store.clone();
+    let gateway = Arc::new(GatewayClient::new(settings)?);
+    let (window_tx, window_rx) = watch::channel(None);
+    let wakeup = Arc::new(Notify::new());
+    let deadline = DeadlineWatch {
+        store: store.clone(),
+        offices: settings.office_standings(),
+        window: window_rx.clone(),
+        lead: settings.relay.window_closing_alert,
+    };
+    let intake = Intake {
+        settings: settings.intake.clone(),
+        store: store.clone(),
+        offices: Arc::new(settings.office_standings()),
+        window: window_rx,
+        relay_wakeup: wakeup.clone(),
+    };
+    let desk = WithdrawDesk {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        dir: settings.state_dir.join(crate::withdraw::REQUESTS_DIR),
+    };
+    let sent = Arc::new(Notify::new());
+    let returns_hint = Arc::new(Notify::new());
+    let mirror = crate::mirror::Mirror {
+        gateway: gateway.clone(),
+        store: store.clone(),
+        settings: settings.mirror.clone(),
+        users: crate::mirror::UserPlan::from_offices(&settings.offices),
+        sent: sent.clone(),
+        returns_hint: returns_hint.clone(),
+    };
+    let relay = Relay {
+        sent,
+        gateway,
+        store: store.clone(),
+        settings: settings.relay.clone(),
+        gateway_settings: settings.gateway.clone(),
+        wakeup,
+        window: window_tx,
+        drop_dir: settings.intake.drop_dir.clone(),
+        breaker: Default::default(),
+        slots: crate::relay::RequestSlots::new(settings.relay.max_concurrent_sends),
+        notes: crate::intake::NoteWriter::start(store.clone(), settings.intake.drop_dir.clone())
+            .context("cannot start the result-note writer")?,
+    };
+    let mut tasks = JoinSet::new();
+    let token = shutdown.child_token();
+    tasks.spawn(async move { ("intake", intake.run(token).await) });
+    let token = shutdown.child_token();
+    tasks.spawn(async move { ("relay", relay.run(token).await) });
+    let token = shutdown.child_token();
+    tasks.spawn(async move { ("deadline", deadline.run(token).await) });
+    let token = shutdown.child_token();
+    tasks.spawn(async move { ("withdraw", desk.run(token).await) });
+    let token = shutdown.child_token();
+    tasks.spawn(async move { ("mirror", mirror.run(token).await) });
+    let token = shutdown.child_token();
+    tasks.spawn(async move {
+        (
+            "returns",
+            crate::returns::run(store, returns_hint, RETURNS_LINK_INTERVAL, token).await,
+        )
+    });
+    info!(offices = settings.offices.len(), "pipeline started");
+    Ok(tasks)
+}
+
 /// A started appliance.
 #[derive(Debug)]
 pub struct App {
     /// The store (shared with the stages).
     pub store: Store,
+    /// Where the admin UI answers (`https://…/`), when it is enabled.
+    pub admin_url: Option<String>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
     grace: Duration,
 }
+
+/// The file in the state folder that says where the admin UI answers (for scripts and tests
+/// when the port is chosen by the system).
+pub const ADMIN_URL_FILE: &str = "admin-url";
 
 impl App {
     /// Opens everything and starts the stages. Errors here are configuration or environment
@@ -66,96 +270,67 @@ impl App {
                 store_path.display()
             )
         })?;
-        let gateway = Arc::new(GatewayClient::new(&settings)?);
+        let key = Arc::new(
+            crate::accounts::secrets::SecretKey::load_or_create(&settings.state_dir)
+                .context("cannot load the key that seals the offices' passwords")?,
+        );
+        let now = jiff::Timestamp::now();
+        crate::accounts::offices::sync_config_offices(&store, &settings.offices, now)
+            .context("cannot record the config file's offices in the store")?;
+        if let Some((password, file)) =
+            crate::accounts::manage::ensure_admin(&store, &settings.state_dir, now)
+                .context("cannot create the system administrator")?
+        {
+            announce_first_admin(&password, &file);
+        }
         Intake::prepare_folders(&settings.intake.drop_dir)?;
 
-        let (window_tx, window_rx) = watch::channel(None);
-        let wakeup = Arc::new(Notify::new());
-        let deadline = DeadlineWatch {
-            store: store.clone(),
-            offices: settings.office_standings(),
-            window: window_rx.clone(),
-            lead: settings.relay.window_closing_alert,
-        };
-        let intake = Intake {
-            settings: settings.intake.clone(),
-            store: store.clone(),
-            offices: Arc::new(settings.office_standings()),
-            window: window_rx,
-            relay_wakeup: wakeup.clone(),
-        };
-        let desk = WithdrawDesk {
-            store: store.clone(),
-            gateway: gateway.clone(),
-            dir: settings.state_dir.join(crate::withdraw::REQUESTS_DIR),
-        };
-        let sent = Arc::new(Notify::new());
-        let returns_hint = Arc::new(Notify::new());
-        let mirror = crate::mirror::Mirror {
-            gateway: gateway.clone(),
-            store: store.clone(),
-            settings: settings.mirror.clone(),
-            users: crate::mirror::UserPlan::from_offices(&settings.offices),
-            sent: sent.clone(),
-            returns_hint: returns_hint.clone(),
-        };
-        let relay = Relay {
-            sent,
-            gateway,
-            store: store.clone(),
-            settings: settings.relay.clone(),
-            gateway_settings: settings.gateway.clone(),
-            wakeup,
-            window: window_tx,
-            drop_dir: settings.intake.drop_dir.clone(),
-            breaker: Default::default(),
-            slots: crate::relay::RequestSlots::new(settings.relay.max_concurrent_sends),
-            notes: crate::intake::NoteWriter::start(
-                store.clone(),
-                settings.intake.drop_dir.clone(),
-            )
-            .context("cannot start the result-note writer")?,
-        };
+        let offices_changed = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
         let token = shutdown.child_token();
-        tasks.spawn(async move { ("intake", intake.run(token).await) });
-        let token = shutdown.child_token();
-        tasks.spawn(async move { ("relay", relay.run(token).await) });
-        let token = shutdown.child_token();
-        tasks.spawn(async move { ("deadline", deadline.run(token).await) });
-        let token = shutdown.child_token();
-        tasks.spawn(async move { ("withdraw", desk.run(token).await) });
-        let token = shutdown.child_token();
-        tasks.spawn(async move { ("mirror", mirror.run(token).await) });
-        let token = shutdown.child_token();
-        let returns_store = store.clone();
-        tasks.spawn(async move {
-            (
-                "returns",
-                crate::returns::run(returns_store, returns_hint, RETURNS_LINK_INTERVAL, token)
-                    .await,
-            )
-        });
-        let token = shutdown.child_token();
         let (status_store, state_dir) = (store.clone(), settings.state_dir.clone());
+        let control = crate::listing::Control {
+            store: store.clone(),
+            state_dir: settings.state_dir.clone(),
+            key: key.clone(),
+            offices_changed: Some(offices_changed.clone()),
+        };
         tasks.spawn(async move {
             (
                 "status",
-                crate::status::serve(status_store, state_dir, token).await,
+                crate::status::serve(status_store, state_dir, control, token).await,
             )
         });
+        let admin_url = if settings.admin.enabled {
+            let (url, server) = crate::admin::start(&settings, &store, offices_changed.clone())?;
+            let token = shutdown.child_token();
+            tasks.spawn(async move { ("admin", server.run(token).await) });
+            Some(url)
+        } else {
+            None
+        };
+        let token = shutdown.child_token();
+        let pipeline = Pipeline {
+            settings: settings.clone(),
+            store: store.clone(),
+            key,
+            changed: offices_changed,
+        };
+        tasks.spawn(async move { ("pipeline", pipeline.supervise(token).await) });
         info!(
             config = %settings.config_path.display(),
             drop_dir = %settings.intake.drop_dir.display(),
             gateway = %settings.gateway.url,
-            offices = settings.offices.len(),
+            admin_url = admin_url.as_deref().unwrap_or("(disabled)"),
             "kaigo-relay running"
         );
         Ok(App {
             store,
+            admin_url,
             tasks,
             shutdown,
-            grace: settings.relay.shutdown_grace,
+            // The pipeline drains within the relay's grace; the supervisor adds a little.
+            grace: settings.relay.shutdown_grace + Duration::from_secs(2),
         })
     }
 

@@ -126,6 +126,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// 管理画面のアカウント（ID）の作成・パスワード・ロック解除 / Accounts of the admin UI.
+    User {
+        /// 設定ファイル / Config file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: crate::setup::UserArgs,
+    },
+    /// 送信する事業所の登録・終了・一覧 / Offices this appliance sends for.
+    Office {
+        /// 設定ファイル / Config file.
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: crate::setup::OfficeArgs,
+    },
 }
 
 enum Failure {
@@ -195,6 +211,12 @@ pub fn main() -> ExitCode {
             config,
             files,
         } => return validate(month, json, config, &files),
+        Command::User { config, command } => {
+            setup_command(config, |s| crate::setup::run_user(s, command))
+        }
+        Command::Office { config, command } => {
+            setup_command(config, |s| crate::setup::run_office(s, command))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -449,6 +471,23 @@ fn returns(
         crate::listing::write_returns_table(&doc, &mut out)?;
     }
     out.flush().map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+fn setup_command(
+    config: Option<PathBuf>,
+    f: impl FnOnce(&Settings) -> anyhow::Result<()>,
+) -> Result<(), Failure> {
+    let Some(config) = config else {
+        return Err(Failure::Config(ConfigError::Invalid {
+            key: "--config".into(),
+            message:
+                "設定ファイルを --config で指定してください (give the config file with --config)"
+                    .into(),
+        }));
+    };
+    let settings = Settings::load(&config)?;
+    f(&settings)?;
     Ok(())
 }
 

@@ -1067,14 +1067,27 @@ client_key_file = "c.key"
                 "mode",
             ),
             (
-                MINIMAL.split("[[offices]]").next().unwrap().to_owned(),
-                "offices",
+                MINIMAL.replace("[gateway]", "[admin]\nlisten = \"8443\"\n\n[gateway]"),
+                "admin.listen",
+            ),
+            (
+                MINIMAL.replace(
+                    "[gateway]",
+                    "[admin]\ncert_file = \"admin.pem\"\n\n[gateway]",
+                ),
+                "admin.key_file",
             ),
         ];
         for (text, needle) in cases {
             let err = Settings::from_toml(&text, &path).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+        // Offices may all be registered on the appliance instead of in the file.
+        let none = MINIMAL.split("[[offices]]").next().unwrap().to_owned();
+        let s = Settings::from_toml(&none, &path).unwrap();
+        assert!(s.offices.is_empty());
+        assert_eq!(s.admin.listen.port(), 8443);
+        assert_eq!(s.admin.guard.lockout_after, 10);
     }
 
     #[test]

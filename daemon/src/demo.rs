@@ -50,7 +50,30 @@ pub struct DemoInfo {
     pub processing_month: String,
     /// The demo offices.
     pub offices: Vec<DemoOffice>,
+    /// The admin UI (HTTPS, the demo's own local CA: `state/admin-tls/ca.pem`).
+    pub admin_url: String,
+    /// The admin UI's CA certificate.
+    pub admin_ca: PathBuf,
+    /// One account per role to try the admin UI with.
+    pub accounts: Vec<DemoAccount>,
 }
+
+/// An account made for trying the admin UI. Only the demo makes accounts with passwords that
+/// are printed and kept in a file; a real install never has a known password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoAccount {
+    /// Login ID.
+    pub id: String,
+    /// Its password (generated for this run).
+    pub password: String,
+    /// `system_admin`, `corporation`, `office`.
+    pub role: String,
+    /// For office accounts.
+    pub office_number: Option<String>,
+}
+
+/// The demo corporation, which runs both demo offices.
+const DEMO_CORPORATION: (&str, &str) = ("demo-houjin", "デモ社会福祉法人");
 
 /// One demo office.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,6 +255,29 @@ fn print_header(out: &mut impl std::io::Write, s: &Setup) -> anyhow::Result<()> 
     for o in &s.info.offices {
         writeln!(out, "  事業所 (office): {} {}", o.office_number, o.name)?;
     }
+    writeln!(
+        out,
+        "  管理画面 (admin UI):               {}  （証明書の発行元 / CA: {}）",
+        s.info.admin_url,
+        s.info.admin_ca.display()
+    )?;
+    writeln!(
+        out,
+        "  お試し用アカウント (demo accounts; only the demo prints passwords):"
+    )?;
+    for a in &s.info.accounts {
+        writeln!(
+            out,
+            "    {:<22} {:<18} {}{}",
+            a.id,
+            a.password,
+            a.role,
+            a.office_number
+                .as_ref()
+                .map(|o| format!(" {o}"))
+                .unwrap_or_default()
+        )?;
+    }
     Ok(())
 }
 
@@ -268,6 +314,81 @@ fn drop_file(drop_dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, drop_dir.join(name))?;
     Ok(())
+}
+
+/// Makes (or, on a later run, resets) one account per role: the system administrator, the
+/// demo corporation with both offices, and an office account per office, each with a fresh
+/// generated password that need not be changed (the demo's accounts are for trying things).
+fn demo_accounts(daemon_config: &Path) -> anyhow::Result<Vec<DemoAccount>> {
+    use crate::accounts::manage::{self, Actor, NewAccountSpec};
+    use crate::accounts::{Role, password};
+    let settings = Settings::load(daemon_config)?;
+    std::fs::create_dir_all(&settings.state_dir)?;
+    let store = Store::open(&settings.store_path())?;
+    let now = Timestamp::now();
+    crate::accounts::offices::sync_config_offices(&store, &settings.offices, now)?;
+    let mut wanted = vec![
+        (
+            manage::ADMIN_ID.to_owned(),
+            NewAccountSpec {
+                id: manage::ADMIN_ID.into(),
+                display_name: "システム管理者".into(),
+                role: Some(Role::SystemAdmin),
+                ..Default::default()
+            },
+        ),
+        (
+            DEMO_CORPORATION.0.to_owned(),
+            NewAccountSpec {
+                id: DEMO_CORPORATION.0.into(),
+                display_name: DEMO_CORPORATION.1.into(),
+                role: Some(Role::Corporation),
+                corporation_name: Some(DEMO_CORPORATION.1.into()),
+                corporation_offices: OFFICES.iter().map(|(n, _, _)| (*n).to_owned()).collect(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (n, name, _) in OFFICES {
+        wanted.push((
+            format!("office-{n}"),
+            NewAccountSpec {
+                id: format!("office-{n}"),
+                display_name: name.into(),
+                role: Some(Role::Office),
+                office: Some(n.into()),
+                ..Default::default()
+            },
+        ));
+    }
+    let mut out = Vec::new();
+    for (id, spec) in wanted {
+        let role = spec.role;
+        let office = spec.office.clone();
+        let password = match store.account(&id)? {
+            Some(_) => manage::reset_password(&store, &Actor::Cli, &id, now)?.1,
+            None => manage::create(&store, &Actor::Cli, spec, now)?.1,
+        };
+        let mut account = store
+            .account(&id)?
+            .context("the demo account was just written")?;
+        account.must_change_password = false;
+        store.put_account(account, crate::store::Put::Replace, None)?;
+        debug_assert!(password::check_policy(&id, &password).is_ok());
+        out.push(DemoAccount {
+            id,
+            password,
+            role: match role {
+                Some(Role::SystemAdmin) => "system_admin",
+                Some(Role::Corporation) => "corporation",
+                Some(Role::Office) => "office",
+                _ => "staff",
+            }
+            .into(),
+            office_number: office,
+        });
+    }
+    Ok(out)
 }
 
 /// The 3rd of the current month (JST), 10:00: inside the window on any day of the month.
@@ -308,6 +429,15 @@ fn setup(dir: &Path) -> anyhow::Result<Setup> {
     let mut control_port = pick(previous.as_ref().map(|p| p.control_listen.port()))?;
     while control_port == gateway_port {
         control_port = free_port()?;
+    }
+    let previous_admin = std::fs::read(dir.join("demo.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<DemoInfo>(&b).ok())
+        .and_then(|i| i.admin_url.rsplit(':').next().map(str::to_owned))
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
+    let mut admin_port = pick(previous_admin)?;
+    while admin_port == gateway_port || admin_port == control_port {
+        admin_port = free_port()?;
     }
     let old_password = |n: &str| -> Option<String> {
         previous
@@ -387,9 +517,13 @@ max_concurrent_sends = 8
 retry_initial_ms = 500
 retry_max_secs = 30
 shutdown_grace_secs = 5
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
 {office_blocks}"#
     );
     std::fs::write(&daemon_config_path, daemon_toml)?;
+    let accounts = demo_accounts(&daemon_config_path)?;
 
     // New samples on every run: the run number goes into the names and the control record's
     // ファイル管理番号, so a second run is not refused as a duplicate of the first.
@@ -456,8 +590,14 @@ shutdown_grace_secs = 5
                 name: (*name).into(),
             })
             .collect(),
+        admin_url: format!("https://localhost:{admin_port}/"),
+        admin_ca: dir
+            .join("state")
+            .join(crate::admin::tls::TLS_DIR)
+            .join(crate::admin::tls::CA_FILE),
+        accounts,
     };
-    std::fs::write(dir.join("demo.json"), serde_json::to_vec_pretty(&info)?)?;
+    write_private(&dir.join("demo.json"), &serde_json::to_vec_pretty(&info)?)?;
     Ok(Setup {
         sim,
         info,

@@ -23,6 +23,7 @@ pub mod mirror;
 pub mod notice;
 pub mod relay;
 pub mod returns;
+pub mod setup;
 pub mod signals;
 pub mod status;
 pub mod store;

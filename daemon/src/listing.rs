@@ -125,13 +125,60 @@ pub struct NoticeBody {
 pub enum Query {
     Notices,
     Returns,
-    NoticeBody { notice_id: String },
-    CloseReturn { id: String, note: String },
+    NoticeBody {
+        notice_id: String,
+    },
+    CloseReturn {
+        id: String,
+        note: String,
+    },
+    /// `kaigo-relay user …`.
+    User {
+        user: crate::setup::UserCommand,
+    },
+    /// `kaigo-relay office …`.
+    Office {
+        office: crate::setup::OfficeCommand,
+    },
 }
 
-/// Answers a query from the store.
-pub fn answer(store: &Store, q: &Query) -> anyhow::Result<serde_json::Value> {
+impl Query {
+    /// Whether answering it writes to the store.
+    pub fn writes(&self) -> bool {
+        match self {
+            Query::Notices | Query::Returns | Query::NoticeBody { .. } => false,
+            Query::User {
+                user: crate::setup::UserCommand::List,
+            }
+            | Query::Office {
+                office: crate::setup::OfficeCommand::List,
+            } => false,
+            Query::CloseReturn { .. } | Query::User { .. } | Query::Office { .. } => true,
+        }
+    }
+}
+
+/// What answering a query works with: the store, the state folder (for the administrator's
+/// password file), the key that seals office secrets, and whom to tell that offices changed
+/// (the running daemon's pipeline; nobody when a command works on the store itself).
+#[derive(Debug, Clone)]
+pub struct Control {
+    /// The store.
+    pub store: Store,
+    /// The state folder.
+    pub state_dir: std::path::PathBuf,
+    /// The sealing key.
+    pub key: std::sync::Arc<crate::accounts::secrets::SecretKey>,
+    /// Told when an office was added or ended.
+    pub offices_changed: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+/// Answers a query.
+pub fn answer(ctl: &Control, q: &Query) -> anyhow::Result<serde_json::Value> {
+    let store = &ctl.store;
     Ok(match q {
+        Query::User { user } => crate::setup::user(ctl, user)?,
+        Query::Office { office } => crate::setup::office(ctl, office)?,
         Query::Notices => {
             let mut doc = NoticesDocument::default();
             store.each_notice(|n| {
@@ -166,8 +213,18 @@ pub fn answer(store: &Store, q: &Query) -> anyhow::Result<serde_json::Value> {
 /// Runs a query against the running daemon, or the store when none runs (writing only when the
 /// query writes).
 pub fn query(state_dir: &Path, store_path: &Path, q: &Query) -> anyhow::Result<serde_json::Value> {
-    let writes = matches!(q, Query::CloseReturn { .. });
-    crate::status::ask_or_open(state_dir, store_path, q, writes, |store| answer(store, q))
+    let writes = q.writes();
+    crate::status::ask_or_open(state_dir, store_path, q, writes, |store| {
+        let ctl = Control {
+            store: store.clone(),
+            state_dir: state_dir.to_owned(),
+            key: std::sync::Arc::new(crate::accounts::secrets::SecretKey::load_or_create(
+                state_dir,
+            )?),
+            offices_changed: None,
+        };
+        answer(&ctl, q)
+    })
 }
 
 /// `notices` as a table.

@@ -273,6 +273,7 @@ fn snapshot(store: &Store) -> anyhow::Result<Snapshot> {
 pub async fn serve(
     store: Store,
     state_dir: PathBuf,
+    control: crate::listing::Control,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
@@ -299,7 +300,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let store = store.clone();
-                    connections.spawn(answer(stream, store));
+                    connections.spawn(answer(stream, store, control.clone()));
                 }
                 Err(e) => {
                     warn!(error = %e, "control socket accept failed");
@@ -314,7 +315,11 @@ pub async fn serve(
     Ok(())
 }
 
-async fn answer(mut stream: tokio::net::UnixStream, store: Store) {
+async fn answer(
+    mut stream: tokio::net::UnixStream,
+    store: Store,
+    control: crate::listing::Control,
+) {
     let mut line = String::new();
     let request = {
         let mut reader = tokio::io::BufReader::new((&mut stream).take(MAX_REQUEST_BYTES));
@@ -325,8 +330,7 @@ async fn answer(mut stream: tokio::net::UnixStream, store: Store) {
         Ok(Ok(_)) if line.starts_with("query ") => {
             let reply = match serde_json::from_str::<crate::listing::Query>(line[6..].trim()) {
                 Ok(q) => {
-                    let store = store.clone();
-                    match tokio::task::spawn_blocking(move || crate::listing::answer(&store, &q))
+                    match tokio::task::spawn_blocking(move || crate::listing::answer(&control, &q))
                         .await
                     {
                         Ok(Ok(v)) => Answer::Doc(v),

@@ -306,6 +306,8 @@ status_poll_interval_secs = 1
 retry_initial_ms = 200
 retry_max_secs = 2
 shutdown_grace_secs = 5
+[admin]
+listen = "127.0.0.1:0"
 {office_blocks}"#,
             rescan = opts.rescan_interval_secs,
             settle = opts.settle_interval_ms,

@@ -6,4 +6,85 @@
 //! submission, notice or return item the principal may not see answers `NotFound`, exactly
 //! like one that does not exist.
 
+pub mod backend;
 pub mod tls;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::store::Store;
+
+/// The admin UI, bound and ready to serve.
+pub struct AdminServer {
+    ui: admin_ui::AdminUi<backend::AdminBackend>,
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for AdminServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminServer")
+            .field("listener", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl AdminServer {
+    /// Serves until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        admin_ui::serve(self.ui, self.listener, self.tls, shutdown).await
+    }
+}
+
+/// Binds the admin UI's port, loads (or makes) its certificate, and writes where it answers to
+/// `state_dir/admin-url`. Returns that URL and the server. Must run inside the runtime.
+pub fn start(
+    settings: &Settings,
+    store: &Store,
+    offices_changed: Arc<Notify>,
+) -> anyhow::Result<(String, AdminServer)> {
+    let a = &settings.admin;
+    let tls = tls::load_or_create(&settings.state_dir, a)?;
+    let std_listener = std::net::TcpListener::bind(a.listen).with_context(|| {
+        format!(
+            "管理画面のポート {} を開けません（他のプログラムが使っていないか確認してください） (cannot listen on admin.listen)",
+            a.listen
+        )
+    })?;
+    std_listener.set_nonblocking(true)?;
+    let local = std_listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let host = if local.ip().is_unspecified() || local.ip().is_loopback() {
+        "localhost".to_owned()
+    } else {
+        match local.ip() {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        }
+    };
+    let url = format!("https://{host}:{}/", local.port());
+    let desk = crate::accounts::login::LoginDesk::new(store.clone(), a.guard)
+        .context("cannot prepare the login checks")?;
+    let backend = backend::AdminBackend::new(store.clone(), desk, a.sessions, offices_changed);
+    let ui = admin_ui::AdminUi::new(Arc::new(backend))?;
+    let url_file = settings.state_dir.join(crate::app::ADMIN_URL_FILE);
+    std::fs::write(&url_file, format!("{url}\n"))
+        .with_context(|| format!("cannot write {}", url_file.display()))?;
+    tracing::info!(
+        %url,
+        ca = %tls.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(own certificate)".into()),
+        "admin UI listening"
+    );
+    Ok((
+        url,
+        AdminServer {
+            ui,
+            listener,
+            tls: tls.config,
+        },
+    ))
+}

@@ -1,0 +1,1006 @@
+//! `admin_ui::Backend` over the store: sessions and logins through the login desk, account
+//! management through `accounts::manage`, and the read views of offices, submissions, notices
+//! and returns, each filtered by what the principal's account may see.
+//!
+//! Invariant: the principal the UI passes in is only a handle: every call reads the account
+//! and its session again from the store (a disabled account or a revoked session stops at
+//! once), and every office-scoped read checks `Account::may_see` on the record's own office.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use admin_ui::{
+    AccountView, AuditRow, Backend, BackendError, BackendResult, Client, Download, FindingView,
+    LoginOutcome, NewAccount, NoticeDetail, NoticeRow, NoticeTable, OfficeRef, OfficeView,
+    OneTimePassword, Principal, ReturnRow, SessionView, SubmissionDetail, SubmissionRow,
+    TimelineEntry,
+};
+use jiff::Timestamp;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Notify;
+use tracing::{error, warn};
+
+use crate::accounts::login::{LoginDesk, LoginRefusal};
+use crate::accounts::manage::{self, Actor, ManageError, NewAccountSpec};
+use crate::accounts::offices::OfficeRecord;
+use crate::accounts::sessions::{self, Session, SessionSettings};
+use crate::accounts::{Account, Corporation, Role};
+use crate::store::{NewAudit, Store, StoreError};
+use crate::timefmt::jst_minutes;
+
+/// The daemon's side of the admin UI.
+#[derive(Debug, Clone)]
+pub struct AdminBackend {
+    store: Store,
+    desk: LoginDesk,
+    sessions: SessionSettings,
+    /// Told when offices change (the pipeline reloads them).
+    pub offices_changed: Arc<Notify>,
+}
+
+fn role_ui(r: Role) -> admin_ui::Role {
+    match r {
+        Role::SystemAdmin => admin_ui::Role::SystemAdmin,
+        Role::Corporation => admin_ui::Role::Corporation,
+        Role::Office => admin_ui::Role::Office,
+        Role::Staff => admin_ui::Role::Staff,
+    }
+}
+
+fn role_from_ui(r: admin_ui::Role) -> Role {
+    match r {
+        admin_ui::Role::SystemAdmin => Role::SystemAdmin,
+        admin_ui::Role::Corporation => Role::Corporation,
+        admin_ui::Role::Office => Role::Office,
+        admin_ui::Role::Staff => Role::Staff,
+    }
+}
+
+/// A session's identifier for pages and forms: derived from the stored hash, so it names the
+/// session without being usable as (or leading to) its token.
+fn session_id(s: &Session) -> String {
+    hex::encode(&Sha256::digest(format!("session-id:{}", s.token_hash).as_bytes())[..10])
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> BackendError {
+    error!(error = %e, "admin UI: {what}");
+    BackendError::Internal
+}
+
+fn from_manage(e: ManageError) -> BackendError {
+    match e {
+        ManageError::Forbidden => BackendError::Forbidden,
+        ManageError::NotFound(_) => BackendError::NotFound,
+        ManageError::Invalid { ja, en } => BackendError::Invalid {
+            message_ja: ja,
+            message_en: en,
+        },
+        other => internal("account operation failed", other),
+    }
+}
+
+/// What a request's principal is, read again from the store.
+struct Caller {
+    account: Account,
+    session: Session,
+    corps: Vec<Corporation>,
+}
+
+impl Caller {
+    fn may_see(&self, office: &str) -> bool {
+        self.account.may_see(office, &self.corps)
+    }
+
+    fn actor(&self) -> Actor {
+        Actor::Person {
+            account: Box::new(self.account.clone()),
+            address: Some(self.session.address.clone()),
+        }
+    }
+}
+
+impl AdminBackend {
+    /// A backend over `store`.
+    pub fn new(
+        store: Store,
+        desk: LoginDesk,
+        sessions: SessionSettings,
+        offices_changed: Arc<Notify>,
+    ) -> AdminBackend {
+        AdminBackend {
+            store,
+            desk,
+            sessions,
+            offices_changed,
+        }
+    }
+
+    /// Runs store work on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> BackendResult<T> + Send + 'static,
+    ) -> BackendResult<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| internal("task failed", e))?
+    }
+
+    /// The caller behind a principal: its session must still exist and its account be
+    /// enabled.
+    fn caller(store: &Store, p: &Principal) -> BackendResult<Caller> {
+        let account = store
+            .account(&p.account_id)
+            .map_err(|e| internal("read account", e))?
+            .filter(|a| !a.disabled)
+            .ok_or(BackendError::Forbidden)?;
+        let session = store
+            .sessions_of(&account.id)
+            .map_err(|e| internal("read sessions", e))?
+            .into_iter()
+            .find(|s| session_id(s) == p.session_id)
+            .ok_or(BackendError::Forbidden)?;
+        let corps = store
+            .corporations()
+            .map_err(|e| internal("read corporations", e))?;
+        Ok(Caller {
+            account,
+            session,
+            corps,
+        })
+    }
+
+    fn visible_offices(store: &Store, c: &Caller) -> BackendResult<Vec<OfficeRecord>> {
+        Ok(store
+            .office_records()
+            .map_err(|e| internal("read offices", e))?
+            .into_iter()
+            .filter(|o| c.may_see(&o.office_number))
+            .collect())
+    }
+
+    fn principal(store: &Store, account: Account, session: Session) -> BackendResult<Principal> {
+        let corps = store
+            .corporations()
+            .map_err(|e| internal("read corporations", e))?;
+        let c = Caller {
+            account,
+            session,
+            corps,
+        };
+        let offices: Vec<OfficeRef> = Self::visible_offices(store, &c)?
+            .into_iter()
+            .map(|o| OfficeRef {
+                number: o.office_number,
+                name: o.name,
+            })
+            .collect();
+        let current = c
+            .session
+            .current_office
+            .as_ref()
+            .and_then(|n| offices.iter().find(|o| &o.number == n))
+            .or(offices.first())
+            .cloned();
+        let role = c.account.role;
+        Ok(Principal {
+            account_id: c.account.id.clone(),
+            display_name: c.account.display_name.clone(),
+            role: role_ui(role),
+            must_change_password: c.account.must_change_password,
+            csrf_token: c.session.csrf_token.clone(),
+            session_id: session_id(&c.session),
+            offices,
+            current_office: current,
+            may_manage_accounts: matches!(
+                role,
+                Role::SystemAdmin | Role::Corporation | Role::Office
+            ),
+            is_admin: role == Role::SystemAdmin,
+        })
+    }
+
+    fn account_view(
+        store: &Store,
+        a: &Account,
+        c: &Caller,
+        offices: &[OfficeRecord],
+    ) -> AccountView {
+        let _ = store;
+        let office_ref = |n: &str| OfficeRef {
+            number: n.to_owned(),
+            name: offices
+                .iter()
+                .find(|o| o.office_number == n)
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+        };
+        let now = Timestamp::now();
+        AccountView {
+            id: a.id.clone(),
+            display_name: a.display_name.clone(),
+            role: role_ui(a.role),
+            role_ja: a.role.label_ja().to_owned(),
+            corporation: a.corporation.clone(),
+            office: a.office_number.as_deref().map(office_ref),
+            grants: a.grants.iter().map(|g| office_ref(g)).collect(),
+            locked_until: a
+                .lockout
+                .locked_until
+                .filter(|_| a.lockout.is_locked(now))
+                .map(jst_minutes),
+            disabled: a.disabled,
+            must_change_password: a.must_change_password,
+            password_changed_at: jst_minutes(a.password_changed_at),
+            manageable: c.account.may_manage(a, &c.corps),
+        }
+    }
+
+    fn audit(store: &Store, c: &Caller, action: &str, target: &str, detail: String) {
+        if let Err(e) = store.audit(NewAudit {
+            actor: Some(c.account.id.clone()),
+            address: Some(c.session.address.clone()),
+            action: action.into(),
+            target: Some(target.to_owned()),
+            detail,
+        }) {
+            warn!(error = %e, action, "cannot write the audit log");
+        }
+    }
+}
+
+fn office_view(o: &OfficeRecord) -> OfficeView {
+    let now = Timestamp::now();
+    OfficeView {
+        number: o.office_number.clone(),
+        name: o.name.clone(),
+        federation_user_id: o.federation_user_id.clone(),
+        corporation: o.corporation.clone(),
+        status: if o.ended_from_month.is_some() {
+            "ended".into()
+        } else {
+            "active".into()
+        },
+        ended_from_month: o.ended_from_month.map(|m| m.to_string()),
+        successor: o.successor.clone(),
+        certificate_subject: o.certificate.as_ref().map(|c| c.subject.clone()),
+        certificate_expires: o.certificate.as_ref().map(|c| jst_minutes(c.not_after)),
+        certificate_days_left: o
+            .certificate
+            .as_ref()
+            .map(|c| c.not_after.duration_since(now).as_secs() / 86_400),
+    }
+}
+
+fn submission_row(s: &crate::submission::Submission) -> SubmissionRow {
+    SubmissionRow {
+        id: s.id.to_string(),
+        file_name: s.file_name.clone(),
+        office_number: s.office_number.as_ref().map(|o| o.to_string()),
+        processing_month: s.processing_month.map(|m| m.to_string()),
+        state: s.state.as_str().to_owned(),
+        state_ja: s.state.label_ja().to_owned(),
+        receipt_id: s.receipt.as_ref().map(|r| r.receipt_id.clone()),
+        reception_mark: s.reception.as_ref().and_then(|r| r.mark.clone()),
+        taken_at: jst_minutes(s.taken_at),
+    }
+}
+
+fn notice_row(n: &crate::store::NoticeRecord) -> NoticeRow {
+    NoticeRow {
+        id: n.notice_id.clone(),
+        office_number: n.office_number.clone(),
+        kind_id: n.kind_id.clone(),
+        title: n.title.clone(),
+        processing_month: n.processing_month.clone(),
+        media_type: n.media_type.clone(),
+        size: n.size,
+        received_at: jst_minutes(n.received_at),
+    }
+}
+
+/// A notice's rows as tables, one per record type (H1, D1, T1…) in file order.
+fn notice_tables(parsed: &crate::notice::Parsed) -> Vec<NoticeTable> {
+    let mut tables: Vec<(String, NoticeTable)> = Vec::new();
+    for row in &parsed.rows {
+        let columns: Vec<String> = row.cells.iter().map(|(c, _)| c.clone()).collect();
+        let values: Vec<String> = row.cells.iter().map(|(_, v)| v.clone()).collect();
+        match tables
+            .iter_mut()
+            .find(|(r, t)| r == &row.record && t.columns == columns)
+        {
+            Some((_, t)) => t.rows.push(values),
+            None => tables.push((
+                row.record.clone(),
+                NoticeTable {
+                    title: record_title(&row.record),
+                    columns,
+                    rows: vec![values],
+                },
+            )),
+        }
+    }
+    tables.into_iter().map(|(_, t)| t).collect()
+}
+
+fn record_title(record: &str) -> String {
+    let kind = match record.chars().next() {
+        Some('H') => "ヘッダ / header",
+        Some('D') => "明細 / details",
+        Some('T') => "合計 / totals",
+        _ => "レコード / records",
+    };
+    format!("{kind}（{record}）")
+}
+
+fn download_name(n: &crate::store::NoticeRecord, utf8: bool) -> String {
+    let ext = if n.media_type.starts_with("application/pdf") {
+        "pdf"
+    } else if n.media_type.starts_with("text/csv") {
+        "csv"
+    } else {
+        "txt"
+    };
+    let suffix = if utf8 { "-utf8" } else { "" };
+    format!(
+        "{}_{}_{}_{}{suffix}.{ext}",
+        n.office_number, n.processing_month, n.kind_id, n.notice_id
+    )
+}
+
+impl Backend for AdminBackend {
+    async fn login(
+        &self,
+        id: &str,
+        password: &str,
+        client: &Client,
+    ) -> BackendResult<LoginOutcome> {
+        let outcome = self
+            .desk
+            .login(id, password, client.address)
+            .await
+            .map_err(|e| internal("login", e))?;
+        match outcome {
+            Ok(logged_in) => {
+                let (account_id, address, agent) = (
+                    logged_in.account.id.clone(),
+                    client.address.to_string(),
+                    client.user_agent.clone(),
+                );
+                let (token, _) = self
+                    .blocking(move |s| {
+                        sessions::issue(s, &account_id, &address, &agent, Timestamp::now())
+                            .map_err(|e| internal("issue session", e))
+                    })
+                    .await?;
+                Ok(LoginOutcome::LoggedIn {
+                    token,
+                    must_change_password: logged_in.must_change_password,
+                })
+            }
+            Err(refusal @ LoginRefusal::Throttled(_)) => Ok(LoginOutcome::Throttled {
+                message_ja: refusal.message_ja(),
+                message_en: refusal.message_en(),
+            }),
+            Err(refusal) => Ok(LoginOutcome::Refused {
+                message_ja: refusal.message_ja(),
+                message_en: refusal.message_en(),
+            }),
+        }
+    }
+
+    async fn session(&self, token: &str) -> BackendResult<Option<Principal>> {
+        let token = token.to_owned();
+        let settings = self.sessions;
+        self.blocking(move |s| {
+            let session = match sessions::check(s, &token, Timestamp::now(), &settings)
+                .map_err(|e| internal("check session", e))?
+            {
+                Ok(session) => session,
+                Err(_) => return Ok(None),
+            };
+            let Some(account) = s
+                .account(&session.account_id)
+                .map_err(|e| internal("read account", e))?
+                .filter(|a| !a.disabled)
+            else {
+                return Ok(None);
+            };
+            Self::principal(s, account, session).map(Some)
+        })
+        .await
+    }
+
+    async fn logout(&self, p: &Principal) -> BackendResult<()> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            s.remove_sessions(vec![c.session.token_hash.clone()])
+                .map_err(|e| internal("logout", e))?;
+            Self::audit(s, &c, "logout", &c.account.id, String::new());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn change_password(&self, p: &Principal, old: &str, new: &str) -> BackendResult<()> {
+        let p2 = p.clone();
+        let c = self.blocking(move |s| Self::caller(s, &p2)).await?;
+        let address: IpAddr = c
+            .session
+            .address
+            .parse()
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        // The old password is checked like a login: throttled, and failures count towards
+        // the lockout.
+        match self
+            .desk
+            .login(&c.account.id, old, address)
+            .await
+            .map_err(|e| internal("verify password", e))?
+        {
+            Ok(_) => {}
+            Err(LoginRefusal::Throttled(d)) => {
+                return Err(BackendError::Invalid {
+                    message_ja: LoginRefusal::Throttled(d).message_ja(),
+                    message_en: LoginRefusal::Throttled(d).message_en(),
+                });
+            }
+            Err(LoginRefusal::Denied) => {
+                return Err(BackendError::Invalid {
+                    message_ja: "今のパスワードが違います。".into(),
+                    message_en: "The current password is wrong.".into(),
+                });
+            }
+        }
+        let new = new.to_owned();
+        self.blocking(move |s| {
+            let keep = c.session.token_hash.clone();
+            manage::set_password(
+                s,
+                &c.actor(),
+                &c.account.id,
+                &new,
+                false,
+                Some(&keep),
+                Timestamp::now(),
+            )
+            .map(|_| ())
+            .map_err(from_manage)
+        })
+        .await
+    }
+
+    async fn change_password_at_login(
+        &self,
+        id: &str,
+        old: &str,
+        new: &str,
+        client: &Client,
+    ) -> BackendResult<()> {
+        let logged = self
+            .desk
+            .login(id, old, client.address)
+            .await
+            .map_err(|e| internal("verify password", e))?;
+        let account = match logged {
+            Ok(l) => l.account,
+            Err(r) => {
+                return Err(BackendError::Invalid {
+                    message_ja: r.message_ja(),
+                    message_en: r.message_en(),
+                });
+            }
+        };
+        let new = new.to_owned();
+        let address = client.address.to_string();
+        self.blocking(move |s| {
+            let actor = Actor::Person {
+                account: Box::new(account.clone()),
+                address: Some(address),
+            };
+            manage::set_password(s, &actor, &account.id, &new, false, None, Timestamp::now())
+                .map(|_| ())
+                .map_err(from_manage)
+        })
+        .await
+    }
+
+    async fn switch_office(&self, p: &Principal, office: &str) -> BackendResult<()> {
+        let (p, office) = (p.clone(), office.trim().to_owned());
+        self.blocking(move |s| {
+            let mut c = Self::caller(s, &p)?;
+            let known = s
+                .office_record(&office)
+                .map_err(|e| internal("read office", e))?
+                .is_some();
+            if !known || !c.may_see(&office) {
+                return Err(BackendError::NotFound);
+            }
+            c.session.current_office = Some(office);
+            s.put_session(c.session)
+                .map_err(|e| internal("switch office", e))
+        })
+        .await
+    }
+
+    async fn sessions(&self, p: &Principal) -> BackendResult<Vec<SessionView>> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let mut list = s
+                .sessions_of(&c.account.id)
+                .map_err(|e| internal("read sessions", e))?;
+            list.sort_by_key(|x| std::cmp::Reverse(x.last_seen_at));
+            Ok(list
+                .iter()
+                .map(|x| SessionView {
+                    id: session_id(x),
+                    created_at: jst_minutes(x.created_at),
+                    last_seen_at: jst_minutes(x.last_seen_at),
+                    address: x.address.clone(),
+                    user_agent: x.user_agent.clone(),
+                    current: x.token_hash == c.session.token_hash,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, p: &Principal, id: &str) -> BackendResult<()> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let target = s
+                .sessions_of(&c.account.id)
+                .map_err(|e| internal("read sessions", e))?
+                .into_iter()
+                .find(|x| session_id(x) == id)
+                .ok_or(BackendError::NotFound)?;
+            s.remove_sessions(vec![target.token_hash])
+                .map_err(|e| internal("revoke session", e))?;
+            Self::audit(
+                s,
+                &c,
+                "session_revoked",
+                &c.account.id,
+                format!("{} のセッションを終了 / session ended", target.address),
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    async fn accounts(&self, p: &Principal) -> BackendResult<Vec<AccountView>> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if c.account.role == Role::Staff {
+                return Err(BackendError::Forbidden);
+            }
+            let offices = s
+                .office_records()
+                .map_err(|e| internal("read offices", e))?;
+            Ok(s.accounts()
+                .map_err(|e| internal("read accounts", e))?
+                .iter()
+                .filter(|a| {
+                    c.account.id.eq_ignore_ascii_case(&a.id) || c.account.may_manage(a, &c.corps)
+                })
+                .map(|a| Self::account_view(s, a, &c, &offices))
+                .collect())
+        })
+        .await
+    }
+
+    async fn account(&self, p: &Principal, id: &str) -> BackendResult<AccountView> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if c.account.role == Role::Staff {
+                return Err(BackendError::Forbidden);
+            }
+            let a = s
+                .account(&id)
+                .map_err(|e| internal("read account", e))?
+                .filter(|a| {
+                    c.account.id.eq_ignore_ascii_case(&a.id) || c.account.may_manage(a, &c.corps)
+                })
+                .ok_or(BackendError::NotFound)?;
+            let offices = s
+                .office_records()
+                .map_err(|e| internal("read offices", e))?;
+            Ok(Self::account_view(s, &a, &c, &offices))
+        })
+        .await
+    }
+
+    async fn create_account(
+        &self,
+        p: &Principal,
+        new: NewAccount,
+    ) -> BackendResult<OneTimePassword> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if c.account.role == Role::Staff {
+                return Err(BackendError::Forbidden);
+            }
+            let spec = NewAccountSpec {
+                id: new.id,
+                display_name: new.display_name,
+                role: new.role.map(role_from_ui),
+                office: new.office,
+                grants: new.grants.into_iter().collect::<BTreeSet<_>>(),
+                corporation: None,
+                corporation_name: new.corporation_name,
+                corporation_offices: new.corporation_offices.into_iter().collect(),
+            };
+            let (account, password) =
+                manage::create(s, &c.actor(), spec, Timestamp::now()).map_err(from_manage)?;
+            Ok(OneTimePassword {
+                account_id: account.id,
+                password,
+            })
+        })
+        .await
+    }
+
+    async fn reset_password(&self, p: &Principal, id: &str) -> BackendResult<OneTimePassword> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let (account, password) = manage::reset_password(s, &c.actor(), &id, Timestamp::now())
+                .map_err(from_manage)?;
+            Ok(OneTimePassword {
+                account_id: account.id,
+                password,
+            })
+        })
+        .await
+    }
+
+    async fn unlock(&self, p: &Principal, id: &str) -> BackendResult<()> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            manage::unlock(s, &c.actor(), &id)
+                .map(|_| ())
+                .map_err(from_manage)
+        })
+        .await
+    }
+
+    async fn set_grants(&self, p: &Principal, id: &str, offices: Vec<String>) -> BackendResult<()> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            manage::set_grants(s, &c.actor(), &id, offices.into_iter().collect())
+                .map(|_| ())
+                .map_err(from_manage)
+        })
+        .await
+    }
+
+    async fn set_disabled(&self, p: &Principal, id: &str, disabled: bool) -> BackendResult<()> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            manage::set_disabled(s, &c.actor(), &id, disabled)
+                .map(|_| ())
+                .map_err(from_manage)
+        })
+        .await
+    }
+
+    async fn offices(&self, p: &Principal) -> BackendResult<Vec<OfficeView>> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            Ok(Self::visible_offices(s, &c)?
+                .iter()
+                .map(office_view)
+                .collect())
+        })
+        .await
+    }
+
+    async fn office(&self, p: &Principal, number: &str) -> BackendResult<OfficeView> {
+        let (p, number) = (p.clone(), number.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let o = s
+                .office_record(&number)
+                .map_err(|e| internal("read office", e))?
+                .filter(|o| c.may_see(&o.office_number))
+                .ok_or(BackendError::NotFound)?;
+            Ok(office_view(&o))
+        })
+        .await
+    }
+
+    async fn submissions(&self, p: &Principal, office: &str) -> BackendResult<Vec<SubmissionRow>> {
+        let (p, office) = (p.clone(), office.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if !c.may_see(&office) {
+                return Err(BackendError::NotFound);
+            }
+            let mut rows = Vec::new();
+            s.each(|sub| {
+                if sub.office_number.as_ref().map(|o| o.to_string()).as_deref()
+                    == Some(office.as_str())
+                {
+                    rows.push(submission_row(&sub));
+                }
+                Ok::<(), StoreError>(())
+            })
+            .map_err(|e| internal("read submissions", e))?;
+            rows.reverse();
+            rows.truncate(1000);
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn submission(&self, p: &Principal, id: &str) -> BackendResult<SubmissionDetail> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let sub = s
+                .get(&crate::submission::SubmissionId::from_string(id))
+                .map_err(|e| internal("read submission", e))?
+                .ok_or(BackendError::NotFound)?;
+            let visible = match &sub.office_number {
+                Some(o) => c.may_see(&o.to_string()),
+                // A file whose office could not be read is the administrator's to see.
+                None => c.account.role == Role::SystemAdmin,
+            };
+            if !visible {
+                return Err(BackendError::NotFound);
+            }
+            let finding = |f: &crate::claim::Finding| FindingView {
+                severity: match f.severity {
+                    crate::claim::Severity::Error => "error".into(),
+                    crate::claim::Severity::Warning => "warning".into(),
+                },
+                code: f.code.clone(),
+                record_no: f.record_no,
+                item_no: f.item_no,
+                message_ja: f.message_ja.clone(),
+                message_en: f.message_en.clone(),
+            };
+            Ok(SubmissionDetail {
+                row: submission_row(&sub),
+                sha256: sub.sha256.clone(),
+                size: sub.size_bytes,
+                send_name: sub.send_name.clone(),
+                note_ja: sub.note.as_ref().map(|n| n.ja.clone()),
+                note_en: sub.note.as_ref().map(|n| n.en.clone()),
+                timeline: sub
+                    .history
+                    .iter()
+                    .map(|t| TimelineEntry {
+                        at: jst_minutes(t.at),
+                        state_ja: t.state.label_ja().to_owned(),
+                        detail: t.reason.clone(),
+                    })
+                    .collect(),
+                findings: sub.findings.iter().map(finding).collect(),
+                reception_errors: sub
+                    .reception
+                    .as_ref()
+                    .map(|r| {
+                        r.errors
+                            .iter()
+                            .map(|e| FindingView {
+                                severity: "error".into(),
+                                code: e.code.clone(),
+                                record_no: e.record_no,
+                                item_no: None,
+                                message_ja: e.message.clone(),
+                                message_en: e.message.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn notices(&self, p: &Principal, office: &str) -> BackendResult<Vec<NoticeRow>> {
+        let (p, office) = (p.clone(), office.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if !c.may_see(&office) {
+                return Err(BackendError::NotFound);
+            }
+            let mut list = s
+                .notices_of(&office, None)
+                .map_err(|e| internal("read notices", e))?;
+            list.sort_by(|a, b| {
+                b.processing_month
+                    .cmp(&a.processing_month)
+                    .then(b.received_at.cmp(&a.received_at))
+            });
+            list.truncate(1000);
+            Ok(list.iter().map(notice_row).collect())
+        })
+        .await
+    }
+
+    async fn notice(&self, p: &Principal, id: &str) -> BackendResult<NoticeDetail> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let n = s
+                .notice(&id)
+                .map_err(|e| internal("read notice", e))?
+                .filter(|n| c.may_see(&n.office_number))
+                .ok_or(BackendError::NotFound)?;
+            let body = s
+                .notice_body(&n.sha256)
+                .map_err(|e| internal("read notice body", e))?
+                .unwrap_or_default();
+            let (tables, text) = if n.media_type.starts_with("text/csv") {
+                match crate::notice::parse(&body) {
+                    Ok(parsed) => (notice_tables(&parsed), None),
+                    Err(e) => (Vec::new(), Some(e.to_string())),
+                }
+            } else if n.media_type.starts_with("text/plain") {
+                let (text, _, _) = encoding_rs::SHIFT_JIS.decode(&body);
+                (Vec::new(), Some(text.into_owned()))
+            } else {
+                (Vec::new(), None)
+            };
+            Ok(NoticeDetail {
+                row: notice_row(&n),
+                sha256: n.sha256.clone(),
+                tables,
+                text,
+            })
+        })
+        .await
+    }
+
+    async fn notice_download(
+        &self,
+        p: &Principal,
+        id: &str,
+        utf8: bool,
+    ) -> BackendResult<Download> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let n = s
+                .notice(&id)
+                .map_err(|e| internal("read notice", e))?
+                .filter(|n| c.may_see(&n.office_number))
+                .ok_or(BackendError::NotFound)?;
+            let body = s
+                .notice_body(&n.sha256)
+                .map_err(|e| internal("read notice body", e))?
+                .ok_or(BackendError::NotFound)?;
+            let is_text = n.media_type.starts_with("text/");
+            let (bytes, content_type) = if utf8 && is_text {
+                let text = crate::notice::to_utf8(&body).map_err(|e| BackendError::Invalid {
+                    message_ja: e.to_string(),
+                    message_en: e.to_string(),
+                })?;
+                let ct = if n.media_type.starts_with("text/csv") {
+                    "text/csv; charset=utf-8"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                (text.into_bytes(), ct.to_owned())
+            } else {
+                (body, n.media_type.clone())
+            };
+            Self::audit(
+                s,
+                &c,
+                "notice_downloaded",
+                &n.notice_id,
+                format!(
+                    "{} {} {}{}",
+                    n.office_number,
+                    n.kind_id,
+                    n.processing_month,
+                    if utf8 { " (UTF-8)" } else { "" }
+                ),
+            );
+            Ok(Download {
+                file_name: download_name(&n, utf8 && is_text),
+                content_type,
+                bytes,
+            })
+        })
+        .await
+    }
+
+    async fn returns(&self, p: &Principal, office: &str) -> BackendResult<Vec<ReturnRow>> {
+        let (p, office) = (p.clone(), office.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if !c.may_see(&office) {
+                return Err(BackendError::NotFound);
+            }
+            Ok(s.returns()
+                .map_err(|e| internal("read returns", e))?
+                .iter()
+                .filter(|i| i.office_number == office)
+                .map(|i| ReturnRow {
+                    id: i.id.clone(),
+                    office_number: i.office_number.clone(),
+                    insured_number: i.row.insured_number.clone(),
+                    insured_name: i.row.name_kana.clone(),
+                    service_month: i
+                        .row
+                        .service_month
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    reason_code: i.row.reason_code.clone(),
+                    content: i.row.content.clone(),
+                    status: i.status.as_str().to_owned(),
+                    status_ja: i.status.label_ja().to_owned(),
+                    linked_submission: i.linked_submission.as_ref().map(|s| s.to_string()),
+                    note: i.note.clone(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn close_return(&self, p: &Principal, id: &str, note: &str) -> BackendResult<()> {
+        let (p, id, note) = (p.clone(), id.to_owned(), note.trim().to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let item = s
+                .return_item(&id)
+                .map_err(|e| internal("read return", e))?
+                .filter(|i| c.may_see(&i.office_number))
+                .ok_or(BackendError::NotFound)?;
+            if note.is_empty() {
+                return Err(BackendError::Invalid {
+                    message_ja: "完了にする理由（メモ）を書いてください。".into(),
+                    message_en: "Write a note saying why it is closed.".into(),
+                });
+            }
+            crate::returns::close(s, &item.id, &note, Timestamp::now()).map_err(|e| {
+                BackendError::Invalid {
+                    message_ja: e.to_string(),
+                    message_en: e.to_string(),
+                }
+            })?;
+            Self::audit(s, &c, "return_closed", &item.id, note.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_log(&self, p: &Principal, limit: usize) -> BackendResult<Vec<AuditRow>> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if c.account.role != Role::SystemAdmin {
+                return Err(BackendError::Forbidden);
+            }
+            Ok(s.audit_log(limit)
+                .map_err(|e| internal("read audit log", e))?
+                .into_iter()
+                .map(|e| AuditRow {
+                    seq: e.seq,
+                    at: jst_minutes(e.at),
+                    actor: e.actor,
+                    address: e.address,
+                    action: e.action,
+                    target: e.target,
+                    detail: e.detail,
+                })
+                .collect())
+        })
+        .await
+    }
+}
