@@ -42,9 +42,15 @@ fn open_store_waiting(path: &std::path::Path) -> Result<Store, crate::store::Sto
 /// How often open returns are matched against new submissions even without a hint.
 const RETURNS_LINK_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Prints the first administrator password once, on the console (it is also in a file only the
-/// service's user can read). The log gets where it is, never the password.
+/// Shows the first administrator password once on the console, when there is one (stderr is a
+/// terminal); it is always in a file only the service's user can read. Under systemd stderr is
+/// the journal, a log: there only where the file is goes, never the password.
 fn announce_first_admin(password: &str, file: &std::path::Path) {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        info!(file = %file.display(), "system administrator created; its one-time password is in the file (and nowhere else)");
+        return;
+    }
     eprintln!(
         "\n================================================================\n\
          管理画面のシステム管理者を作成しました / system administrator created\n\

@@ -76,6 +76,14 @@ struct RawAdmin {
     lockout_after_failures: u32,
     #[serde(default = "defaults::lockout_minutes")]
     lockout_minutes: u64,
+    #[serde(default = "defaults::login_burst_per_address")]
+    login_burst_per_address: u32,
+    #[serde(default = "defaults::login_refill_per_address_secs")]
+    login_refill_per_address_secs: u64,
+    #[serde(default = "defaults::login_burst_per_id")]
+    login_burst_per_id: u32,
+    #[serde(default = "defaults::login_refill_per_id_secs")]
+    login_refill_per_id_secs: u64,
 }
 
 impl Default for RawAdmin {
@@ -90,6 +98,10 @@ impl Default for RawAdmin {
             session_absolute_hours: defaults::session_absolute_hours(),
             lockout_after_failures: defaults::lockout_after_failures(),
             lockout_minutes: defaults::lockout_minutes(),
+            login_burst_per_address: defaults::login_burst_per_address(),
+            login_refill_per_address_secs: defaults::login_refill_per_address_secs(),
+            login_burst_per_id: defaults::login_burst_per_id(),
+            login_refill_per_id_secs: defaults::login_refill_per_id_secs(),
         }
     }
 }
@@ -231,6 +243,18 @@ mod defaults {
     }
     pub fn lockout_minutes() -> u64 {
         30
+    }
+    pub fn login_burst_per_address() -> u32 {
+        10
+    }
+    pub fn login_refill_per_address_secs() -> u64 {
+        6
+    }
+    pub fn login_burst_per_id() -> u32 {
+        5
+    }
+    pub fn login_refill_per_id_secs() -> u64 {
+        12
     }
     pub fn rescan_interval_secs() -> u64 {
         10
@@ -666,6 +690,14 @@ impl Settings {
                 ));
             }
         };
+        for (key, v) in [
+            ("admin.login_burst_per_address", a.login_burst_per_address),
+            ("admin.login_burst_per_id", a.login_burst_per_id),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "1 以上にしてください (must be at least 1)"));
+            }
+        }
         if a.lockout_after_failures == 0 {
             return Err(invalid(
                 "admin.lockout_after_failures",
@@ -696,7 +728,18 @@ impl Settings {
                     a.lockout_minutes.saturating_mul(60),
                     60,
                 )?,
-                ..crate::accounts::guard::GuardSettings::default()
+                per_address_burst: a.login_burst_per_address,
+                per_address_refill: secs(
+                    "admin.login_refill_per_address_secs",
+                    a.login_refill_per_address_secs,
+                    1,
+                )?,
+                per_id_burst: a.login_burst_per_id,
+                per_id_refill: secs(
+                    "admin.login_refill_per_id_secs",
+                    a.login_refill_per_id_secs,
+                    1,
+                )?,
             },
         };
         let mut seen = HashSet::new();

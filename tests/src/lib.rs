@@ -7,6 +7,8 @@
 // This crate only serves tests: a failed set-up step must stop the test with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod browser;
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -177,6 +179,8 @@ pub struct EnvOptions {
     pub health_refresh_secs: u64,
     /// intake.mode: "watch" or "poll".
     pub intake_mode: &'static str,
+    /// Extra lines of the `[admin]` section.
+    pub admin_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -188,6 +192,7 @@ impl Default for EnvOptions {
             reception_delay_ms: 300,
             health_refresh_secs: 60,
             intake_mode: "watch",
+            admin_toml: String::new(),
         }
     }
 }
@@ -308,7 +313,9 @@ retry_max_secs = 2
 shutdown_grace_secs = 5
 [admin]
 listen = "127.0.0.1:0"
+{admin_toml}
 {office_blocks}"#,
+            admin_toml = opts.admin_toml,
             rescan = opts.rescan_interval_secs,
             settle = opts.settle_interval_ms,
             grace = opts.incomplete_grace_secs,
@@ -339,6 +346,8 @@ listen = "127.0.0.1:0"
     /// `KAIGO_RELAY_FAILPOINTS`).
     pub fn start_daemon_with_env(&mut self, vars: &[(&str, &str)]) {
         self.daemon_starts += 1;
+        // The new daemon says where its admin UI answers; never read the last one's.
+        let _ = std::fs::remove_file(self.state_dir().join("admin-url"));
         let mut cmd = Command::new(&bins().relay);
         cmd.args(["run", "--config"]).arg(&self.daemon_config);
         cmd.env("RUST_LOG", "info,kaigo_relay=debug");
@@ -421,6 +430,28 @@ listen = "127.0.0.1:0"
         let care: OfficeNumber = CARE_OFFICE.parse().expect("office");
         let plan: OfficeNumber = PLAN_OFFICE.parse().expect("office");
         sample::care_claim(&care, &plan, self.month, insured, file_no)
+    }
+
+    /// The state folder of the daemon.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Where the running daemon's admin UI answers (waits for it to say).
+    pub fn admin_url(&self) -> String {
+        let file = self.state_dir().join("admin-url");
+        self.wait_for("the admin UI to listen", Duration::from_secs(30), |_| {
+            std::fs::read_to_string(&file)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| s.starts_with("https://"))
+        })
+    }
+
+    /// A browser for the running daemon's admin UI, trusting its local CA.
+    pub fn browser(&self) -> browser::Browser {
+        let url = self.admin_url();
+        browser::Browser::new(&url, &self.state_dir().join("admin-tls").join("ca.pem"))
     }
 
     /// The status entry of the file with this SHA-256 that is not a duplicate, once it has the
