@@ -144,6 +144,16 @@ pub async fn perform<G: GatewayApi>(
                 })
                 .await?;
             info!(submission = %stored.id, receipt = receipt_id, "withdrawn at the federation");
+            let audit = crate::store::NewAudit {
+                actor: Some("cli".into()),
+                action: "withdrawn".into(),
+                target: Some(stored.id.to_string()),
+                detail: format!("{} 受付番号 {receipt_id} を取消 / withdrawn", stored.file_name),
+                ..Default::default()
+            };
+            if let Err(e) = store.call(move |s| s.audit(audit)).await {
+                warn!(error = format!("{e:#}"), "cannot write the audit log");
+            }
             Ok(Outcome {
                 withdrawn: true,
                 receipt_id: receipt_id.to_owned(),
@@ -175,6 +185,16 @@ pub async fn perform<G: GatewayApi>(
                 ),
             };
             warn!(receipt = receipt_id, error = %e, "withdrawal not done");
+            let audit = crate::store::NewAudit {
+                actor: Some("cli".into()),
+                action: "withdraw_refused".into(),
+                target: Some(sub.id.to_string()),
+                detail: format!("受付番号 {receipt_id}: {e}"),
+                ..Default::default()
+            };
+            if let Err(e) = store.call(move |s| s.audit(audit)).await {
+                warn!(error = format!("{e:#}"), "cannot write the audit log");
+            }
             let a = attempt(
                 e.to_string(),
                 !matches!(

@@ -137,4 +137,22 @@ fn withdraw_through_the_running_daemon_and_directly_then_resend() {
     assert_eq!(sim_status(&env, &third), "accepted");
     let entry = env.wait_state(&sha, "accepted", T);
     assert_eq!(entry["state"], "accepted");
+
+    // Every withdrawal, done or refused, is in the audit log.
+    env.daemon().terminate();
+    let store = kaigo_relay::store::Store::open_read_only(
+        &env.state_dir().join("kaigo-relay.redb"),
+    )
+    .unwrap();
+    let actions: Vec<String> = store
+        .audit_log(100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.iter().filter(|a| *a == "withdrawn").count() >= 2,
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| a == "withdraw_refused"), "{actions:?}");
 }
