@@ -96,9 +96,14 @@ impl RequestSlots {
 /// state before or after theirs.
 const JOBS_PER_SLOT: usize = 4;
 
-/// Shortest time between two planning passes: a burst of wake-ups (a month-start drop of
-/// thousands of files) costs a few passes per second, not one per file.
-const MIN_PASS_SPACING: Duration = Duration::from_millis(100);
+/// Time between two planning passes: fifty times what the last pass cost, between these two
+/// bounds. A pass reads the whole agenda, so during a month-start burst (thousands of active
+/// submissions, a pass of some milliseconds) wake-ups cost a few passes per second rather
+/// than one per file, while a lone file dropped on a quiet day is planned within a
+/// millisecond or two.
+const MIN_PASS_SPACING: Duration = Duration::from_millis(1);
+const MAX_PASS_SPACING: Duration = Duration::from_millis(100);
+const PASS_SPACING_FACTOR: u32 = 50;
 /// A pass at least this often, whatever else happens.
 const IDLE_PASS: Duration = Duration::from_secs(60);
 /// Transient failure events in a row (from any submission) that open the circuit breaker.
@@ -124,10 +129,17 @@ struct Plan {
     sends: usize,
     polls: usize,
     last_pass: Option<tokio::time::Instant>,
+    /// What the last pass cost.
+    last_pass_cost: Duration,
     next_pass_at: Option<tokio::time::Instant>,
 }
 
 impl Plan {
+    /// How long after the last pass the next may run.
+    fn spacing(&self) -> Duration {
+        (self.last_pass_cost * PASS_SPACING_FACTOR).clamp(MIN_PASS_SPACING, MAX_PASS_SPACING)
+    }
+
     fn started(&mut self, id: &SubmissionId, job: Job) {
         self.in_flight.insert(id.clone());
         match job {
@@ -371,11 +383,13 @@ impl<G: GatewayApi> Relay<G> {
         loop {
             let now = tokio::time::Instant::now();
             let pass_due = plan.next_pass_at.is_some_and(|t| t <= now);
-            let pass_allowed = plan.last_pass.is_none_or(|t| now >= t + MIN_PASS_SPACING);
+            let pass_allowed = plan.last_pass.is_none_or(|t| now >= t + plan.spacing());
             if (pass_wanted || pass_due) && pass_allowed {
                 pass_wanted = false;
                 plan.last_pass = Some(now);
-                match this.plan_pass(&mut plan).await {
+                let planned = this.plan_pass(&mut plan).await;
+                plan.last_pass_cost = now.elapsed();
+                match planned {
                     Ok(()) => {}
                     Err(e) => {
                         error!(
@@ -393,7 +407,7 @@ impl<G: GatewayApi> Relay<G> {
                 .unwrap_or(now + IDLE_PASS)
                 .min(now + IDLE_PASS);
             if pass_wanted && let Some(last) = plan.last_pass {
-                wake = wake.min(last + MIN_PASS_SPACING);
+                wake = wake.min(last + plan.spacing());
             }
             if !(plan.backlog.is_empty() && plan.poll_backlog.is_empty())
                 && let Some(t) = this

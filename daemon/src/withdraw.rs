@@ -148,7 +148,10 @@ pub async fn perform<G: GatewayApi>(
                 actor: Some("cli".into()),
                 action: "withdrawn".into(),
                 target: Some(stored.id.to_string()),
-                detail: format!("{} 受付番号 {receipt_id} を取消 / withdrawn", stored.file_name),
+                detail: format!(
+                    "{} 受付番号 {receipt_id} を取消 / withdrawn",
+                    stored.file_name
+                ),
                 ..Default::default()
             };
             if let Err(e) = store.call(move |s| s.audit(audit)).await {

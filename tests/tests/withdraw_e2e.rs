@@ -140,10 +140,9 @@ fn withdraw_through_the_running_daemon_and_directly_then_resend() {
 
     // Every withdrawal, done or refused, is in the audit log.
     env.daemon().terminate();
-    let store = kaigo_relay::store::Store::open_read_only(
-        &env.state_dir().join("kaigo-relay.redb"),
-    )
-    .unwrap();
+    let store =
+        kaigo_relay::store::Store::open_read_only(&env.state_dir().join("kaigo-relay.redb"))
+            .unwrap();
     let actions: Vec<String> = store
         .audit_log(100)
         .unwrap()
@@ -154,5 +153,8 @@ fn withdraw_through_the_running_daemon_and_directly_then_resend() {
         actions.iter().filter(|a| *a == "withdrawn").count() >= 2,
         "{actions:?}"
     );
-    assert!(actions.iter().any(|a| a == "withdraw_refused"), "{actions:?}");
+    assert!(
+        actions.iter().any(|a| a == "withdraw_refused"),
+        "{actions:?}"
+    );
 }
