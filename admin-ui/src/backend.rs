@@ -422,6 +422,117 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+/// The home page: everything a clerk checks first, for the offices the principal may see.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Dashboard {
+    /// This month's reception window, as the gateway last reported it (none before the first
+    /// answer).
+    pub window: Option<WindowView>,
+    /// Per office: this processing month's files and their results.
+    pub offices: Vec<OfficeSummary>,
+    /// Conditions that need a person, most serious first.
+    pub alerts: Vec<AlertView>,
+    /// The appliance (shown to everyone: a clerk should see when the disk is filling).
+    pub health: HealthView,
+    /// Files sent and claims returned per month, oldest first (for the chart).
+    pub months: Vec<MonthBar>,
+}
+
+/// The reception window.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowView {
+    /// 処理対象年月 (YYYYMM) of the current (or next) window.
+    pub processing_month: String,
+    /// Claims are received now.
+    pub open: bool,
+    /// When it opens (JST).
+    pub opens_at: String,
+    /// When it closes (JST, the first closed minute).
+    pub closes_at: String,
+    /// Whole days left until it closes (open) or opens (closed).
+    pub days_left: i64,
+    /// Hours left beyond the whole days.
+    pub hours_left: i64,
+    /// Files held until the window opens.
+    pub held: usize,
+}
+
+/// One office on the home page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OfficeSummary {
+    /// 事業所番号.
+    pub number: String,
+    /// 事業所名.
+    pub name: String,
+    /// Files of this processing month taken from the folder.
+    pub files: usize,
+    /// Of them: at the federation (到達) and waiting for the 受付 result.
+    pub arrived: usize,
+    /// 受付済 ○.
+    pub accepted: usize,
+    /// 受付済 with returns △.
+    pub accepted_with_returns: usize,
+    /// Not accepted ×.
+    pub rejected: usize,
+    /// Checked and waiting to be sent, or being sent.
+    pub in_progress: usize,
+    /// Held until the window opens.
+    pub held: usize,
+    /// Refused by the checker (not sent).
+    pub refused: usize,
+    /// Needing a person.
+    pub needs_attention: usize,
+    /// Open 返戻 items (any month).
+    pub open_returns: usize,
+    /// Notices received in the last 7 days.
+    pub new_notices: usize,
+}
+
+/// One alert.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    /// `error` (someone must act now) or `warning`.
+    pub severity: String,
+    /// Japanese.
+    pub message_ja: String,
+    /// English.
+    pub message_en: String,
+    /// A page that helps, if any.
+    pub link: Option<String>,
+}
+
+/// The appliance's health.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthView {
+    /// Program version.
+    pub version: String,
+    /// Since when it runs, e.g. "3日 4時間".
+    pub uptime: String,
+    /// Free space on the drop folder's volume, e.g. "12.3 GB".
+    pub drop_free: String,
+    /// Percent free there.
+    pub drop_free_percent: u8,
+    /// Free space on the state volume (the store).
+    pub state_free: String,
+    /// Percent free there.
+    pub state_free_percent: u8,
+    /// Memory in use by the whole machine, e.g. "1.2 GB / 4.0 GB".
+    pub memory: String,
+    /// This daemon's own memory, e.g. "24 MB".
+    pub process_memory: String,
+}
+
+/// One month of the chart.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthBar {
+    /// 処理対象年月 (YYYYMM).
+    pub month: String,
+    /// Files sent (arrived at the federation) for that month.
+    pub sent: usize,
+    /// 返戻 items of that month's claims (by the notices of 審査月 = that month).
+    pub returned: usize,
+}
+
 /// Result of a backend call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
@@ -468,6 +579,9 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
         office: &str,
     ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The home page's figures for the offices the principal may see.
+    fn dashboard(&self, p: &Principal) -> impl Future<Output = BackendResult<Dashboard>> + Send;
 
     /// The principal's own sessions.
     fn sessions(

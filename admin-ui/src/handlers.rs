@@ -408,7 +408,7 @@ impl<B: Backend> Inner<B> {
             ("POST", "/logout") => self.post_logout(p).await,
             ("GET", "/account/password") => self.password_page(p, StatusCode::OK, None),
             ("POST", "/account/password") => self.post_password(req, p).await,
-            ("GET", "/") => self.home(p, StatusCode::OK, None),
+            ("GET", "/") => self.home(p, StatusCode::OK, None).await,
             ("POST", "/office") => self.post_office(req, p).await,
             ("GET", "/account") => {
                 let msg = (req.query.get("changed") == Some("1"))
@@ -561,8 +561,13 @@ impl<B: Backend> Inner<B> {
         }
     }
 
-    fn home(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
-        let mut view = View::new("home.html", Some(p)).status(status);
+    async fn home(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
+        let dashboard = or_fail!(self, Some(p), self.backend.dashboard(p).await);
+        let chart = crate::chart::layout(&dashboard.months);
+        let mut view = View::new("home.html", Some(p))
+            .status(status)
+            .with("dashboard", &dashboard)
+            .with("chart", &chart);
         if let Some(m) = msg {
             view = view.message(m);
         }
@@ -579,11 +584,14 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
-            }) => self.home(
-                p,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(Msg::error(&message_ja, &message_en)),
-            ),
+            }) => {
+                self.home(
+                    p,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Msg::error(&message_ja, &message_en)),
+                )
+                .await
+            }
             Err(e) => self.fail(Some(p), e),
         }
     }

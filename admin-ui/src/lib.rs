@@ -14,6 +14,7 @@
 //! `Secure; HttpOnly; SameSite=Strict`; every response carries the security headers.
 
 pub mod backend;
+mod chart;
 mod forms;
 mod handlers;
 mod pages;

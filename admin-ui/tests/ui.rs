@@ -975,3 +975,34 @@ async fn the_office_switcher_shows_only_with_several_offices() {
     let a = get("/").session(STAFF).send(&ui).await;
     assert!(!a.body.contains("action=\"/office\""));
 }
+
+#[tokio::test]
+async fn the_home_page_shows_the_window_the_offices_the_alerts_and_the_chart() {
+    let (ui, fake) = ui();
+    let a = get("/").session(CORP).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(fake.calls().iter().any(|c| c.method == "dashboard"));
+    let b = &a.body;
+    // The window, in days and hours, and what is held for it.
+    assert!(b.contains("受付中"), "{b}");
+    assert!(b.contains("あと 8日 3時間"), "{b}");
+    assert!(b.contains("2 件"), "{b}");
+    // One row per office of the principal, linking to its lists.
+    for n in [OFFICE_A, OFFICE_B] {
+        assert!(b.contains(&format!("/submissions?office={n}")), "{n}");
+        assert!(b.contains(&format!("/returns?office={n}")), "{n}");
+    }
+    // Alerts are escaped and link where they help; a nearly full disk is marked.
+    assert!(
+        b.contains("証明書の期限が近づいています &lt;script&gt;"),
+        "{b}"
+    );
+    assert!(!b.contains("<script"));
+    assert!(b.contains(r#"<a href="/offices">"#));
+    assert!(b.contains(r#"<dd class="bad">0.9 GB（6%）</dd>"#), "{b}");
+    // The chart is inline SVG with one pair of bars per month and a text equivalent.
+    assert_eq!(b.matches(r#"<rect class="sent""#).count(), 2);
+    assert_eq!(b.matches(r#"<rect class="returned""#).count(), 2);
+    assert!(b.contains("202610: 送信 12 件、返戻 2 件。"), "{b}");
+    assert!(b.contains("2026年11月"));
+}

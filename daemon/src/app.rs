@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::deadline::DeadlineWatch;
-use crate::federation::GatewayClient;
+use crate::federation::{GatewayClient, GatewayWindow};
 use crate::intake::Intake;
 use crate::relay::Relay;
 use crate::store::Store;
@@ -75,6 +75,8 @@ struct Pipeline {
     store: Store,
     key: Arc<crate::accounts::secrets::SecretKey>,
     changed: Arc<Notify>,
+    /// The gateway's window, kept across pipeline restarts (the admin UI reads it).
+    window: watch::Sender<Option<GatewayWindow>>,
 }
 
 impl Pipeline {
@@ -122,7 +124,7 @@ impl Pipeline {
                 );
                 JoinSet::new()
             } else {
-                start_pipeline(&settings, &self.store, token.clone())?
+                start_pipeline(&settings, &self.store, &self.window, token.clone())?
             };
             let reload = tokio::select! {
                 _ = shutdown.cancelled() => false,
@@ -173,11 +175,12 @@ async fn drain(stages: &mut JoinSet<(&'static str, anyhow::Result<()>)>, grace: 
 fn start_pipeline(
     settings: &Settings,
     store: &Store,
+    window_tx: &watch::Sender<Option<GatewayWindow>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<(&'static str, anyhow::Result<()>)>> {
     let store = store.clone();
     let gateway = Arc::new(GatewayClient::new(settings)?);
-    let (window_tx, window_rx) = watch::channel(None);
+    let (window_tx, window_rx) = (window_tx.clone(), window_tx.subscribe());
     let wakeup = Arc::new(Notify::new());
     let deadline = DeadlineWatch {
         store: store.clone(),
@@ -292,6 +295,7 @@ impl App {
         Intake::prepare_folders(&settings.intake.drop_dir)?;
 
         let offices_changed = Arc::new(Notify::new());
+        let (window, _) = watch::channel(None);
         let mut tasks = JoinSet::new();
         let token = shutdown.child_token();
         let (status_store, state_dir) = (store.clone(), settings.state_dir.clone());
@@ -308,7 +312,12 @@ impl App {
             )
         });
         let admin_url = if settings.admin.enabled {
-            let (url, server) = crate::admin::start(&settings, &store, offices_changed.clone())?;
+            let (url, server) = crate::admin::start(
+                &settings,
+                &store,
+                offices_changed.clone(),
+                window.subscribe(),
+            )?;
             let token = shutdown.child_token();
             tasks.spawn(async move { ("admin", server.run(token).await) });
             Some(url)
@@ -321,6 +330,7 @@ impl App {
             store: store.clone(),
             key,
             changed: offices_changed,
+            window,
         };
         tasks.spawn(async move { ("pipeline", pipeline.supervise(token).await) });
         info!(

@@ -65,19 +65,7 @@ fn add_account(env: &Env, id: &str, password: &str) {
     ]);
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let one_time = answer["password"].as_str().unwrap().to_owned();
-    let mut b = env.browser();
-    assert_eq!(b.login(id, &one_time).status, 303);
-    let token = b.csrf();
-    let changed = b.post(
-        "/account/password",
-        &[
-            ("old_password", one_time.as_str()),
-            ("new_password", password),
-            ("new_password_confirm", password),
-            ("csrf_token", &token),
-        ],
-    );
-    assert_eq!(changed.status, 303, "{}", changed.text());
+    env.browser().first_login(id, &one_time, password);
 }
 
 /// rename → receipt stored, for `n` files dropped one after another.

@@ -262,6 +262,24 @@ impl Browser {
             &[("id", id), ("password", password), ("csrf_token", &token)],
         )
     }
+
+    /// A first login as a person makes it: with the one-time password, then the forced
+    /// change to `new` on the password form. Panics unless both succeed.
+    pub fn first_login(&mut self, id: &str, one_time: &str, new: &str) {
+        let page = self.login(id, one_time);
+        assert_eq!(page.status, 303, "{id}: {}", page.text());
+        let token = self.csrf();
+        let changed = self.post(
+            "/account/password",
+            &[
+                ("old_password", one_time),
+                ("new_password", new),
+                ("new_password_confirm", new),
+                ("csrf_token", &token),
+            ],
+        );
+        assert_eq!(changed.status, 303, "{id}: {}", changed.text());
+    }
 }
 
 /// `application/x-www-form-urlencoded`.

@@ -326,6 +326,68 @@ impl Backend for Fake {
         visible(office)
     }
 
+    async fn dashboard(&self, p: &Principal) -> BackendResult<Dashboard> {
+        self.record("dashboard", Some(p), "");
+        Ok(Dashboard {
+            window: Some(WindowView {
+                processing_month: "202612".into(),
+                open: true,
+                opens_at: "2026-12-01 00:00".into(),
+                closes_at: "2026-12-11 00:00".into(),
+                days_left: 8,
+                hours_left: 3,
+                held: 2,
+            }),
+            offices: p
+                .offices
+                .iter()
+                .map(|o| OfficeSummary {
+                    number: o.number.clone(),
+                    name: o.name.clone(),
+                    files: 7,
+                    accepted: 3,
+                    accepted_with_returns: 1,
+                    rejected: 1,
+                    arrived: 1,
+                    in_progress: 0,
+                    held: 0,
+                    refused: 1,
+                    needs_attention: 0,
+                    open_returns: 4,
+                    new_notices: 5,
+                })
+                .collect(),
+            alerts: vec![AlertView {
+                severity: "warning".into(),
+                message_ja: format!("証明書の期限が近づいています {NASTY}"),
+                message_en: "A certificate expires soon".into(),
+                link: Some("/offices".into()),
+            }],
+            health: HealthView {
+                version: "0.1.0".into(),
+                uptime: "3日 4時間".into(),
+                drop_free: "12.3 GB".into(),
+                drop_free_percent: 41,
+                state_free: "0.9 GB".into(),
+                state_free_percent: 6,
+                memory: "1.2 GB / 4.0 GB".into(),
+                process_memory: "24 MB".into(),
+            },
+            months: vec![
+                MonthBar {
+                    month: "202610".into(),
+                    sent: 12,
+                    returned: 2,
+                },
+                MonthBar {
+                    month: "202611".into(),
+                    sent: 14,
+                    returned: 0,
+                },
+            ],
+        })
+    }
+
     async fn sessions(&self, p: &Principal) -> BackendResult<Vec<SessionView>> {
         self.record("sessions", Some(p), "");
         Ok(vec![

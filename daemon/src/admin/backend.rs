@@ -37,6 +37,8 @@ pub struct AdminBackend {
     sessions: SessionSettings,
     /// Told when offices change (the pipeline reloads them).
     pub offices_changed: Arc<Notify>,
+    /// The window, the folders and the machine, for the home page.
+    surroundings: Arc<super::dashboard::Surroundings>,
 }
 
 fn role_ui(r: Role) -> admin_ui::Role {
@@ -107,12 +109,14 @@ impl AdminBackend {
         desk: LoginDesk,
         sessions: SessionSettings,
         offices_changed: Arc<Notify>,
+        surroundings: super::dashboard::Surroundings,
     ) -> AdminBackend {
         AdminBackend {
             store,
             desk,
             sessions,
             offices_changed,
+            surroundings: Arc::new(surroundings),
         }
     }
 
@@ -521,6 +525,92 @@ impl Backend for AdminBackend {
             c.session.current_office = Some(office);
             s.put_session(c.session)
                 .map_err(|e| internal("switch office", e))
+        })
+        .await
+    }
+
+    async fn dashboard(&self, p: &Principal) -> BackendResult<admin_ui::Dashboard> {
+        use super::dashboard as d;
+        let p = p.clone();
+        let surroundings = self.surroundings.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let window = surroundings.window.borrow().clone();
+            let health = surroundings.health();
+            let offices = Self::visible_offices(s, &c)?;
+            let mut subs = Vec::new();
+            s.each(|sub| {
+                if sub
+                    .office_number
+                    .as_ref()
+                    .is_some_and(|o| c.may_see(&o.to_string()))
+                {
+                    subs.push(sub);
+                }
+                Ok::<(), StoreError>(())
+            })
+            .map_err(|e| internal("read submissions", e))?;
+            // The month is the gateway's; before its first answer, the latest month sent.
+            let month = window
+                .as_ref()
+                .map(|w| w.processing_month)
+                .or_else(|| subs.iter().filter_map(|s| s.processing_month).max());
+            let returns: Vec<_> = s
+                .returns()
+                .map_err(|e| internal("read returns", e))?
+                .into_iter()
+                .filter(|r| c.may_see(&r.office_number))
+                .collect();
+            let now = Timestamp::now();
+            let mut new_notices = std::collections::BTreeMap::new();
+            if let Some(m) = month {
+                for o in &offices {
+                    let mut n = 0;
+                    for mm in [m.next(), m, m.previous(), m.previous().previous()] {
+                        n += s
+                            .notices_of(&o.office_number, Some(mm))
+                            .map_err(|e| internal("read notices", e))?
+                            .iter()
+                            .filter(|r| d::is_new(r.received_at, now))
+                            .count();
+                    }
+                    new_notices.insert(o.office_number.clone(), n);
+                }
+            }
+            let visible: Vec<d::VisibleOffice> = offices
+                .iter()
+                .map(|o| d::VisibleOffice {
+                    number: o.office_number.clone(),
+                    name: o.name.clone(),
+                })
+                .collect();
+            let (summaries, months) = d::summarize(&visible, month, &subs, &returns, &new_notices);
+            let certificates: Vec<(String, String, i64)> = offices
+                .iter()
+                .filter(|o| o.ended_from_month.is_none())
+                .filter_map(|o| {
+                    office_view(o)
+                        .certificate_days_left
+                        .map(|days| (o.office_number.clone(), o.name.clone(), days))
+                })
+                .collect();
+            let stored = crate::alerts::current(s).map_err(|e| internal("read alerts", e))?;
+            let alerts = d::alerts(
+                &stored,
+                |o| c.may_see(o),
+                c.account.role == Role::SystemAdmin,
+                &certificates,
+                &summaries,
+                &health,
+            );
+            let held = summaries.iter().map(|o| o.held).sum();
+            Ok(admin_ui::Dashboard {
+                window: window.as_ref().map(|w| d::window_view(w, held)),
+                offices: summaries,
+                alerts,
+                health,
+                months,
+            })
         })
         .await
     }

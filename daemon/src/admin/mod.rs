@@ -7,6 +7,7 @@
 //! like one that does not exist.
 
 pub mod backend;
+pub mod dashboard;
 pub mod tls;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub fn start(
     settings: &Settings,
     store: &Store,
     offices_changed: Arc<Notify>,
+    window: tokio::sync::watch::Receiver<Option<crate::federation::GatewayWindow>>,
 ) -> anyhow::Result<(String, AdminServer)> {
     let a = &settings.admin;
     let tls = tls::load_or_create(&settings.state_dir, a)?;
@@ -69,7 +71,18 @@ pub fn start(
     let url = format!("https://{host}:{}/", local.port());
     let desk = crate::accounts::login::LoginDesk::new(store.clone(), a.guard)
         .context("cannot prepare the login checks")?;
-    let backend = backend::AdminBackend::new(store.clone(), desk, a.sessions, offices_changed);
+    let surroundings = dashboard::Surroundings::new(
+        window,
+        settings.intake.drop_dir.clone(),
+        settings.state_dir.clone(),
+    );
+    let backend = backend::AdminBackend::new(
+        store.clone(),
+        desk,
+        a.sessions,
+        offices_changed,
+        surroundings,
+    );
     let ui = admin_ui::AdminUi::new(Arc::new(backend))?;
     let url_file = settings.state_dir.join(crate::app::ADMIN_URL_FILE);
     std::fs::write(&url_file, format!("{url}\n"))

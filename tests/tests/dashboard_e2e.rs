@@ -1,0 +1,107 @@
+//! The admin UI's home page over the real daemon: the reception window the gateway reported
+//! (days and hours left on its clock), each office's files of the month and the federation's
+//! answers, and the appliance's disks and memory — counted from the store for the offices the
+//! account may see, and nothing of the others.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step stops the test
+
+use std::time::Duration;
+
+use tests::{CARE_OFFICE, Env, PLAN_OFFICE, relay_ok, sha256_hex};
+
+const T: Duration = Duration::from_secs(60);
+
+fn add_staff(env: &Env, id: &str, office: &str) -> String {
+    let out = relay_ok([
+        "user",
+        "add",
+        "--json",
+        "--id",
+        id,
+        "--role",
+        "staff",
+        "--grant",
+        office,
+        "--config",
+        env.daemon_config.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["password"].as_str().unwrap().to_owned()
+}
+
+/// The text of the table row of an office on the home page.
+fn office_row(page: &str, office: &str) -> Option<String> {
+    let at = page.find(&format!("<a href=\"/submissions?office={office}\">"))?;
+    let end = page[at..].find("</tr>")? + at;
+    Some(page[at..end].to_owned())
+}
+
+/// The numbers in a row's cells, in order.
+fn cells(row: &str) -> Vec<String> {
+    row.split("<td>")
+        .skip(1)
+        .map(|c| {
+            c.chars()
+                .skip_while(|ch| !ch.is_ascii_digit())
+                .take_while(char::is_ascii_digit)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_home_page_counts_what_each_visible_office_sent_and_what_came_back() {
+    let mut env = Env::new();
+    env.start_daemon();
+    let _ = env.admin_url();
+
+    let accepted = env.claim(&["1000000017"], 1);
+    // A claim of the same month with a single quote in an item: refused by the checker.
+    let refused = {
+        let bytes = env.claim(&["1000000025"], 2);
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"\"7111\"")
+            .expect("the invoice record");
+        let mut b = bytes.clone();
+        b.insert(at + 5, b'\'');
+        b
+    };
+    env.drop_atomic("KK01.CSV", &accepted);
+    env.drop_atomic("KK02.CSV", &refused);
+    env.wait_state(&sha256_hex(&accepted), "accepted", T);
+    env.wait_state(&sha256_hex(&refused), "refused", T);
+
+    let one_time = add_staff(&env, "clerk", CARE_OFFICE);
+    let mut b = env.browser();
+    b.first_login("clerk", &one_time, "haru-no-hi-pass-2026");
+    let home = b.get("/");
+    assert_eq!(home.status, 200);
+    let page = home.text();
+
+    // The window, on the gateway's clock (2026-12-03 10:00 JST when the test began, running
+    // since; it closes on the 11th, 00:00): 7 days and 13 hours and some minutes left.
+    assert!(page.contains("受付中"), "{page}");
+    assert!(page.contains("処理対象年月 202612"), "{page}");
+    assert!(page.contains("あと 7日 13時間"), "{page}");
+    assert!(page.contains("2026年12月11日 00:00"), "{page}");
+
+    // This office: two files, one accepted, one refused by the checker.
+    let row = office_row(&page, CARE_OFFICE).expect("a row for the granted office");
+    let c = cells(&row);
+    // files, accepted, with returns, rejected, arrived, queued, held, refused, attention
+    assert_eq!(
+        &c[..9],
+        ["2", "1", "0", "0", "0", "0", "0", "1", "0"],
+        "{row}"
+    );
+    // The other office is not the clerk's: no row, no figure.
+    assert!(office_row(&page, PLAN_OFFICE).is_none());
+
+    // The chart has this month's bar with the one file sent.
+    assert!(page.contains("202612: 送信 1 件、返戻 0 件。"), "{page}");
+    // The machine: disk figures and the version are real readings, not placeholders.
+    assert!(!page.contains("不明"), "{page}");
+    assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    assert!(page.contains(" GB（") || page.contains(" MB（"), "{page}");
+}
