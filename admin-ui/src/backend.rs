@@ -533,6 +533,40 @@ pub struct MonthBar {
     pub returned: usize,
 }
 
+/// The answer of `GET /healthz`: whether the appliance can do its work.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    /// Every check passed.
+    pub ok: bool,
+    /// One entry per check: its name, whether it passed, and a short reason when not.
+    pub checks: Vec<CheckResult>,
+}
+
+/// One check of [`HealthCheck`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// `store`, `disk`, …
+    pub name: String,
+    /// Passed.
+    pub ok: bool,
+    /// Why not (no personal data, no secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One Prometheus metric family.
+#[derive(Debug, Clone)]
+pub struct MetricFamily {
+    /// `kaigo_relay_…`.
+    pub name: String,
+    /// One line of help.
+    pub help: String,
+    /// `gauge` or `counter`.
+    pub kind: &'static str,
+    /// Its samples: labels and the value.
+    pub samples: Vec<(Vec<(String, String)>, f64)>,
+}
+
 /// Result of a backend call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
@@ -579,6 +613,18 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
         office: &str,
     ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The appliance's own checks, for `GET /healthz` (no session: load balancers and
+    /// monitoring ask it).
+    fn health_check(&self) -> impl Future<Output = HealthCheck> + Send;
+
+    /// Metrics for `GET /metrics`: from loopback, or with the configured bearer token;
+    /// `Forbidden` otherwise.
+    fn metrics(
+        &self,
+        client: &Client,
+        bearer: Option<&str>,
+    ) -> impl Future<Output = BackendResult<Vec<MetricFamily>>> + Send;
 
     /// The home page's figures for the offices the principal may see.
     fn dashboard(&self, p: &Principal) -> impl Future<Output = BackendResult<Dashboard>> + Send;

@@ -225,6 +225,20 @@ impl<B: Backend> Inner<B> {
             ),
             ("POST", "/login/password") => self.post_login_password(req).await,
             ("GET", "/static/style.css") => pages::stylesheet(),
+            ("GET", "/healthz") => crate::metrics::health(&self.backend.health_check().await),
+            ("GET", "/metrics") => {
+                let bearer = req
+                    .parts
+                    .headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "));
+                match self.backend.metrics(&req.client, bearer).await {
+                    Ok(families) => crate::metrics::exposition(&families),
+                    Err(BackendError::Forbidden) => crate::metrics::forbidden(),
+                    Err(e) => self.fail(None, e),
+                }
+            }
             _ => self.unrouted(route),
         }
     }

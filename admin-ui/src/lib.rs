@@ -17,6 +17,7 @@ pub mod backend;
 mod chart;
 mod forms;
 mod handlers;
+mod metrics;
 mod pages;
 mod routes;
 mod security;

@@ -49,6 +49,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/login/password", Access::Public),
     route("POST", "/login/password", Access::Public),
     route("GET", "/static/style.css", Access::Public),
+    route("GET", "/healthz", Access::Public),
+    route("GET", "/metrics", Access::Public),
     route("POST", "/logout", Access::PasswordChange),
     route("GET", "/account/password", Access::PasswordChange),
     route("POST", "/account/password", Access::PasswordChange),

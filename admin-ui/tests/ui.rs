@@ -457,6 +457,10 @@ async fn walk_all_routes(ui: &admin_ui::AdminUi<Fake>) -> Vec<(String, Answer)> 
     for r in ROUTES {
         let path = concrete(r.path);
         let mut req = match (r.method, r.access) {
+            // A scraper on the LAN carries the token.
+            ("GET", Access::Public) if r.path == "/metrics" => {
+                get(&path).header("authorization", "Bearer sesame-sesame-sesame")
+            }
             ("GET", Access::Public) => get(&path),
             ("GET", _) => get(&path).session(ADMIN),
             ("POST", Access::Public) => {
@@ -1005,4 +1009,47 @@ async fn the_home_page_shows_the_window_the_offices_the_alerts_and_the_chart() {
     assert_eq!(b.matches(r#"<rect class="returned""#).count(), 2);
     assert!(b.contains("202610: 送信 12 件、返戻 2 件。"), "{b}");
     assert!(b.contains("2026年11月"));
+}
+
+#[tokio::test]
+async fn healthz_answers_anyone_and_metrics_need_loopback_or_the_token() {
+    let (ui, _) = ui();
+    let h = get("/healthz").send(&ui).await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.header("content-type"), Some("application/json"));
+    assert_eq!(h.header("cache-control"), Some("no-store"));
+    let v: serde_json::Value = serde_json::from_str(&h.body).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["checks"][0]["name"], "store");
+
+    // The test client is on the LAN (192.0.2.10), not loopback.
+    let refused = get("/metrics").send(&ui).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert!(!refused.body.contains("kaigo_relay_"));
+    let wrong = get("/metrics")
+        .header("authorization", "Bearer not-the-token")
+        .send(&ui)
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let ok = get("/metrics")
+        .header("authorization", "Bearer sesame-sesame-sesame")
+        .send(&ui)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(ok.body.contains("# TYPE kaigo_relay_submissions gauge\n"));
+    assert!(
+        ok.body
+            .contains("kaigo_relay_submissions{state=\"queued\"} 2\n")
+    );
+    assert_security_headers(&ok);
 }

@@ -84,6 +84,8 @@ struct RawAdmin {
     login_burst_per_id: u32,
     #[serde(default = "defaults::login_refill_per_id_secs")]
     login_refill_per_id_secs: u64,
+    #[serde(default)]
+    metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for RawAdmin {
@@ -102,6 +104,7 @@ impl Default for RawAdmin {
             login_refill_per_address_secs: defaults::login_refill_per_address_secs(),
             login_burst_per_id: defaults::login_burst_per_id(),
             login_refill_per_id_secs: defaults::login_refill_per_id_secs(),
+            metrics_token_file: None,
         }
     }
 }
@@ -397,6 +400,9 @@ pub struct AdminSettings {
     pub sessions: crate::accounts::sessions::SessionSettings,
     /// Login throttling and lockout.
     pub guard: crate::accounts::guard::GuardSettings,
+    /// The bearer token that lets a scraper elsewhere on the LAN read `/metrics` (from
+    /// loopback it needs none).
+    pub metrics_token: Option<Secret>,
 }
 
 /// Drop-folder settings.
@@ -704,7 +710,21 @@ impl Settings {
                 "1 以上にしてください (must be at least 1)",
             ));
         }
+        let metrics_token = match &a.metrics_token_file {
+            Some(f) => {
+                let token = read_secret("admin.metrics_token_file", &abs(f))?;
+                if token.expose().len() < 16 {
+                    return Err(invalid(
+                        "admin.metrics_token_file",
+                        "トークンは 16 文字以上にしてください (the token must be at least 16 characters)",
+                    ));
+                }
+                Some(token)
+            }
+            None => None,
+        };
         let admin = AdminSettings {
+            metrics_token,
             enabled: a.enabled,
             listen,
             certificate,
@@ -1056,6 +1076,32 @@ client_key_file = "c.key"
             format!("{:?}", s.offices[0].federation_password),
             "Secret(***)"
         );
+    }
+
+    #[test]
+    fn the_metrics_token_is_read_from_its_file_and_must_be_long() {
+        let dir = tempfile::tempdir().unwrap();
+        write_password(dir.path());
+        let path = dir.path().join("k.toml");
+        let with = MINIMAL.replace(
+            "[gateway]",
+            "[admin]\nmetrics_token_file = \"metrics.token\"\n\n[gateway]",
+        );
+        std::fs::write(dir.path().join("metrics.token"), "short\n").unwrap();
+        let e = Settings::from_toml(&with, &path).unwrap_err().to_string();
+        assert!(
+            e.contains("admin.metrics_token_file") && e.contains("16"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("metrics.token"), "0123456789abcdef-long\n").unwrap();
+        let s = Settings::from_toml(&with, &path).unwrap();
+        assert_eq!(
+            s.admin.metrics_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef-long")
+        );
+        assert!(!format!("{:?}", s.admin).contains("0123456789abcdef"));
+        let without = Settings::from_toml(MINIMAL, &path).unwrap();
+        assert!(without.admin.metrics_token.is_none());
     }
 
     #[test]

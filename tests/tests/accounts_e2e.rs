@@ -452,6 +452,20 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             &b.get("/static/style.css"),
             Expect::Page,
         );
+        // Monitoring: the health check answers anyone; the metrics answer this loopback
+        // client (a LAN scraper needs the token: admin-ui's and the daemon's unit tests), and
+        // carry no insured person's number or name.
+        walk.mark("GET", "/healthz");
+        check(who, "GET /healthz", &b.get("/healthz"), Expect::Page);
+        walk.mark("GET", "/metrics");
+        let metrics = b.get("/metrics");
+        check(who, "GET /metrics", &metrics, Expect::Page);
+        for private in ["1000000017", "1000000027", "ﾃｽﾄ"] {
+            assert!(
+                !metrics.text().contains(private),
+                "{who:?}: /metrics shows {private}"
+            );
+        }
 
         // Pages of every session.
         for (m, p) in [

@@ -104,4 +104,30 @@ fn the_home_page_counts_what_each_visible_office_sent_and_what_came_back() {
     assert!(!page.contains("不明"), "{page}");
     assert!(page.contains(env!("CARGO_PKG_VERSION")));
     assert!(page.contains(" GB（") || page.contains(" MB（"), "{page}");
+
+    // /healthz answers anyone; /metrics answers loopback (the scraper on the appliance).
+    let mut visitor = env.browser();
+    let h = visitor.get("/healthz");
+    assert_eq!(h.status, 200, "{}", h.text());
+    let v: serde_json::Value = serde_json::from_str(&h.text()).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let m = visitor.get("/metrics");
+    assert_eq!(m.status, 200);
+    let text = m.text();
+    for line in [
+        "kaigo_relay_submissions{state=\"accepted\"} 1",
+        "kaigo_relay_submissions{state=\"refused\"} 1",
+        "kaigo_relay_submissions{state=\"queued\"} 0",
+        "kaigo_relay_relay_attempts_total{action=\"send\",answered=\"true\"} 1",
+        "kaigo_relay_relay_errors_total 0",
+        "kaigo_relay_notices 0",
+        "kaigo_relay_window_open 1",
+        "# TYPE kaigo_relay_relay_attempts_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    assert!(text.contains(&format!(
+        "kaigo_relay_certificate_expiry_timestamp_seconds{{office=\"{CARE_OFFICE}\"}}"
+    )));
+    assert!(text.contains("kaigo_relay_disk_free_bytes{volume=\"state\"}"));
 }

@@ -326,6 +326,35 @@ impl Backend for Fake {
         visible(office)
     }
 
+    async fn health_check(&self) -> HealthCheck {
+        self.record("health_check", None, "");
+        HealthCheck {
+            ok: true,
+            checks: vec![CheckResult {
+                name: "store".into(),
+                ok: true,
+                detail: None,
+            }],
+        }
+    }
+
+    async fn metrics(
+        &self,
+        client: &Client,
+        bearer: Option<&str>,
+    ) -> BackendResult<Vec<MetricFamily>> {
+        self.record("metrics", None, bearer.unwrap_or(""));
+        if !client.address.is_loopback() && bearer != Some("sesame-sesame-sesame") {
+            return Err(BackendError::Forbidden);
+        }
+        Ok(vec![MetricFamily {
+            name: "kaigo_relay_submissions".into(),
+            help: "Submissions by state".into(),
+            kind: "gauge",
+            samples: vec![(vec![("state".into(), "queued".into())], 2.0)],
+        }])
+    }
+
     async fn dashboard(&self, p: &Principal) -> BackendResult<Dashboard> {
         self.record("dashboard", Some(p), "");
         Ok(Dashboard {

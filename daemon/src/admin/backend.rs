@@ -529,6 +529,40 @@ impl Backend for AdminBackend {
         .await
     }
 
+    async fn health_check(&self) -> admin_ui::HealthCheck {
+        let (store, surroundings) = (self.store.clone(), self.surroundings.clone());
+        match tokio::task::spawn_blocking(move || {
+            super::metrics::health_check(&store, &surroundings)
+        })
+        .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                error!(error = %e, "admin UI: health check failed");
+                admin_ui::HealthCheck {
+                    ok: false,
+                    checks: vec![],
+                }
+            }
+        }
+    }
+
+    async fn metrics(
+        &self,
+        client: &Client,
+        bearer: Option<&str>,
+    ) -> BackendResult<Vec<admin_ui::MetricFamily>> {
+        if !super::metrics::may_read(&self.surroundings, client, bearer) {
+            warn!(address = %client.address, "metrics refused: not loopback and no valid token");
+            return Err(BackendError::Forbidden);
+        }
+        let surroundings = self.surroundings.clone();
+        self.blocking(move |s| {
+            super::metrics::families(s, &surroundings).map_err(|e| internal("read metrics", e))
+        })
+        .await
+    }
+
     async fn dashboard(&self, p: &Principal) -> BackendResult<admin_ui::Dashboard> {
         use super::dashboard as d;
         let p = p.clone();

@@ -1,4 +1,4 @@
-//! The admin UI's home page: this month's reception window, what each office sent and what
+//! The admin UI's home page (and the machine figures `/healthz` and `/metrics` share): this month's reception window, what each office sent and what
 //! the federation answered, open returns, new notices, the alerts a person must see, the
 //! appliance's disks and memory, and files sent and claims returned per month.
 //!
@@ -34,7 +34,7 @@ pub const LOW_DISK_PERCENT: u8 = 10;
 /// Machine figures are read again after this long.
 const HEALTH_TTL: Duration = Duration::from_secs(5);
 
-/// What the home page needs besides the store.
+/// What the home page, `/healthz` and `/metrics` need besides the store.
 #[derive(Debug)]
 pub struct Surroundings {
     /// The gateway's reception window, as the relay last read it.
@@ -45,7 +45,24 @@ pub struct Surroundings {
     pub state_dir: PathBuf,
     /// When the daemon started.
     pub started: Instant,
-    health: Mutex<Option<(Instant, HealthView)>>,
+    /// The bearer token a scraper elsewhere on the LAN must show.
+    pub metrics_token: Option<crate::config::Secret>,
+    machine: Mutex<Option<(Instant, Machine)>>,
+}
+
+/// The machine's figures at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Machine {
+    /// Free and total bytes of the drop folder's volume (None when unknown).
+    pub drop_disk: Option<(u64, u64)>,
+    /// Free and total bytes of the state volume.
+    pub state_disk: Option<(u64, u64)>,
+    /// Memory used and total of the machine, bytes.
+    pub memory: Option<(u64, u64)>,
+    /// This process's resident memory, bytes.
+    pub process_resident: Option<u64>,
+    /// How long the daemon has run.
+    pub uptime: Duration,
 }
 
 impl Surroundings {
@@ -54,58 +71,59 @@ impl Surroundings {
         window: watch::Receiver<Option<GatewayWindow>>,
         drop_dir: PathBuf,
         state_dir: PathBuf,
+        metrics_token: Option<crate::config::Secret>,
     ) -> Surroundings {
         Surroundings {
             window,
             drop_dir,
             state_dir,
             started: Instant::now(),
-            health: Mutex::new(None),
+            metrics_token,
+            machine: Mutex::new(None),
         }
     }
 
-    /// The machine's figures, read at most every [`HEALTH_TTL`].
-    pub fn health(&self) -> HealthView {
+    /// The machine's figures, read at most every [`HEALTH_TTL`] (the uptime is always now's).
+    pub fn machine(&self) -> Machine {
         let mut cached = self
-            .health
+            .machine
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, h)) = cached.as_ref()
-            && at.elapsed() < HEALTH_TTL
-        {
-            return h.clone();
-        }
-        let h = read_health(&self.drop_dir, &self.state_dir, self.started.elapsed());
-        *cached = Some((Instant::now(), h.clone()));
-        h
+        let mut m = match cached.as_ref() {
+            Some((at, m)) if at.elapsed() < HEALTH_TTL => *m,
+            _ => {
+                let m = read_machine(&self.drop_dir, &self.state_dir);
+                *cached = Some((Instant::now(), m));
+                m
+            }
+        };
+        m.uptime = self.started.elapsed();
+        m
+    }
+
+    /// The machine's figures as the home page shows them.
+    pub fn health(&self) -> HealthView {
+        health_view(&self.machine())
     }
 }
 
-/// Reads disks, memory and uptime from the system.
-fn read_health(drop_dir: &Path, state_dir: &Path, up: Duration) -> HealthView {
-    let unknown = || "不明 (unknown)".to_owned();
+/// Reads disks and memory from the system.
+fn read_machine(drop_dir: &Path, state_dir: &Path) -> Machine {
     let disks = sysinfo::Disks::new_with_refreshed_list()
         .inspect_err(|e| tracing::warn!(error = %e, "cannot read the disks"))
         .ok();
-    let free_of = |path: &Path| -> (String, u8) {
+    let free_of = |path: &Path| -> Option<(u64, u64)> {
         let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
         // The volume is the disk with the longest mount point the path is under.
-        let disk = disks
+        disks
             .iter()
             .flat_map(|d| d.iter())
             .filter(|d| path.starts_with(d.mount_point()))
-            .max_by_key(|d| d.mount_point().as_os_str().len());
-        match disk {
-            Some(d) if d.total_space() > 0 => (
-                bytes_text(d.available_space()),
-                percent(d.available_space(), d.total_space()),
-            ),
-            _ => (unknown(), 100),
-        }
+            .max_by_key(|d| d.mount_point().as_os_str().len())
+            .filter(|d| d.total_space() > 0)
+            .map(|d| (d.available_space(), d.total_space()))
     };
-    let (drop_free, drop_free_percent) = free_of(drop_dir);
-    let (state_free, state_free_percent) = free_of(state_dir);
-    let (memory, process_memory) = match sysinfo::System::new() {
+    let (memory, process_resident) = match sysinfo::System::new() {
         Ok(mut sys) => {
             sys.refresh_memory();
             let pid = sysinfo::Pid::from_u32(std::process::id());
@@ -115,34 +133,50 @@ fn read_health(drop_dir: &Path, state_dir: &Path, up: Duration) -> HealthView {
                 sysinfo::ProcessRefreshKind::nothing().with_memory(),
             );
             (
-                format!(
-                    "{} / {}",
-                    bytes_text(sys.used_memory()),
-                    bytes_text(sys.total_memory())
-                ),
-                sys.process(pid)
-                    .map(|p| bytes_text(p.memory()))
-                    .unwrap_or_else(unknown),
+                Some((sys.used_memory(), sys.total_memory())),
+                sys.process(pid).map(|p| p.memory()),
             )
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the memory figures");
-            (unknown(), unknown())
+            (None, None)
         }
     };
+    Machine {
+        drop_disk: free_of(drop_dir),
+        state_disk: free_of(state_dir),
+        memory,
+        process_resident,
+        uptime: Duration::ZERO,
+    }
+}
+
+/// The figures as text for people.
+pub fn health_view(m: &Machine) -> HealthView {
+    let unknown = || "不明 (unknown)".to_owned();
+    let disk = |d: Option<(u64, u64)>| match d {
+        Some((free, total)) => (bytes_text(free), percent(free, total)),
+        None => (unknown(), 100),
+    };
+    let (drop_free, drop_free_percent) = disk(m.drop_disk);
+    let (state_free, state_free_percent) = disk(m.state_disk);
     HealthView {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        uptime: duration_text(up),
+        uptime: duration_text(m.uptime),
         drop_free,
         drop_free_percent,
         state_free,
         state_free_percent,
-        memory,
-        process_memory,
+        memory: m
+            .memory
+            .map(|(used, total)| format!("{} / {}", bytes_text(used), bytes_text(total)))
+            .unwrap_or_else(unknown),
+        process_memory: m.process_resident.map(bytes_text).unwrap_or_else(unknown),
     }
 }
 
-fn percent(part: u64, whole: u64) -> u8 {
+/// Whole percent of `part` in `whole` (0 for an empty whole).
+pub fn percent(part: u64, whole: u64) -> u8 {
     if whole == 0 {
         return 0;
     }

@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod dashboard;
+pub mod metrics;
 pub mod tls;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn start(
         window,
         settings.intake.drop_dir.clone(),
         settings.state_dir.clone(),
+        a.metrics_token.clone(),
     );
     let backend = backend::AdminBackend::new(
         store.clone(),

@@ -247,6 +247,7 @@ mod tests {
             server_names: vec!["kaigo.office.lan".into()],
             sessions: Default::default(),
             guard: Default::default(),
+            metrics_token: None,
         }
     }
 

@@ -290,6 +290,16 @@ impl Store {
             .transpose()
     }
 
+    /// How many notices the store holds (read from the table's header, not counted).
+    pub fn notice_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata as _;
+        let txn = self.read()?;
+        match read_table(&txn, NOTICES)? {
+            Some(t) => Ok(db_err!(t.len())?),
+            None => Ok(0),
+        }
+    }
+
     /// One notice's record.
     pub fn notice(&self, notice_id: &str) -> Result<Option<NoticeRecord>, StoreError> {
         let txn = self.read()?;
