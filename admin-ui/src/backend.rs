@@ -567,6 +567,19 @@ pub struct MetricFamily {
     pub samples: Vec<(Vec<(String, String)>, f64)>,
 }
 
+/// The appliance's own CA certificate, for the browsers of the office to trust.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaCertificate {
+    /// PEM, as downloaded.
+    #[serde(skip)]
+    pub pem: Vec<u8>,
+    /// SHA-256 fingerprint of the certificate (colon-separated hex), to compare with what the
+    /// operating system shows.
+    pub fingerprint_sha256: String,
+    /// The names and addresses the server certificate is valid for.
+    pub server_names: Vec<String>,
+}
+
 /// Result of a backend call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
@@ -613,6 +626,10 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
         office: &str,
     ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The appliance's local CA certificate, when it made its own (none with an own
+    /// certificate from `admin.cert_file`).
+    fn ca_certificate(&self) -> impl Future<Output = Option<CaCertificate>> + Send;
 
     /// The appliance's own checks, for `GET /healthz` (no session: load balancers and
     /// monitoring ask it).

@@ -225,6 +225,17 @@ impl<B: Backend> Inner<B> {
             ),
             ("POST", "/login/password") => self.post_login_password(req).await,
             ("GET", "/static/style.css") => pages::stylesheet(),
+            ("GET", "/certificate") => {
+                let ca = self.backend.ca_certificate().await;
+                self.render(View::new("certificate.html", None).with("ca", &ca))
+            }
+            ("GET", "/certificate/kaigo-relay-ca.crt") => match self.backend.ca_certificate().await
+            {
+                Some(ca) => {
+                    pages::download("kaigo-relay-ca.crt", "application/x-x509-ca-cert", ca.pem)
+                }
+                None => self.pages.problem(None, &Problem::NotFound),
+            },
             ("GET", "/healthz") => crate::metrics::health(&self.backend.health_check().await),
             ("GET", "/metrics") => {
                 let bearer = req

@@ -31,6 +31,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/login_password.html"),
     ),
     ("home.html", include_str!("../templates/home.html")),
+    (
+        "certificate.html",
+        include_str!("../templates/certificate.html"),
+    ),
     ("account.html", include_str!("../templates/account.html")),
     (
         "account_password.html",

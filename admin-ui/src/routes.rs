@@ -49,6 +49,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/login/password", Access::Public),
     route("POST", "/login/password", Access::Public),
     route("GET", "/static/style.css", Access::Public),
+    route("GET", "/certificate", Access::Public),
+    route("GET", "/certificate/kaigo-relay-ca.crt", Access::Public),
     route("GET", "/healthz", Access::Public),
     route("GET", "/metrics", Access::Public),
     route("POST", "/logout", Access::PasswordChange),

@@ -1053,3 +1053,35 @@ async fn healthz_answers_anyone_and_metrics_need_loopback_or_the_token() {
     );
     assert_security_headers(&ok);
 }
+
+#[tokio::test]
+async fn the_certificate_page_explains_the_install_and_offers_the_ca() {
+    let (ui, _) = ui();
+    let page = get("/certificate").send(&ui).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for text in [
+        "AB:CD:EF",
+        "Windows",
+        "macOS",
+        "信頼されたルート証明機関",
+        "常に信頼",
+    ] {
+        assert!(page.body.contains(text), "{text}");
+    }
+    assert!(page.body.contains("&lt;script&gt;"), "names are escaped");
+    let file = get("/certificate/kaigo-relay-ca.crt").send(&ui).await;
+    assert_eq!(file.status, StatusCode::OK);
+    assert_eq!(
+        file.header("content-type"),
+        Some("application/x-x509-ca-cert")
+    );
+    assert!(
+        file.header("content-disposition")
+            .unwrap()
+            .contains("kaigo-relay-ca.crt")
+    );
+    assert!(file.body.starts_with("-----BEGIN CERTIFICATE-----"));
+    // The login page links to it, for the first visit with a warning.
+    let login = get("/login").send(&ui).await;
+    assert!(login.body.contains(r#"href="/certificate""#));
+}

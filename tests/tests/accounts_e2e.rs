@@ -455,6 +455,20 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
         // Monitoring: the health check answers anyone; the metrics answer this loopback
         // client (a LAN scraper needs the token: admin-ui's and the daemon's unit tests), and
         // carry no insured person's number or name.
+        walk.mark("GET", "/certificate");
+        check(
+            who,
+            "GET /certificate",
+            &b.get("/certificate"),
+            Expect::Page,
+        );
+        walk.mark("GET", "/certificate/kaigo-relay-ca.crt");
+        check(
+            who,
+            "GET /certificate/kaigo-relay-ca.crt",
+            &b.get("/certificate/kaigo-relay-ca.crt"),
+            Expect::Page,
+        );
         walk.mark("GET", "/healthz");
         check(who, "GET /healthz", &b.get("/healthz"), Expect::Page);
         walk.mark("GET", "/metrics");

@@ -130,4 +130,25 @@ fn the_home_page_counts_what_each_visible_office_sent_and_what_came_back() {
         "kaigo_relay_certificate_expiry_timestamp_seconds{{office=\"{CARE_OFFICE}\"}}"
     )));
     assert!(text.contains("kaigo_relay_disk_free_bytes{volume=\"state\"}"));
+
+    // The certificate page offers the appliance's own CA, byte for byte, with its fingerprint.
+    let ca = visitor.get("/certificate/kaigo-relay-ca.crt");
+    assert_eq!(ca.status, 200);
+    let on_disk = std::fs::read(env.state_dir().join("admin-tls").join("ca.pem")).unwrap();
+    assert_eq!(ca.text().as_bytes(), on_disk.as_slice());
+    let page = visitor.get("/certificate").text();
+    let fingerprint = page
+        .split("<code class=\"fingerprint\">")
+        .nth(1)
+        .and_then(|r| r.split("</code>").next())
+        .expect("a fingerprint");
+    // The same fingerprint openssl (and Windows' and macOS's certificate dialogs) shows.
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(env.state_dir().join("admin-tls").join("ca.pem"))
+        .output()
+        .expect("the openssl command (apt-get install -y openssl; .ci/run does it)");
+    let openssl = String::from_utf8(out.stdout).unwrap();
+    let expected = openssl.trim().rsplit('=').next().unwrap();
+    assert_eq!(fingerprint, expected, "{openssl}");
 }

@@ -326,6 +326,15 @@ impl Backend for Fake {
         visible(office)
     }
 
+    async fn ca_certificate(&self) -> Option<CaCertificate> {
+        self.record("ca_certificate", None, "");
+        Some(CaCertificate {
+            pem: b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec(),
+            fingerprint_sha256: "AB:CD:EF".into(),
+            server_names: vec!["localhost".into(), NASTY.into()],
+        })
+    }
+
     async fn health_check(&self) -> HealthCheck {
         self.record("health_check", None, "");
         HealthCheck {

@@ -529,6 +529,10 @@ impl Backend for AdminBackend {
         .await
     }
 
+    async fn ca_certificate(&self) -> Option<admin_ui::CaCertificate> {
+        self.surroundings.ca.clone()
+    }
+
     async fn health_check(&self) -> admin_ui::HealthCheck {
         let (store, surroundings) = (self.store.clone(), self.surroundings.clone());
         match tokio::task::spawn_blocking(move || {

@@ -47,6 +47,8 @@ pub struct Surroundings {
     pub started: Instant,
     /// The bearer token a scraper elsewhere on the LAN must show.
     pub metrics_token: Option<crate::config::Secret>,
+    /// The local CA the browsers are to trust, when the appliance made its own.
+    pub ca: Option<admin_ui::CaCertificate>,
     machine: Mutex<Option<(Instant, Machine)>>,
 }
 
@@ -79,6 +81,7 @@ impl Surroundings {
             state_dir,
             started: Instant::now(),
             metrics_token,
+            ca: None,
             machine: Mutex::new(None),
         }
     }

@@ -72,12 +72,15 @@ pub fn start(
     let url = format!("https://{host}:{}/", local.port());
     let desk = crate::accounts::login::LoginDesk::new(store.clone(), a.guard)
         .context("cannot prepare the login checks")?;
-    let surroundings = dashboard::Surroundings::new(
+    let mut surroundings = dashboard::Surroundings::new(
         window,
         settings.intake.drop_dir.clone(),
         settings.state_dir.clone(),
         a.metrics_token.clone(),
     );
+    if let Some(file) = &tls.ca_file {
+        surroundings.ca = Some(ca_certificate(file, &tls.names)?);
+    }
     let backend = backend::AdminBackend::new(
         store.clone(),
         desk,
@@ -102,4 +105,28 @@ pub fn start(
             tls: tls.config,
         },
     ))
+}
+
+/// The local CA as the certificate page offers it: PEM and the SHA-256 fingerprint of its DER.
+fn ca_certificate(
+    file: &std::path::Path,
+    names: &[String],
+) -> anyhow::Result<admin_ui::CaCertificate> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    use sha2::Digest as _;
+    let pem = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let der = CertificateDer::from_pem_slice(&pem)
+        .with_context(|| format!("{} holds no certificate", file.display()))?;
+    let digest = sha2::Sha256::digest(der.as_ref());
+    let fingerprint_sha256 = digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Ok(admin_ui::CaCertificate {
+        pem,
+        fingerprint_sha256,
+        server_names: names.to_vec(),
+    })
 }
