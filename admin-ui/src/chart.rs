@@ -77,7 +77,13 @@ pub(crate) fn layout(months: &[MonthBar]) -> Chart {
             let left = SCALE_ROOM + i as u32 * slot + slot / 6;
             let (hs, hr) = (height_of(m.sent), height_of(m.returned));
             Group {
-                label: month_label(&m.month),
+                // The year only where it starts (and on the first bar): twelve full labels
+                // would run into each other.
+                label: if i == 0 || m.month.ends_with("01") {
+                    month_label(&m.month)
+                } else {
+                    short_label(&m.month)
+                },
                 label_x: left + bar_w,
                 sent: Bar {
                     x: left,
@@ -103,6 +109,16 @@ pub(crate) fn layout(months: &[MonthBar]) -> Chart {
         max,
         groups,
         months: months.to_vec(),
+    }
+}
+
+/// "202611" → "11月"; anything else as it is.
+fn short_label(m: &str) -> String {
+    match m.get(4..6) {
+        Some(mo) if m.len() == 6 && m.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{}月", mo.trim_start_matches('0'))
+        }
+        _ => m.to_owned(),
     }
 }
 
@@ -149,7 +165,12 @@ mod tests {
         }
         let last = &c.groups[2].returned;
         assert!(last.x + last.w <= c.width);
-        assert_eq!(c.groups[1].label, "2026年10月");
+        assert_eq!(c.groups[0].label, "2026年9月");
+        assert_eq!(c.groups[1].label, "10月");
+        assert_eq!(
+            layout(&[bar("202612", 1, 0), bar("202701", 1, 0)]).groups[1].label,
+            "2027年1月"
+        );
     }
 
     #[test]

@@ -102,10 +102,17 @@ pub(crate) fn random_token() -> anyhow::Result<String> {
 /// The Origin / Sec-Fetch-Site check every POST passes: a `Sec-Fetch-Site` header, if sent,
 /// must say `same-origin` or `none`; an `Origin` header, if sent, must name this request's
 /// own authority (the `Host` header, or the URI authority on h2) over https.
+///
+/// Every page is served with `Referrer-Policy: no-referrer`, under which browsers send
+/// `Origin: null` with a form post even to the same site; `null` is therefore accepted only
+/// together with `Sec-Fetch-Site: same-origin`, which the browser sets and no page script
+/// can, and refused otherwise.
 pub(crate) fn same_origin(parts: &Parts) -> bool {
+    let mut fetched_same_origin = false;
     if let Some(site) = parts.headers.get("sec-fetch-site") {
         match site.to_str() {
-            Ok(s) if s.eq_ignore_ascii_case("same-origin") || s.eq_ignore_ascii_case("none") => {}
+            Ok(s) if s.eq_ignore_ascii_case("same-origin") => fetched_same_origin = true,
+            Ok(s) if s.eq_ignore_ascii_case("none") => {}
             _ => return false,
         }
     }
@@ -115,6 +122,9 @@ pub(crate) fn same_origin(parts: &Parts) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
+    if origin.trim() == "null" {
+        return fetched_same_origin;
+    }
     let Some(origin_authority) = strip_scheme(origin.trim(), "https://") else {
         return false;
     };
@@ -193,6 +203,19 @@ mod tests {
             "/x"
         )));
         assert!(!same_origin(&parts(&[h, ("origin", "null")], "/x")));
+        // What a browser sends for a form post from a no-referrer page of this site.
+        assert!(same_origin(&parts(
+            &[h, ("origin", "null"), ("sec-fetch-site", "same-origin")],
+            "/x"
+        )));
+        assert!(!same_origin(&parts(
+            &[h, ("origin", "null"), ("sec-fetch-site", "none")],
+            "/x"
+        )));
+        assert!(!same_origin(&parts(
+            &[h, ("origin", "null"), ("sec-fetch-site", "cross-site")],
+            "/x"
+        )));
         assert!(!same_origin(&parts(
             &[h, ("origin", "https://kaigo.local:8443/path")],
             "/x"

@@ -1008,7 +1008,8 @@ async fn the_home_page_shows_the_window_the_offices_the_alerts_and_the_chart() {
     assert_eq!(b.matches(r#"<rect class="sent""#).count(), 2);
     assert_eq!(b.matches(r#"<rect class="returned""#).count(), 2);
     assert!(b.contains("202610: 送信 12 件、返戻 2 件。"), "{b}");
-    assert!(b.contains("2026年11月"));
+    assert!(b.contains("2026年10月"));
+    assert!(b.contains(">11月<"));
 }
 
 #[tokio::test]
