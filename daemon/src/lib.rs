@@ -10,6 +10,8 @@ pub mod accounts;
 pub mod admin;
 pub mod alerts;
 pub mod app;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod claim;
 pub mod cli;
 pub mod config;
