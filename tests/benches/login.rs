@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use jiff::Timestamp;
 use tests::browser::Browser;
-use tests::{Env, EnvOptions, relay_ok, sha256_hex};
+use tests::{Env, EnvOptions, sha256_hex};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -50,21 +50,7 @@ fn line(name: &str, mut v: Vec<f64>) {
 /// A staff account whose one-time password has been changed to `password` in the UI, as a
 /// person would at first login.
 fn add_account(env: &Env, id: &str, password: &str) {
-    let out = relay_ok([
-        "user",
-        "add",
-        "--json",
-        "--id",
-        id,
-        "--role",
-        "staff",
-        "--grant",
-        tests::CARE_OFFICE,
-        "--config",
-        env.daemon_config.to_str().unwrap(),
-    ]);
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let one_time = answer["password"].as_str().unwrap().to_owned();
+    let one_time = env.add_user(&["--id", id, "--role", "staff", "--grant", tests::CARE_OFFICE]);
     env.browser().first_login(id, &one_time, password);
 }
 

@@ -37,7 +37,7 @@ use kaigo_relay::bench_support::{NoticeFill, office_number};
 use kaigo_relay::claim::Month;
 use kaigo_relay::config::Settings;
 use kaigo_relay::store::Store;
-use tests::{CARE_OFFICE, Env, PLAN_OFFICE, relay_ok};
+use tests::{CARE_OFFICE, Env, PLAN_OFFICE};
 
 const SESSION_COOKIE: &str = "__Host-kaigo_session";
 const TARGET_P99_MS: f64 = 20.0;
@@ -263,20 +263,10 @@ struct Probe {
 }
 
 fn probe(url: &str, ca: &std::path::Path, cookie: &str, path: &str) -> Probe {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use std::io::{Read as _, Write as _};
     let addr = url.trim_start_matches("https://").trim_end_matches('/');
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(c.expect("CA certificate")).expect("add CA");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = tests::browser::client_tls(ca);
     let name = ServerName::try_from("127.0.0.1").expect("IP name");
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(tls), name).expect("TLS");
     let tcp = match std::net::TcpStream::connect(addr) {
@@ -718,10 +708,7 @@ fn main() {
     let rss_idle = status_kib(pid, "VmRSS:");
     let id = "bench-corp";
     let password = "ume-no-hana-pass-2026";
-    let out = relay_ok([
-        "user",
-        "add",
-        "--json",
+    let one_time = env.add_user(&[
         "--id",
         id,
         "--role",
@@ -732,24 +719,9 @@ fn main() {
         CARE_OFFICE,
         "--corporation-office",
         PLAN_OFFICE,
-        "--config",
-        env.daemon_config.to_str().unwrap(),
     ]);
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let one_time = answer["password"].as_str().unwrap().to_owned();
     let mut b = env.browser();
-    assert_eq!(b.login(id, &one_time).status, 303);
-    let token = b.csrf();
-    let changed = b.post(
-        "/account/password",
-        &[
-            ("old_password", one_time.as_str()),
-            ("new_password", password),
-            ("new_password_confirm", password),
-            ("csrf_token", &token),
-        ],
-    );
-    assert_eq!(changed.status, 303, "{}", changed.text());
+    b.first_login(id, &one_time, password);
     let mut load = Load {
         wrk,
         base: url.trim_end_matches('/').to_owned(),

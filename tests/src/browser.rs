@@ -96,24 +96,13 @@ impl Browser {
     /// A browser for the UI at `admin_url` (as the daemon wrote it), trusting `ca_pem`. It
     /// connects to 127.0.0.1 (the certificate names it).
     pub fn new(admin_url: &str, ca_pem: &Path) -> Browser {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject as _;
         let port = admin_url
             .trim_end_matches('/')
             .rsplit(':')
             .next()
             .and_then(|p| p.parse::<u16>().ok())
             .expect("port in the admin URL");
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(ca_pem).expect("CA file") {
-            roots.add(c.expect("CA certificate")).expect("add CA");
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = client_tls(ca_pem);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -280,6 +269,22 @@ impl Browser {
         );
         assert_eq!(changed.status, 303, "{id}: {}", changed.text());
     }
+}
+
+/// A TLS client configuration that trusts only `ca_pem` (the appliance's local CA).
+pub fn client_tls(ca_pem: &Path) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca_pem).expect("CA file") {
+        roots.add(c.expect("CA certificate")).expect("add CA");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// `application/x-www-form-urlencoded`.

@@ -432,6 +432,23 @@ listen = "127.0.0.1:0"
         sample::care_claim(&care, &plan, self.month, insured, file_no)
     }
 
+    /// Creates an admin-UI account with `kaigo-relay user add --json ARGS` and returns its
+    /// one-time password.
+    pub fn add_user(&self, args: &[&str]) -> String {
+        let mut all = vec!["user", "add", "--json"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--config",
+            self.daemon_config.to_str().expect("config path"),
+        ]);
+        let out = relay_ok(all);
+        let answer: Value = serde_json::from_slice(&out.stdout).expect("user add --json");
+        answer["password"]
+            .as_str()
+            .expect("a one-time password")
+            .to_owned()
+    }
+
     /// The state folder of the daemon.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")

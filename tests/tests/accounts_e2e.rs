@@ -35,14 +35,6 @@ fn cli_json(env: &Env, args: &[&str]) -> Value {
     serde_json::from_str(&cli(env, &all)).unwrap()
 }
 
-/// Creates an account with the CLI; returns its one-time password.
-fn add_user(env: &Env, args: &[&str]) -> String {
-    let mut all = vec!["user", "add"];
-    all.extend_from_slice(args);
-    let v = cli_json(env, &all);
-    v["password"].as_str().unwrap().to_owned()
-}
-
 /// Logs in with a one-time password, is sent to the password form, and sets `new`.
 fn first_login(env: &Env, id: &str, one_time: &str, new: &str) -> Browser {
     let mut b = env.browser();
@@ -236,58 +228,43 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
     );
 
     // Corporations, offices and staff, set up from the command line.
-    let corp_a = add_user(
-        &env,
-        &[
-            "--id",
-            "corp-a",
-            "--role",
-            "corporation",
-            "--corporation-name",
-            "社会福祉法人あおば会",
-            "--corporation-office",
-            CARE_OFFICE,
-        ],
-    );
-    let corp_b = add_user(
-        &env,
-        &[
-            "--id",
-            "corp-b",
-            "--role",
-            "corporation",
-            "--corporation-name",
-            "株式会社みどり",
-            "--corporation-office",
-            PLAN_OFFICE,
-        ],
-    );
-    let office_care = add_user(
-        &env,
-        &[
-            "--id",
-            "office-care",
-            "--role",
-            "office",
-            "--office",
-            CARE_OFFICE,
-        ],
-    );
-    let office_plan = add_user(
-        &env,
-        &[
-            "--id",
-            "office-plan",
-            "--role",
-            "office",
-            "--office",
-            PLAN_OFFICE,
-        ],
-    );
-    let staff_a = add_user(
-        &env,
-        &["--id", "staff-a", "--role", "staff", "--grant", CARE_OFFICE],
-    );
+    let corp_a = env.add_user(&[
+        "--id",
+        "corp-a",
+        "--role",
+        "corporation",
+        "--corporation-name",
+        "社会福祉法人あおば会",
+        "--corporation-office",
+        CARE_OFFICE,
+    ]);
+    let corp_b = env.add_user(&[
+        "--id",
+        "corp-b",
+        "--role",
+        "corporation",
+        "--corporation-name",
+        "株式会社みどり",
+        "--corporation-office",
+        PLAN_OFFICE,
+    ]);
+    let office_care = env.add_user(&[
+        "--id",
+        "office-care",
+        "--role",
+        "office",
+        "--office",
+        CARE_OFFICE,
+    ]);
+    let office_plan = env.add_user(&[
+        "--id",
+        "office-plan",
+        "--role",
+        "office",
+        "--office",
+        PLAN_OFFICE,
+    ]);
+    let staff_a = env.add_user(&["--id", "staff-a", "--role", "staff", "--grant", CARE_OFFICE]);
     let users = cli_json(&env, &["user", "list"]);
     assert_eq!(users["users"].as_array().unwrap().len(), 6, "{users}");
 
@@ -916,14 +893,8 @@ fn login_protection_sessions_and_cookies() {
     });
     env.start_daemon();
     let _ = env.admin_url();
-    let clerk_first = add_user(
-        &env,
-        &["--id", "clerk", "--role", "staff", "--grant", CARE_OFFICE],
-    );
-    let boss_first = add_user(
-        &env,
-        &["--id", "boss", "--role", "office", "--office", CARE_OFFICE],
-    );
+    let clerk_first = env.add_user(&["--id", "clerk", "--role", "staff", "--grant", CARE_OFFICE]);
+    let boss_first = env.add_user(&["--id", "boss", "--role", "office", "--office", CARE_OFFICE]);
 
     // Cookie attributes of the login form's and the session's cookies.
     let mut b = env.browser();

@@ -7,27 +7,9 @@
 
 use std::time::Duration;
 
-use tests::{CARE_OFFICE, Env, PLAN_OFFICE, relay_ok, sha256_hex};
+use tests::{CARE_OFFICE, Env, PLAN_OFFICE, sha256_hex};
 
 const T: Duration = Duration::from_secs(60);
-
-fn add_staff(env: &Env, id: &str, office: &str) -> String {
-    let out = relay_ok([
-        "user",
-        "add",
-        "--json",
-        "--id",
-        id,
-        "--role",
-        "staff",
-        "--grant",
-        office,
-        "--config",
-        env.daemon_config.to_str().unwrap(),
-    ]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["password"].as_str().unwrap().to_owned()
-}
 
 /// The text of the table row of an office on the home page.
 fn office_row(page: &str, office: &str) -> Option<String> {
@@ -72,7 +54,7 @@ fn the_home_page_counts_what_each_visible_office_sent_and_what_came_back() {
     env.wait_state(&sha256_hex(&accepted), "accepted", T);
     env.wait_state(&sha256_hex(&refused), "refused", T);
 
-    let one_time = add_staff(&env, "clerk", CARE_OFFICE);
+    let one_time = env.add_user(&["--id", "clerk", "--role", "staff", "--grant", CARE_OFFICE]);
     let mut b = env.browser();
     b.first_login("clerk", &one_time, "haru-no-hi-pass-2026");
     let home = b.get("/");
