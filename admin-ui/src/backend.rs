@@ -246,6 +246,111 @@ pub struct OfficeView {
     pub certificate_days_left: Option<i64>,
 }
 
+/// Rows a list page shows at once.
+pub const PAGE_SIZE: usize = 100;
+
+/// What a list page (submissions, notices, returns) was asked for: one office and its filters,
+/// parsed and checked from the query string by the UI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// 事業所番号 (the backend decides whether the caller may see it).
+    pub office: String,
+    /// One processing month (YYYYMM), or every month.
+    pub month: Option<String>,
+    /// Notices: a kind ID (`7411`…, or `other` for PDF and text); returns: a form (`請`, `給`,
+    /// `サ`).
+    pub kind: Option<String>,
+    /// Submissions: a state; returns: a status (snake_case).
+    pub status: Option<String>,
+    /// Notices: only those this account has not opened.
+    pub unread_only: bool,
+    /// 1-based page of [`PAGE_SIZE`] rows; `None`: every row (an export).
+    pub page: Option<usize>,
+}
+
+/// A choice in a list's filter.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Choice {
+    /// What the form sends.
+    pub value: String,
+    /// Japanese label.
+    pub label_ja: String,
+    /// English label.
+    pub label_en: String,
+}
+
+impl Choice {
+    /// A month choice from `YYYYMM` ("2026年11月", "2026-11").
+    pub fn month(yyyymm: &str) -> Choice {
+        let y = yyyymm.get(..4).unwrap_or(yyyymm);
+        let mm = yyyymm.get(4..).unwrap_or("");
+        Choice {
+            value: yyyymm.to_owned(),
+            label_ja: format!("{y}年{}月", mm.trim_start_matches('0')),
+            label_en: format!("{y}-{mm}"),
+        }
+    }
+}
+
+/// One page of a filtered list, with what its filters may choose from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListPage<T> {
+    /// The rows of this page.
+    pub rows: Vec<T>,
+    /// Rows matching the filters, over every page.
+    pub total: usize,
+    /// This page (1-based).
+    pub page: usize,
+    /// Pages in all (at least 1).
+    pub pages: usize,
+    /// The months the office has rows for, newest first (value YYYYMM, label 2026年11月).
+    pub months: Vec<Choice>,
+    /// The kinds (notices) or forms (returns) to filter by.
+    pub kinds: Vec<Choice>,
+    /// The states (submissions) or statuses (returns) to filter by.
+    pub statuses: Vec<Choice>,
+}
+
+impl<T> ListPage<T> {
+    /// Cuts page `page` (1-based; `None`: everything) out of every matching row.
+    pub fn cut(all: Vec<T>, page: Option<usize>) -> ListPage<T> {
+        let total = all.len();
+        let pages = total.div_ceil(PAGE_SIZE).max(1);
+        let (rows, page) = match page {
+            None => (all, 1),
+            Some(n) => {
+                let n = n.clamp(1, pages);
+                let rows = all
+                    .into_iter()
+                    .skip((n - 1) * PAGE_SIZE)
+                    .take(PAGE_SIZE)
+                    .collect();
+                (rows, n)
+            }
+        };
+        ListPage {
+            rows,
+            total,
+            page,
+            pages,
+            months: Vec::new(),
+            kinds: Vec::new(),
+            statuses: Vec::new(),
+        }
+    }
+}
+
+/// How an action the clerk asked for (resend, withdraw) ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionOutcome {
+    /// Whether it was done.
+    pub done: bool,
+    /// What happened, in Japanese.
+    pub message_ja: String,
+    /// The same in English.
+    pub message_en: String,
+}
+
 /// One submission in a list.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubmissionRow {
@@ -267,6 +372,13 @@ pub struct SubmissionRow {
     pub reception_mark: Option<String>,
     /// When it was taken (JST).
     pub taken_at: String,
+    /// English label of the state.
+    pub state_en: String,
+    /// A person may ask for it to be sent again (it stopped needing one: credentials, the
+    /// certificate, a gateway refusal now fixed).
+    pub resendable: bool,
+    /// It may be withdrawn (取消) at the federation: it has a receipt and is not withdrawn.
+    pub withdrawable: bool,
 }
 
 /// One step of a submission's timeline.
@@ -339,6 +451,12 @@ pub struct NoticeRow {
     pub size: u64,
     /// When mirrored (JST).
     pub received_at: String,
+    /// The kind's Japanese name, when the appliance knows the kind.
+    pub kind_ja: String,
+    /// This account has not opened or downloaded it yet.
+    pub unread: bool,
+    /// It can be shown in the browser (PDF, text).
+    pub inline: bool,
 }
 
 /// A notice opened: its rows when it is a CSV notice of a known kind, else its text.
@@ -387,6 +505,16 @@ pub struct ReturnRow {
     pub insured_number: String,
     /// 被保険者氏名.
     pub insured_name: String,
+    /// 審査月 of the 返戻一覧 (YYYYMM).
+    pub processing_month: String,
+    /// 種別 as the notice writes it: `請`, `給`, `サ`.
+    pub form: String,
+    /// 種別 in words: 請求明細書, 給付管理票, 計画費明細書.
+    pub form_ja: String,
+    /// 保険者番号.
+    pub insurer_number: String,
+    /// The 7411 notice it came from.
+    pub notice_id: String,
     /// サービス提供年月 (YYYYMM).
     pub service_month: String,
     /// 事由コード.
@@ -397,6 +525,8 @@ pub struct ReturnRow {
     pub status: String,
     /// Japanese label of the status.
     pub status_ja: String,
+    /// English label of the status.
+    pub status_en: String,
     /// The submission it was resubmitted in, if linked.
     pub linked_submission: Option<String>,
     /// The note it was closed with.
@@ -716,12 +846,26 @@ pub trait Backend: Send + Sync + 'static {
         number: &str,
     ) -> impl Future<Output = BackendResult<OfficeView>> + Send;
 
-    /// The submissions of one office, newest first.
+    /// The submissions of one office, newest first, filtered by month and state.
     fn submissions(
         &self,
         p: &Principal,
-        office: &str,
-    ) -> impl Future<Output = BackendResult<Vec<SubmissionRow>>> + Send;
+        q: &ListQuery,
+    ) -> impl Future<Output = BackendResult<ListPage<SubmissionRow>>> + Send;
+
+    /// Sends a submission that needed a person again (audited).
+    fn resend(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<ActionOutcome>> + Send;
+
+    /// Withdraws (取消) a submission at the federation (audited).
+    fn withdraw(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> impl Future<Output = BackendResult<ActionOutcome>> + Send;
 
     /// One submission.
     fn submission(
@@ -730,21 +874,22 @@ pub trait Backend: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = BackendResult<SubmissionDetail>> + Send;
 
-    /// The notices of one office, newest first.
+    /// The notices of one office, newest first, filtered by month, kind and unread.
     fn notices(
         &self,
         p: &Principal,
-        office: &str,
-    ) -> impl Future<Output = BackendResult<Vec<NoticeRow>>> + Send;
+        q: &ListQuery,
+    ) -> impl Future<Output = BackendResult<ListPage<NoticeRow>>> + Send;
 
-    /// One notice, parsed.
+    /// One notice, parsed (and marked read for the caller).
     fn notice(
         &self,
         p: &Principal,
         id: &str,
     ) -> impl Future<Output = BackendResult<NoticeDetail>> + Send;
 
-    /// A notice's bytes: the original (CP932), or as UTF-8 with a BOM; audited.
+    /// A notice's bytes: the original (CP932), or as UTF-8 with a BOM; audited, and marked
+    /// read for the caller.
     fn notice_download(
         &self,
         p: &Principal,
@@ -752,12 +897,12 @@ pub trait Backend: Send + Sync + 'static {
         utf8: bool,
     ) -> impl Future<Output = BackendResult<Download>> + Send;
 
-    /// The 返戻 items of one office.
+    /// The 返戻 items of one office, newest month first, filtered by month, form and status.
     fn returns(
         &self,
         p: &Principal,
-        office: &str,
-    ) -> impl Future<Output = BackendResult<Vec<ReturnRow>>> + Send;
+        q: &ListQuery,
+    ) -> impl Future<Output = BackendResult<ListPage<ReturnRow>>> + Send;
 
     /// Closes a return item by hand with a note.
     fn close_return(

@@ -19,6 +19,7 @@ use crate::backend::{
     Role,
 };
 use crate::forms::Form;
+use crate::lists::{self, chosen_office, office_ref};
 use crate::pages::{self, Msg, Problem, View};
 use crate::routes::{self, Route};
 use crate::security::{self, LOGIN_COOKIE, SESSION_COOKIE};
@@ -51,26 +52,6 @@ macro_rules! or_fail {
             Err(e) => return $inner.fail($p, e),
         }
     };
-}
-
-/// The office a list page shows: `?office=N` when given, else the session's current office.
-fn chosen_office(p: &Principal, query: &Form) -> Option<OfficeRef> {
-    match query.opt("office") {
-        Some(number) => Some(office_ref(p, number)),
-        None => p.current_office.clone(),
-    }
-}
-
-/// An office number with its name when the principal's menu knows it (display only: the
-/// backend decides whether the principal may see it).
-fn office_ref(p: &Principal, number: String) -> OfficeRef {
-    let name = p
-        .offices
-        .iter()
-        .find(|o| o.number == number)
-        .map(|o| o.name.clone())
-        .unwrap_or_default();
-    OfficeRef { number, name }
 }
 
 /// The roles a principal may pick on the new-account form (the backend decides again).
@@ -492,48 +473,62 @@ impl<B: Backend> Inner<B> {
                 let office = or_fail!(self, Some(p), self.backend.office(p, req.param()).await);
                 self.render(View::new("office_detail.html", Some(p)).with("office", &office))
             }
-            ("GET", "/submissions") => {
-                let office = chosen_office(p, &req.query);
-                let rows = match &office {
-                    Some(o) => {
-                        or_fail!(self, Some(p), self.backend.submissions(p, &o.number).await)
-                    }
-                    None => Vec::new(),
-                };
-                self.render(
-                    View::new("submissions.html", Some(p))
-                        .with("office", &office)
-                        .with("path", "/submissions")
-                        .with("submissions", &rows),
-                )
-            }
+            ("GET", "/submissions") => self.submissions_page(req, p, None).await,
             ("GET", "/submissions/{id}") => {
-                let s = or_fail!(self, Some(p), self.backend.submission(p, req.param()).await);
-                self.render(View::new("submission_detail.html", Some(p)).with("s", &s))
+                self.submission_page(p, req.param(), StatusCode::OK, None)
+                    .await
             }
-            ("GET", "/notices") => {
-                let office = chosen_office(p, &req.query);
-                let rows = match &office {
-                    Some(o) => or_fail!(self, Some(p), self.backend.notices(p, &o.number).await),
-                    None => Vec::new(),
-                };
-                self.render(
-                    View::new("notices.html", Some(p))
-                        .with("office", &office)
-                        .with("path", "/notices")
-                        .with("notices", &rows),
-                )
+            ("POST", "/submissions/{id}/resend") => {
+                let r = self.backend.resend(p, req.param()).await;
+                self.after_submission_action(p, req.param(), r).await
             }
+            ("POST", "/submissions/{id}/withdraw") => {
+                if req.form.get("confirm") != Some("1") {
+                    // Nothing is asked of the federation without the tick; the page (which
+                    // the backend may refuse) says why.
+                    let msg = Msg::error(
+                        "取り消すには、確認の欄にチェックを入れてから押してください。",
+                        "Tick the confirmation box to withdraw.",
+                    );
+                    return self
+                        .submission_page(
+                            p,
+                            req.param(),
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            Some(msg),
+                        )
+                        .await;
+                }
+                let r = self.backend.withdraw(p, req.param()).await;
+                self.after_submission_action(p, req.param(), r).await
+            }
+            ("GET", "/notices") => self.notices_page(req, p).await,
             ("GET", "/notices/{id}") => {
                 let n = or_fail!(self, Some(p), self.backend.notice(p, req.param()).await);
                 self.render(View::new("notice_detail.html", Some(p)).with("n", &n))
             }
             ("GET", "/notices/{id}/original") => self.notice_download(p, req.param(), false).await,
             ("GET", "/notices/{id}/utf8") => self.notice_download(p, req.param(), true).await,
+            ("GET", "/notices/{id}/view") => {
+                let d = or_fail!(
+                    self,
+                    Some(p),
+                    self.backend.notice_download(p, req.param(), false).await
+                );
+                pages::inline(&d.file_name, &d.content_type, d.bytes)
+            }
             ("GET", "/returns") => {
                 let office = chosen_office(p, &req.query);
-                self.returns_page(p, office, StatusCode::OK, None).await
+                let msg = (req.query.get("closed") == Some("1")).then(|| {
+                    Msg::info(
+                        "返戻を「完了」にしました。メモは一覧に残ります。",
+                        "The item was closed; its note stays in the list.",
+                    )
+                });
+                self.returns_page(p, office, &req.query, StatusCode::OK, msg)
+                    .await
             }
+            ("GET", "/returns/export") => self.returns_export(req, p).await,
             ("POST", "/returns/{id}/close") => self.post_close_return(req, p).await,
             ("GET", "/audit") => {
                 let rows = or_fail!(self, Some(p), self.backend.audit_log(p, 500).await);
@@ -777,29 +772,187 @@ impl<B: Backend> Inner<B> {
         pages::download(&d.file_name, &d.content_type, d.bytes)
     }
 
+    /// The submissions list of the chosen office, filtered.
+    async fn submissions_page(&self, req: &Req, p: &Principal, msg: Option<Msg>) -> Resp {
+        let office = chosen_office(p, &req.query);
+        let mut view = View::new("submissions.html", Some(p)).with("path", "/submissions");
+        let mut msg = msg;
+        match &office {
+            Some(o) => {
+                let (q, shown, bad) = lists::parse(o, &req.query);
+                let list = or_fail!(self, Some(p), self.backend.submissions(p, &q).await);
+                msg = msg.or(bad);
+                view = view.with("list", &list).with("q", &shown);
+            }
+            None => {
+                view = view
+                    .with("list", &None::<()>)
+                    .with("q", &lists::Shown::default())
+            }
+        }
+        view = view.with("office", &office);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn submission_page(
+        &self,
+        p: &Principal,
+        id: &str,
+        status: StatusCode,
+        msg: Option<Msg>,
+    ) -> Resp {
+        let s = or_fail!(self, Some(p), self.backend.submission(p, id).await);
+        let mut view = View::new("submission_detail.html", Some(p))
+            .status(status)
+            .with("s", &s);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    /// After resend or withdraw: the submission again, with what happened.
+    async fn after_submission_action(
+        &self,
+        p: &Principal,
+        id: &str,
+        r: crate::backend::BackendResult<crate::backend::ActionOutcome>,
+    ) -> Resp {
+        match r {
+            Ok(o) => {
+                let (status, msg) = if o.done {
+                    (StatusCode::OK, Msg::info(&o.message_ja, &o.message_en))
+                } else {
+                    (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Msg::error(&o.message_ja, &o.message_en),
+                    )
+                };
+                self.submission_page(p, id, status, Some(msg)).await
+            }
+            Err(BackendError::Invalid {
+                message_ja,
+                message_en,
+            }) => {
+                self.submission_page(
+                    p,
+                    id,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Msg::error(&message_ja, &message_en)),
+                )
+                .await
+            }
+            Err(e) => self.fail(Some(p), e),
+        }
+    }
+
+    /// The notices list of the chosen office, filtered.
+    async fn notices_page(&self, req: &Req, p: &Principal) -> Resp {
+        let office = chosen_office(p, &req.query);
+        let mut view = View::new("notices.html", Some(p)).with("path", "/notices");
+        let mut msg = None;
+        match &office {
+            Some(o) => {
+                let (q, shown, bad) = lists::parse(o, &req.query);
+                let list = or_fail!(self, Some(p), self.backend.notices(p, &q).await);
+                msg = bad;
+                view = view.with("list", &list).with("q", &shown);
+            }
+            None => {
+                view = view
+                    .with("list", &None::<()>)
+                    .with("q", &lists::Shown::default())
+            }
+        }
+        view = view.with("office", &office);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    /// The returns of the chosen office as CSV: CP932 for Excel, or UTF-8 with a BOM.
+    async fn returns_export(&self, req: &Req, p: &Principal) -> Resp {
+        let Some(office) = chosen_office(p, &req.query) else {
+            return self.pages.problem(Some(p), &Problem::NotFound);
+        };
+        let (mut q, _, _) = lists::parse(&office, &req.query);
+        q.page = None;
+        let list = or_fail!(self, Some(p), self.backend.returns(p, &q).await);
+        let text = lists::returns_csv(&list.rows);
+        let utf8 = req.query.get("encoding") == Some("utf8");
+        let month = q.month.as_deref().unwrap_or("all");
+        if utf8 {
+            let mut bytes = "\u{feff}".as_bytes().to_vec();
+            bytes.extend_from_slice(text.as_bytes());
+            pages::download(
+                &format!("返戻一覧_{}_{month}_UTF-8.csv", office.number),
+                "text/csv; charset=utf-8",
+                bytes,
+            )
+        } else {
+            let (bytes, replaced) = lists::to_cp932(&text);
+            if replaced > 0 {
+                tracing::info!(
+                    office = %office.number,
+                    replaced,
+                    "returns export: characters CP932 cannot hold were written as 〓"
+                );
+            }
+            pages::download(
+                &format!("返戻一覧_{}_{month}.csv", office.number),
+                "text/csv; charset=Shift_JIS",
+                bytes,
+            )
+        }
+    }
+
     async fn returns_page(
         &self,
         p: &Principal,
         office: Option<OfficeRef>,
+        query: &Form,
         status: StatusCode,
         msg: Option<Msg>,
     ) -> Resp {
-        let rows = match &office {
-            Some(o) => or_fail!(self, Some(p), self.backend.returns(p, &o.number).await),
-            None => Vec::new(),
-        };
-        let items: Vec<ReturnItem<'_>> = rows
-            .iter()
-            .map(|row| ReturnItem {
-                row,
-                closable: closable(&row.status),
-            })
-            .collect();
         let mut view = View::new("returns.html", Some(p))
             .status(status)
-            .with("office", &office)
-            .with("path", "/returns")
-            .with("returns", &items);
+            .with("path", "/returns");
+        let mut msg = msg;
+        match &office {
+            Some(o) => {
+                let (q, shown, bad) = lists::parse(o, query);
+                let list = or_fail!(self, Some(p), self.backend.returns(p, &q).await);
+                msg = msg.or(bad);
+                let items: Vec<ReturnItem<'_>> = list
+                    .rows
+                    .iter()
+                    .map(|row| ReturnItem {
+                        row,
+                        closable: closable(&row.status),
+                    })
+                    .collect();
+                let page = crate::backend::ListPage {
+                    rows: items,
+                    total: list.total,
+                    page: list.page,
+                    pages: list.pages,
+                    months: list.months.clone(),
+                    kinds: list.kinds.clone(),
+                    statuses: list.statuses.clone(),
+                };
+                view = view.with("list", &page).with("q", &shown);
+            }
+            None => {
+                view = view
+                    .with("list", &None::<()>)
+                    .with("q", &lists::Shown::default())
+            }
+        }
+        view = view.with("office", &office);
         if let Some(m) = msg {
             view = view.message(m);
         }
@@ -821,6 +974,7 @@ impl<B: Backend> Inner<B> {
                 .returns_page(
                     p,
                     shown,
+                    &Form::default(),
                     StatusCode::UNPROCESSABLE_ENTITY,
                     Some(Msg::error(
                         "完了にするには、メモ（対応内容）を入力してください。",
@@ -831,8 +985,8 @@ impl<B: Backend> Inner<B> {
         };
         match self.backend.close_return(p, req.param(), &note).await {
             Ok(()) => pages::redirect(&match office {
-                Some(o) => format!("/returns?office={o}"),
-                None => "/returns".to_owned(),
+                Some(o) => format!("/returns?office={o}&closed=1"),
+                None => "/returns?closed=1".to_owned(),
             }),
             Err(BackendError::Invalid {
                 message_ja,
@@ -841,6 +995,7 @@ impl<B: Backend> Inner<B> {
                 self.returns_page(
                     p,
                     shown,
+                    &Form::default(),
                     StatusCode::UNPROCESSABLE_ENTITY,
                     Some(Msg::error(&message_ja, &message_en)),
                 )

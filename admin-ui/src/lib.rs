@@ -17,6 +17,7 @@ pub mod backend;
 mod chart;
 mod forms;
 mod handlers;
+mod lists;
 mod metrics;
 mod pages;
 mod routes;

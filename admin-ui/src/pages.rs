@@ -21,6 +21,7 @@ use crate::routes;
 /// Every template, embedded; the stem of the name is the page's CSS class (`page-login`).
 pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
+    ("pager.html", include_str!("../templates/pager.html")),
     (
         "office_select.html",
         include_str!("../templates/office_select.html"),
@@ -437,6 +438,17 @@ pub(crate) fn download(
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     let disposition = content_disposition(file_name);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// A file the browser shows itself (its PDF viewer, plain text): `Content-Disposition:
+/// inline`, so that "save" still offers the right name.
+pub(crate) fn inline(file_name: &str, content_type: &str, bytes: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut r = download(file_name, content_type, bytes);
+    let disposition = content_disposition(file_name).replacen("attachment", "inline", 1);
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }

@@ -550,7 +550,7 @@ async fn every_template_renders_with_sample_data() {
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
         .filter_map(|n| n.strip_suffix(".html").map(str::to_owned))
         // The layout and the partial are parts of every other page.
-        .filter(|n| n != "base" && n != "office_select")
+        .filter(|n| n != "base" && n != "office_select" && n != "pager")
         .collect();
     assert_eq!(seen, expected);
 }
@@ -733,7 +733,8 @@ async fn another_offices_data_is_what_the_backend_says() {
             .calls()
             .into_iter()
             .filter(|c| c.method == method)
-            .map(|c| (c.account, c.arg))
+            // The office is the query's first part.
+            .map(|c| (c.account, c.arg.split('|').next().unwrap_or("").to_owned()))
             .collect();
         assert_eq!(
             asked,
@@ -896,8 +897,13 @@ async fn closing_a_return_needs_a_note() {
         .send(&ui)
         .await;
     assert_eq!(a.status, StatusCode::SEE_OTHER);
-    assert_eq!(a.location(), Some("/returns"));
+    assert_eq!(a.location(), Some("/returns?closed=1"));
     assert_eq!(fake.calls().last().unwrap().arg, "ret-1|電話で確認しました");
+    let a = get("/returns?closed=1").session(STAFF).send(&ui).await;
+    assert!(
+        a.body.contains("返戻を「完了」にしました"),
+        "the clerk is told it was done"
+    );
     // The list shown was another office: back to it.
     let a = post("/returns/ret-1/close")
         .with_user(STAFF)
@@ -907,7 +913,7 @@ async fn closing_a_return_needs_a_note() {
         .await;
     assert_eq!(
         a.location(),
-        Some(format!("/returns?office={OFFICE_EXTRA}").as_str())
+        Some(format!("/returns?office={OFFICE_EXTRA}&closed=1").as_str())
     );
     // Only open items have a close form.
     let a = get("/returns").session(STAFF).send(&ui).await;
@@ -1085,4 +1091,206 @@ async fn the_certificate_page_explains_the_install_and_offers_the_ca() {
     // The login page links to it, for the first visit with a warning.
     let login = get("/login").send(&ui).await;
     assert!(login.body.contains(r#"href="/certificate""#));
+}
+
+#[tokio::test]
+async fn list_filters_reach_the_backend_checked_and_the_pager_keeps_them() {
+    let (ui, fake) = ui();
+    let a = get(&format!(
+        "/notices?office={OFFICE_A}&month=202611&kind=7411&unread=1&page=2"
+    ))
+    .session(STAFF)
+    .send(&ui)
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        fake.calls().last().unwrap().arg,
+        format!("{OFFICE_A}|202611|7411||true|2")
+    );
+    // The form shows the filters again, and both pager links carry them.
+    assert!(
+        a.body
+            .contains("<option value=\"202611\" selected>2026年11月</option>")
+    );
+    assert!(
+        a.body
+            .contains("id=\"filter-unread\" name=\"unread\" value=\"1\" checked")
+    );
+    let keep = format!("office={OFFICE_A}&amp;month=202611&amp;kind=7411&amp;unread=1");
+    assert!(
+        a.body.contains(&format!("/notices?{keep}&amp;page=1")),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains(&format!("/notices?{keep}&amp;page=3")));
+    assert!(a.body.contains("2 / 3 ページ（全 250 件）"));
+    assert!(a.body.contains("未読"), "an unread notice is marked");
+    assert!(
+        a.body.contains("/notices/n-pdf/view"),
+        "a PDF opens in the browser"
+    );
+
+    // A value no form sends is dropped, and the clerk is told.
+    let a = get(&format!(
+        "/returns?office={OFFICE_A}&month=2026-11&status=%3Cx%3E&kind=%E7%B5%A6&page=-1"
+    ))
+    .session(STAFF)
+    .send(&ui)
+    .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        fake.calls().last().unwrap().arg,
+        format!("{OFFICE_A}||給||false|1")
+    );
+    assert!(a.body.contains("絞り込みの条件に正しくない値があった"));
+    assert!(
+        a.body.contains("給付管理票"),
+        "the 種別 column says what was returned"
+    );
+
+    let a = get(&format!("/submissions?office={OFFICE_A}&status=refused"))
+        .session(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(
+        fake.calls().last().unwrap().arg,
+        format!("{OFFICE_A}|||refused|false|1")
+    );
+    assert!(!a.body.contains("絞り込みの条件に正しくない値"));
+}
+
+#[tokio::test]
+async fn returns_export_as_cp932_for_excel_and_as_utf8() {
+    let (ui, fake) = ui();
+    let a = get(&format!("/returns/export?office={OFFICE_A}&month=202611"))
+        .session(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.header("content-type"),
+        Some("text/csv; charset=Shift_JIS")
+    );
+    let disposition = a.header("content-disposition").unwrap();
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    assert!(
+        disposition.contains("1310000001_202611.csv"),
+        "{disposition}"
+    );
+    // Every row, not a page.
+    assert_eq!(
+        fake.calls().last().unwrap().arg,
+        format!("{OFFICE_A}|202611|||false|")
+    );
+    let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&a.bytes);
+    assert!(!bad, "valid CP932");
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert!(lines[0].starts_with("事業所番号,審査月,種別,保険者番号,被保険者番号,氏名"));
+    assert_eq!(lines.len(), 4, "header, two rows, the final CRLF: {text}");
+    assert!(lines[1].contains("給付管理票"));
+    // The nasty name is one quoted field, its quotes doubled.
+    assert!(
+        lines[1].contains("\"<script>alert(\"\"x\"\")</script>&'\""),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains("電話で確認済み"));
+
+    let a = get(&format!("/returns/export?office={OFFICE_A}&encoding=utf8"))
+        .session(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(a.header("content-type"), Some("text/csv; charset=utf-8"));
+    assert!(
+        a.bytes.starts_with(b"\xEF\xBB\xBF"),
+        "a BOM, so that Excel reads UTF-8"
+    );
+    assert!(a.body.contains("事業所番号,審査月"));
+    assert!(
+        a.header("content-disposition")
+            .unwrap()
+            .contains("UTF-8.csv")
+    );
+
+    // Another corporation's office: not found, as everywhere.
+    let a = get(&format!("/returns/export?office={OFFICE_FOREIGN}"))
+        .session(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn resend_and_withdraw_show_the_submission_with_what_happened() {
+    let (ui, fake) = ui();
+    let a = get("/submissions/sub-1").session(STAFF).send(&ui).await;
+    assert!(a.body.contains("action=\"/submissions/sub-1/withdraw\""));
+    assert!(
+        !a.body.contains("/submissions/sub-1/resend"),
+        "the fake's file is not resendable"
+    );
+
+    let a = post("/submissions/sub-1/withdraw")
+        .with_user(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not without the tick"
+    );
+    assert!(a.body.contains("チェックを入れてから"));
+    assert!(!fake.called("withdraw"));
+    let a = post("/submissions/missing/withdraw")
+        .with_user(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "another office's: not found first"
+    );
+
+    let a = post("/submissions/sub-1/withdraw")
+        .with_user(STAFF)
+        .field("confirm", "1")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.page().as_deref(), Some("submission_detail"));
+    assert!(
+        a.body.contains("取消：&lt;script&gt;"),
+        "escaped: {}",
+        a.body
+    );
+    assert!(fake.called("withdraw"));
+
+    let a = post("/submissions/refused/resend")
+        .with_user(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("再送："));
+    assert!(a.body.contains("class=\"message error\""));
+
+    let a = post("/submissions/missing/resend")
+        .with_user(STAFF)
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_pdf_notice_opens_inline() {
+    let (ui, _) = ui();
+    let a = get("/notices/n-1/view").session(STAFF).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let d = a.header("content-disposition").unwrap();
+    assert!(d.starts_with("inline;"), "{d}");
+    let a = get("/notices/n-1/original").session(STAFF).send(&ui).await;
+    assert!(
+        a.header("content-disposition")
+            .unwrap()
+            .starts_with("attachment;")
+    );
 }

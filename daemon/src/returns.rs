@@ -43,6 +43,20 @@ pub enum ReturnStatus {
 }
 
 impl ReturnStatus {
+    /// Every status.
+    pub const ALL: [ReturnStatus; 5] = [
+        ReturnStatus::Open,
+        ReturnStatus::Resubmitted,
+        ReturnStatus::Resolved,
+        ReturnStatus::ReturnedAgain,
+        ReturnStatus::Closed,
+    ];
+
+    /// The status named `name` (its [`ReturnStatus::as_str`]).
+    pub fn from_name(name: &str) -> Option<ReturnStatus> {
+        ReturnStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +76,17 @@ impl ReturnStatus {
             ReturnStatus::Resolved => "解決",
             ReturnStatus::ReturnedAgain => "再返戻",
             ReturnStatus::Closed => "完了（手動）",
+        }
+    }
+
+    /// English label.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            ReturnStatus::Open => "open",
+            ReturnStatus::Resubmitted => "resubmitted",
+            ReturnStatus::Resolved => "resolved",
+            ReturnStatus::ReturnedAgain => "returned again",
+            ReturnStatus::Closed => "closed by hand",
         }
     }
 

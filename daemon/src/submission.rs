@@ -77,6 +77,26 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of the workflow.
+    pub const ALL: [State; 11] = [
+        State::Queued,
+        State::Sending,
+        State::Arrived,
+        State::Accepted,
+        State::AcceptedWithReturns,
+        State::Rejected,
+        State::Withdrawn,
+        State::Held,
+        State::Refused,
+        State::Duplicate,
+        State::FailedNeedsAttention,
+    ];
+
+    /// The state named `name` (its [`State::as_str`]).
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// True when nothing more will happen without a person.
     pub fn is_final(self) -> bool {
         !matches!(
@@ -116,6 +136,23 @@ impl State {
             State::Refused => "エラー（送信していません）",
             State::Duplicate => "重複（送信していません）",
             State::FailedNeedsAttention => "要対応（送信できません）",
+        }
+    }
+
+    /// The same in English.
+    pub fn label_en(self) -> &'static str {
+        match self {
+            State::Queued => "waiting to be sent",
+            State::Sending => "sending",
+            State::Arrived => "arrived (waiting for the reception result)",
+            State::Accepted => "accepted ○",
+            State::AcceptedWithReturns => "accepted △ (with returns)",
+            State::Rejected => "rejected ×",
+            State::Withdrawn => "withdrawn",
+            State::Held => "held (outside the reception window)",
+            State::Refused => "refused by the check (not sent)",
+            State::Duplicate => "duplicate (not sent)",
+            State::FailedNeedsAttention => "needs a person (cannot be sent)",
         }
     }
 }

@@ -488,7 +488,7 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
                 &b.get(&format!("/offices/{o}")),
                 gate(sees(who, o), Expect::Page),
             );
-            for list in ["/submissions", "/notices", "/returns"] {
+            for list in ["/submissions", "/notices", "/returns", "/returns/export"] {
                 walk.mark("GET", list);
                 let page = b.get(&format!("{list}?office={o}"));
                 check(
@@ -506,11 +506,29 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
                 &b.get(&format!("/submissions/{sub}")),
                 gate(sees(who, o), Expect::Page),
             );
+            // Resend (the file does not need it) and withdraw without the tick: refused as
+            // input on one's own, not found on another's; nothing reaches the gateway.
+            for (pattern, action) in [
+                ("/submissions/{id}/resend", "resend"),
+                ("/submissions/{id}/withdraw", "withdraw"),
+            ] {
+                walk.mark("POST", pattern);
+                check(
+                    who,
+                    &format!("POST /submissions/{sub}/{action} ({o})"),
+                    &b.post(
+                        &format!("/submissions/{sub}/{action}"),
+                        &[("csrf_token", &token)],
+                    ),
+                    gate(sees(who, o), Expect::Rejected),
+                );
+            }
             let notice = &targets.notice[o];
             for (pattern, suffix) in [
                 ("/notices/{id}", ""),
                 ("/notices/{id}/original", "/original"),
                 ("/notices/{id}/utf8", "/utf8"),
+                ("/notices/{id}/view", "/view"),
             ] {
                 walk.mark("GET", pattern);
                 let page = b.get(&format!("/notices/{notice}{suffix}"));

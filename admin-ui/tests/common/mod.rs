@@ -25,6 +25,8 @@ pub const MUTATING: &[&str] = &[
     "set_grants",
     "set_disabled",
     "close_return",
+    "resend",
+    "withdraw",
 ];
 
 pub const OFFICE_A: &str = "1310000001";
@@ -193,6 +195,9 @@ fn submission_row(id: &str, office: &str) -> SubmissionRow {
         receipt_id: Some("R-0001".into()),
         reception_mark: Some("○".into()),
         taken_at: "2026-12-01 09:00".into(),
+        state_en: "accepted".into(),
+        resendable: false,
+        withdrawable: true,
     }
 }
 
@@ -217,7 +222,43 @@ fn notice_row(id: &str, office: &str) -> NoticeRow {
         media_type: "text/csv".into(),
         size: 1234,
         received_at: "2026-12-05 08:00".into(),
+        kind_ja: "返戻（保留）一覧表".into(),
+        unread: true,
+        inline: false,
     }
+}
+
+/// The query as the fake records it: `office|month|kind|status|unread|page`.
+fn query_arg(q: &ListQuery) -> String {
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        q.office,
+        q.month.as_deref().unwrap_or(""),
+        q.kind.as_deref().unwrap_or(""),
+        q.status.as_deref().unwrap_or(""),
+        q.unread_only,
+        q.page.map(|p| p.to_string()).unwrap_or_default()
+    )
+}
+
+/// A page of three (250 rows in all), as asked.
+fn page_of<T>(rows: Vec<T>, q: &ListQuery) -> ListPage<T> {
+    let mut page = ListPage::cut(rows, Some(1));
+    page.total = 250;
+    page.pages = 3;
+    page.page = q.page.unwrap_or(1).clamp(1, 3);
+    page.months = vec![Choice::month("202611"), Choice::month("202610")];
+    page.kinds = vec![Choice {
+        value: "7411".into(),
+        label_ja: "返戻一覧".into(),
+        label_en: "returns list".into(),
+    }];
+    page.statuses = vec![Choice {
+        value: "open".into(),
+        label_ja: "未対応".into(),
+        label_en: "open".into(),
+    }];
+    page
 }
 
 impl Fake {
@@ -555,21 +596,49 @@ impl Backend for Fake {
         Ok(office_view(number, Some(12)))
     }
 
-    async fn submissions(&self, p: &Principal, office: &str) -> BackendResult<Vec<SubmissionRow>> {
-        self.record("submissions", Some(p), office);
+    async fn submissions(
+        &self,
+        p: &Principal,
+        q: &ListQuery,
+    ) -> BackendResult<ListPage<SubmissionRow>> {
+        self.record("submissions", Some(p), &query_arg(q));
+        let office = q.office.as_str();
         visible(office)?;
-        Ok(vec![
-            submission_row(&format!("sub-{office}"), office),
-            SubmissionRow {
-                processing_month: None,
-                receipt_id: None,
-                reception_mark: None,
-                office_number: None,
-                state: "refused".into(),
-                state_ja: "点検で不備".into(),
-                ..submission_row("sub-2", office)
-            },
-        ])
+        Ok(page_of(
+            vec![
+                submission_row(&format!("sub-{office}"), office),
+                SubmissionRow {
+                    processing_month: None,
+                    receipt_id: None,
+                    reception_mark: None,
+                    office_number: None,
+                    state: "refused".into(),
+                    state_ja: "点検で不備".into(),
+                    ..submission_row("sub-2", office)
+                },
+            ],
+            q,
+        ))
+    }
+
+    async fn resend(&self, p: &Principal, id: &str) -> BackendResult<ActionOutcome> {
+        self.record("resend", Some(p), id);
+        by_id(id)?;
+        Ok(ActionOutcome {
+            done: id != "refused",
+            message_ja: format!("再送：{NASTY}"),
+            message_en: "resent".into(),
+        })
+    }
+
+    async fn withdraw(&self, p: &Principal, id: &str) -> BackendResult<ActionOutcome> {
+        self.record("withdraw", Some(p), id);
+        by_id(id)?;
+        Ok(ActionOutcome {
+            done: id != "refused",
+            message_ja: format!("取消：{NASTY}"),
+            message_en: "withdrawn".into(),
+        })
     }
 
     async fn submission(&self, p: &Principal, id: &str) -> BackendResult<SubmissionDetail> {
@@ -596,10 +665,22 @@ impl Backend for Fake {
         })
     }
 
-    async fn notices(&self, p: &Principal, office: &str) -> BackendResult<Vec<NoticeRow>> {
-        self.record("notices", Some(p), office);
-        visible(office)?;
-        Ok(vec![notice_row("n-1", office)])
+    async fn notices(&self, p: &Principal, q: &ListQuery) -> BackendResult<ListPage<NoticeRow>> {
+        self.record("notices", Some(p), &query_arg(q));
+        visible(&q.office)?;
+        Ok(page_of(
+            vec![
+                notice_row("n-1", &q.office),
+                NoticeRow {
+                    unread: false,
+                    inline: true,
+                    media_type: "application/pdf".into(),
+                    kind_ja: String::new(),
+                    ..notice_row("n-pdf", &q.office)
+                },
+            ],
+            q,
+        ))
     }
 
     async fn notice(&self, p: &Principal, id: &str) -> BackendResult<NoticeDetail> {
@@ -652,19 +733,26 @@ impl Backend for Fake {
         })
     }
 
-    async fn returns(&self, p: &Principal, office: &str) -> BackendResult<Vec<ReturnRow>> {
-        self.record("returns", Some(p), office);
+    async fn returns(&self, p: &Principal, q: &ListQuery) -> BackendResult<ListPage<ReturnRow>> {
+        self.record("returns", Some(p), &query_arg(q));
+        let office = q.office.as_str();
         visible(office)?;
         let open = ReturnRow {
             id: "ret-1".into(),
             office_number: office.into(),
             insured_number: "0000000019".into(),
             insured_name: NASTY.into(),
+            processing_month: "202611".into(),
+            form: "給".into(),
+            form_ja: "給付管理票".into(),
+            insurer_number: "139998".into(),
+            notice_id: "n-1".into(),
             service_month: "202610".into(),
             reason_code: "A".into(),
             content: "資格喪失後のサービス".into(),
             status: "open".into(),
             status_ja: "未対応".into(),
+            status_en: "open".into(),
             linked_submission: None,
             note: None,
         };
@@ -676,7 +764,7 @@ impl Backend for Fake {
             note: Some("電話で確認済み".into()),
             ..open.clone()
         };
-        Ok(vec![open, closed])
+        Ok(page_of(vec![open, closed], q))
     }
 
     async fn close_return(&self, p: &Principal, id: &str, note: &str) -> BackendResult<()> {
@@ -823,6 +911,8 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+    /// The body as sent (for downloads that are not UTF-8).
+    pub bytes: Bytes,
 }
 
 impl Answer {
@@ -833,6 +923,7 @@ impl Answer {
             status: parts.status,
             headers: parts.headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
         }
     }
 
@@ -910,6 +1001,7 @@ pub fn fields_for(path: &str) -> Vec<(&'static str, &'static str)> {
         ],
         "/accounts/{id}/grants" => vec![("office", OFFICE_A), ("office", OFFICE_B)],
         "/returns/{id}/close" => vec![("note", "電話で確認しました"), ("office", OFFICE_A)],
+        "/submissions/{id}/withdraw" => vec![("confirm", "1")],
         _ => Vec::new(),
     }
 }

@@ -11,10 +11,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use admin_ui::{
-    AccountView, AuditRow, Backend, BackendError, BackendResult, Client, Download, FindingView,
-    LoginOutcome, NewAccount, NoticeDetail, NoticeRow, NoticeTable, OfficeRef, OfficeView,
-    OneTimePassword, Principal, ReturnRow, SessionView, SubmissionDetail, SubmissionRow,
-    TimelineEntry,
+    AccountView, ActionOutcome, AuditRow, Backend, BackendError, BackendResult, Choice, Client,
+    Download, FindingView, ListPage, ListQuery, LoginOutcome, NewAccount, NoticeDetail, NoticeRow,
+    NoticeTable, OfficeRef, OfficeView, OneTimePassword, PAGE_SIZE, Principal, ReturnRow,
+    SessionView, SubmissionDetail, SubmissionRow, TimelineEntry,
 };
 use jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
@@ -26,7 +26,7 @@ use crate::accounts::manage::{self, Actor, ManageError, NewAccountSpec};
 use crate::accounts::offices::OfficeRecord;
 use crate::accounts::sessions::{self, Session, SessionSettings};
 use crate::accounts::{Account, Corporation, Role};
-use crate::store::{NewAudit, Store, StoreError};
+use crate::store::{NewAudit, Store};
 use crate::timefmt::jst_minutes;
 
 /// The daemon's side of the admin UI.
@@ -39,6 +39,18 @@ pub struct AdminBackend {
     pub offices_changed: Arc<Notify>,
     /// The window, the folders and the machine, for the home page.
     surroundings: Arc<super::dashboard::Surroundings>,
+    /// Store work running at once: more browsers than this wait their turn instead of each
+    /// taking a thread and its memory.
+    store_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Store calls the admin UI runs at once: two per core (at least four). A page's store work
+/// is CPU-bound (a few milliseconds), so more in flight only adds threads and memory.
+fn store_slot_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .max(4)
 }
 
 fn role_ui(r: Role) -> admin_ui::Role {
@@ -117,18 +129,28 @@ impl AdminBackend {
             sessions,
             offices_changed,
             surroundings: Arc::new(surroundings),
+            store_slots: Arc::new(tokio::sync::Semaphore::new(store_slot_count())),
         }
     }
 
-    /// Runs store work on a blocking thread.
+    /// Runs store work on a blocking thread, once one of the store slots is free.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> BackendResult<T> + Send + 'static,
     ) -> BackendResult<T> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        let slot = self
+            .store_slots
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| internal("task failed", e))?
+            .map_err(|e| internal("store slots closed", e))?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            f(&store)
+        })
+        .await
+        .map_err(|e| internal("task failed", e))?
     }
 
     /// The caller behind a principal: its session must still exist and its account be
@@ -285,13 +307,109 @@ fn submission_row(s: &crate::submission::Submission) -> SubmissionRow {
         processing_month: s.processing_month.map(|m| m.to_string()),
         state: s.state.as_str().to_owned(),
         state_ja: s.state.label_ja().to_owned(),
+        state_en: s.state.label_en().to_owned(),
         receipt_id: s.receipt.as_ref().map(|r| r.receipt_id.clone()),
         reception_mark: s.reception.as_ref().and_then(|r| r.mark.clone()),
         taken_at: jst_minutes(s.taken_at),
+        resendable: resendable(s),
+        withdrawable: withdrawable(s),
     }
 }
 
-fn notice_row(n: &crate::store::NoticeRecord) -> NoticeRow {
+/// A person may send it again: it stopped for a reason a person fixes (credentials, the
+/// certificate, a refusal of the gateway) before the federation had it.
+fn resendable(s: &crate::submission::Submission) -> bool {
+    s.state == crate::submission::State::FailedNeedsAttention && s.receipt.is_none()
+}
+
+/// It may be withdrawn (取消): the federation has it (a receipt), and it is neither withdrawn
+/// nor rejected (a rejected file is not there to withdraw).
+fn withdrawable(s: &crate::submission::Submission) -> bool {
+    use crate::submission::State;
+    s.receipt.is_some() && !matches!(s.state, State::Withdrawn | State::Rejected)
+}
+
+/// The kinds a notice list filters by: the kinds the appliance reads, then everything else.
+fn notice_kind_choices() -> Vec<Choice> {
+    let mut out: Vec<Choice> = crate::notice::KINDS
+        .iter()
+        .map(|k| Choice {
+            value: k.id.to_owned(),
+            label_ja: format!("{} {}", k.id, k.title_ja),
+            label_en: format!("{} {}", k.id, k.title_en),
+        })
+        .collect();
+    out.push(Choice {
+        value: OTHER_KIND.into(),
+        label_ja: "そのほか（PDF・お知らせ）".into(),
+        label_en: "others (PDF, text)".into(),
+    });
+    out
+}
+
+/// Marks a notice read for the caller; a failure only costs the mark, so it is logged.
+fn mark_read(s: &Store, c: &Caller, notice_id: &str) {
+    if let Err(e) = s.mark_notice_read(&c.account.id, notice_id, Timestamp::now()) {
+        warn!(notice = notice_id, error = %e, "cannot record that a notice was read");
+    }
+}
+
+/// The kind filter value for notices of no kind the appliance reads.
+const OTHER_KIND: &str = "other";
+
+/// How long the admin UI waits for the withdraw desk (which may retry the gateway).
+const WITHDRAW_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn month_filter(q: &ListQuery) -> BackendResult<Option<crate::claim::Month>> {
+    q.month
+        .as_deref()
+        .map(|m| {
+            m.parse::<crate::claim::Month>()
+                .map_err(|_| BackendError::Invalid {
+                    message_ja: format!("{m} は年月（YYYYMM）として読めません。"),
+                    message_en: format!("{m} is not a month (YYYYMM)."),
+                })
+        })
+        .transpose()
+}
+
+fn return_row(i: &crate::returns::ReturnItem) -> ReturnRow {
+    ReturnRow {
+        id: i.id.clone(),
+        office_number: i.office_number.clone(),
+        insured_number: i.row.insured_number.clone(),
+        insured_name: i.row.name_kana.clone(),
+        processing_month: i.processing_month.to_string(),
+        form: i.row.form.clone(),
+        form_ja: form_ja(&i.row.form).to_owned(),
+        insurer_number: i.row.insurer_number.clone(),
+        notice_id: i.notice_id.clone(),
+        service_month: i
+            .row
+            .service_month
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+        reason_code: i.row.reason_code.clone(),
+        content: i.row.content.clone(),
+        status: i.status.as_str().to_owned(),
+        status_ja: i.status.label_ja().to_owned(),
+        status_en: i.status.label_en().to_owned(),
+        linked_submission: i.linked_submission.as_ref().map(|s| s.to_string()),
+        note: i.note.clone(),
+    }
+}
+
+/// 種別 in words.
+fn form_ja(form: &str) -> &'static str {
+    match form {
+        "請" => "請求明細書",
+        "給" => "給付管理票",
+        "サ" => "計画費明細書",
+        _ => "不明",
+    }
+}
+
+fn notice_row(n: &crate::store::NoticeRecord, unread: bool) -> NoticeRow {
     NoticeRow {
         id: n.notice_id.clone(),
         office_number: n.office_number.clone(),
@@ -301,6 +419,12 @@ fn notice_row(n: &crate::store::NoticeRecord) -> NoticeRow {
         media_type: n.media_type.clone(),
         size: n.size,
         received_at: jst_minutes(n.received_at),
+        kind_ja: crate::notice::kind(&n.kind_id)
+            .map(|k| k.title_ja.to_owned())
+            .unwrap_or_default(),
+        unread,
+        inline: n.media_type.starts_with("application/pdf")
+            || n.media_type.starts_with("text/plain"),
     }
 }
 
@@ -576,53 +700,41 @@ impl Backend for AdminBackend {
             let window = surroundings.window.borrow().clone();
             let health = surroundings.health();
             let offices = Self::visible_offices(s, &c)?;
-            let mut subs = Vec::new();
-            s.each(|sub| {
-                if sub
-                    .office_number
-                    .as_ref()
-                    .is_some_and(|o| c.may_see(&o.to_string()))
-                {
-                    subs.push(sub);
-                }
-                Ok::<(), StoreError>(())
-            })
-            .map_err(|e| internal("read submissions", e))?;
+            let mut visible = Vec::with_capacity(offices.len());
+            for o in &offices {
+                visible.push(d::VisibleOffice {
+                    number: o.office_number.clone(),
+                    name: o.name.clone(),
+                    submissions: s
+                        .office_submissions(&o.office_number, None)
+                        .map_err(|e| internal("read submissions", e))?,
+                    returns: s
+                        .office_returns(&o.office_number, None)
+                        .map_err(|e| internal("read returns", e))?,
+                    new_notices: 0,
+                });
+            }
             // The month is the gateway's; before its first answer, the latest month sent.
-            let month = window
-                .as_ref()
-                .map(|w| w.processing_month)
-                .or_else(|| subs.iter().filter_map(|s| s.processing_month).max());
-            let returns: Vec<_> = s
-                .returns()
-                .map_err(|e| internal("read returns", e))?
-                .into_iter()
-                .filter(|r| c.may_see(&r.office_number))
-                .collect();
-            let now = Timestamp::now();
-            let mut new_notices = std::collections::BTreeMap::new();
+            let month = window.as_ref().map(|w| w.processing_month).or_else(|| {
+                visible
+                    .iter()
+                    .flat_map(|o| o.submissions.iter().filter_map(|s| s.processing_month))
+                    .max()
+            });
             if let Some(m) = month {
-                for o in &offices {
-                    let mut n = 0;
+                let now = Timestamp::now();
+                for o in &mut visible {
                     for mm in [m.next(), m, m.previous(), m.previous().previous()] {
-                        n += s
-                            .notices_of(&o.office_number, Some(mm))
+                        o.new_notices += s
+                            .notices_of(&o.number, Some(mm))
                             .map_err(|e| internal("read notices", e))?
                             .iter()
                             .filter(|r| d::is_new(r.received_at, now))
                             .count();
                     }
-                    new_notices.insert(o.office_number.clone(), n);
                 }
             }
-            let visible: Vec<d::VisibleOffice> = offices
-                .iter()
-                .map(|o| d::VisibleOffice {
-                    number: o.office_number.clone(),
-                    name: o.name.clone(),
-                })
-                .collect();
-            let (summaries, months) = d::summarize(&visible, month, &subs, &returns, &new_notices);
+            let (summaries, months) = d::summarize(&visible, month);
             let certificates: Vec<(String, String, i64)> = offices
                 .iter()
                 .filter(|o| o.ended_from_month.is_none())
@@ -848,28 +960,195 @@ impl Backend for AdminBackend {
         .await
     }
 
-    async fn submissions(&self, p: &Principal, office: &str) -> BackendResult<Vec<SubmissionRow>> {
-        let (p, office) = (p.clone(), office.to_owned());
+    async fn submissions(
+        &self,
+        p: &Principal,
+        q: &ListQuery,
+    ) -> BackendResult<ListPage<SubmissionRow>> {
+        let (p, q) = (p.clone(), q.clone());
         self.blocking(move |s| {
             let c = Self::caller(s, &p)?;
-            if !c.may_see(&office) {
+            if !c.may_see(&q.office) {
                 return Err(BackendError::NotFound);
             }
-            let mut rows = Vec::new();
-            s.each(|sub| {
-                if sub.office_number.as_ref().map(|o| o.to_string()).as_deref()
-                    == Some(office.as_str())
-                {
-                    rows.push(submission_row(&sub));
-                }
-                Ok::<(), StoreError>(())
-            })
-            .map_err(|e| internal("read submissions", e))?;
-            rows.reverse();
-            rows.truncate(1000);
-            Ok(rows)
+            let month = month_filter(&q)?;
+            let state = q.status.as_deref().map(crate::submission::State::from_name);
+            let mut subs = s
+                .submissions_of(&q.office, month)
+                .map_err(|e| internal("read submissions", e))?;
+            subs.retain(|sub| state.is_none_or(|st| Some(sub.state) == st));
+            subs.sort_by_key(|s| std::cmp::Reverse(s.taken_at));
+            let rows = subs.iter().map(submission_row).collect();
+            let mut page = ListPage::cut(rows, q.page);
+            let mut months: Vec<String> = s
+                .office_submissions(&q.office, None)
+                .map_err(|e| internal("read submissions", e))?
+                .into_iter()
+                .filter_map(|x| x.processing_month.map(|m| m.to_string()))
+                .collect();
+            months.dedup();
+            months.reverse();
+            page.months = months.iter().map(|m| Choice::month(m)).collect();
+            page.statuses = crate::submission::State::ALL
+                .iter()
+                .map(|st| Choice {
+                    value: st.as_str().to_owned(),
+                    label_ja: st.label_ja().to_owned(),
+                    label_en: st.label_en().to_owned(),
+                })
+                .collect();
+            Ok(page)
         })
         .await
+    }
+
+    async fn resend(&self, p: &Principal, id: &str) -> BackendResult<ActionOutcome> {
+        let (p, id) = (p.clone(), id.to_owned());
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let sid = crate::submission::SubmissionId::from_string(id);
+            let sub = s
+                .get(&sid)
+                .map_err(|e| internal("read submission", e))?
+                .filter(|sub| {
+                    sub.office_number
+                        .as_ref()
+                        .is_some_and(|o| c.may_see(&o.to_string()))
+                })
+                .ok_or(BackendError::NotFound)?;
+            if !resendable(&sub) {
+                return Ok(ActionOutcome {
+                    done: false,
+                    message_ja: format!(
+                        "この請求ファイルは「{}」のため、もう一度送信する操作はできません。",
+                        sub.state.label_ja()
+                    ),
+                    message_en: format!(
+                        "This file is {}; sending it again is not possible.",
+                        sub.state.label_en()
+                    ),
+                });
+            }
+            let who = c.account.id.clone();
+            let now = Timestamp::now();
+            let updated = s
+                .update(&sid, move |sub| {
+                    // Checked again inside the write: the relay may have moved it meanwhile.
+                    if resendable(sub) {
+                        sub.note = None;
+                        sub.next_action_at = None;
+                        sub.transition(
+                            crate::submission::State::Queued,
+                            format!("{who} が再送を指示 / sent again at {who}'s request"),
+                            now,
+                        );
+                    }
+                })
+                .map_err(|e| internal("resend submission", e))?;
+            if updated.state != crate::submission::State::Queued {
+                return Ok(ActionOutcome {
+                    done: false,
+                    message_ja: "状態が変わったため、再送しませんでした。画面を確認してください。"
+                        .into(),
+                    message_en: "Its state changed meanwhile; nothing was done.".into(),
+                });
+            }
+            Self::audit(
+                s,
+                &c,
+                "submission_resent",
+                sid.as_str(),
+                format!("{} {}", updated.file_name, updated.office_number.as_ref().map(|o| o.to_string()).unwrap_or_default()),
+            );
+            tracing::info!(submission = %sid, account = %c.account.id, "submission queued again from the admin UI");
+            Ok(ActionOutcome {
+                done: true,
+                message_ja: "送信待ちに戻しました。まもなく送信されます。".into(),
+                message_en: "Queued again; it will be sent shortly.".into(),
+            })
+        })
+        .await
+    }
+
+    async fn withdraw(&self, p: &Principal, id: &str) -> BackendResult<ActionOutcome> {
+        let (p2, id) = (p.clone(), id.to_owned());
+        let (receipt, account) = self
+            .blocking(move |s| {
+                let c = Self::caller(s, &p2)?;
+                let sub = s
+                    .get(&crate::submission::SubmissionId::from_string(id))
+                    .map_err(|e| internal("read submission", e))?
+                    .filter(|sub| {
+                        sub.office_number
+                            .as_ref()
+                            .is_some_and(|o| c.may_see(&o.to_string()))
+                    })
+                    .ok_or(BackendError::NotFound)?;
+                if !withdrawable(&sub) {
+                    return Err(BackendError::Invalid {
+                        message_ja: format!(
+                            "この請求ファイルは「{}」のため、取り消せません。",
+                            sub.state.label_ja()
+                        ),
+                        message_en: format!(
+                            "This file is {}; it cannot be withdrawn.",
+                            sub.state.label_en()
+                        ),
+                    });
+                }
+                let receipt = sub
+                    .receipt
+                    .map(|r| r.receipt_id)
+                    .filter(|r| crate::withdraw::valid_receipt_id(r))
+                    .ok_or(BackendError::Internal)?;
+                Ok((receipt, c.account.id.clone()))
+            })
+            .await?;
+        // The daemon's withdraw desk talks to the gateway; this waits for its answer on a
+        // thread of its own, not holding a store slot.
+        let state_dir = self.surroundings.state_dir.clone();
+        let asked = receipt.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            crate::withdraw::request_from_daemon(&state_dir, &asked, WITHDRAW_WAIT)
+        })
+        .await
+        .map_err(|e| internal("withdraw task", e))?;
+        match outcome {
+            Ok(o) => {
+                tracing::info!(receipt = %receipt, account = %account, withdrawn = o.withdrawn, "withdrawal asked from the admin UI");
+                let (p, receipt, done) = (p.clone(), receipt.clone(), o.withdrawn);
+                let detail = o.message_ja.clone();
+                self.blocking(move |s| {
+                    let c = Self::caller(s, &p)?;
+                    Self::audit(
+                        s,
+                        &c,
+                        if done {
+                            "submission_withdrawn"
+                        } else {
+                            "submission_withdraw_refused"
+                        },
+                        &receipt,
+                        detail,
+                    );
+                    Ok(())
+                })
+                .await?;
+                Ok(ActionOutcome {
+                    done: o.withdrawn,
+                    message_ja: o.message_ja,
+                    message_en: o.message_en,
+                })
+            }
+            Err(e) => {
+                error!(receipt = %receipt, error = format!("{e:#}"), "the withdraw desk did not answer");
+                Ok(ActionOutcome {
+                    done: false,
+                    message_ja: "取消の処理が時間内に終わりませんでした。しばらくしてから画面を確認し、取り消されていなければもう一度押してください。".into(),
+                    message_en: "The withdrawal did not finish in time. Check again shortly and press again if it is not withdrawn.".into(),
+                })
+            }
+        }
     }
 
     async fn submission(&self, p: &Principal, id: &str) -> BackendResult<SubmissionDetail> {
@@ -938,23 +1217,61 @@ impl Backend for AdminBackend {
         .await
     }
 
-    async fn notices(&self, p: &Principal, office: &str) -> BackendResult<Vec<NoticeRow>> {
-        let (p, office) = (p.clone(), office.to_owned());
+    async fn notices(&self, p: &Principal, q: &ListQuery) -> BackendResult<ListPage<NoticeRow>> {
+        let (p, q) = (p.clone(), q.clone());
         self.blocking(move |s| {
             let c = Self::caller(s, &p)?;
-            if !c.may_see(&office) {
+            if !c.may_see(&q.office) {
                 return Err(BackendError::NotFound);
             }
-            let mut list = s
-                .notices_of(&office, None)
+            let month = month_filter(&q)?;
+            let kind = q.kind.clone();
+            let keep = move |n: &crate::store::NoticeRecord| match kind.as_deref() {
+                None => true,
+                Some(OTHER_KIND) => crate::notice::kind(&n.kind_id).is_none(),
+                Some(k) => n.kind_id == k,
+            };
+            let page_no = q.page.unwrap_or(1).max(1);
+            let (skip, take) = match q.page {
+                Some(_) => ((page_no - 1) * PAGE_SIZE, PAGE_SIZE),
+                None => (0, usize::MAX),
+            };
+            let reader = c.account.id.clone();
+            let found = s
+                .notice_page(
+                    &q.office,
+                    month,
+                    q.kind
+                        .is_some()
+                        .then_some(&keep as &dyn Fn(&crate::store::NoticeRecord) -> bool),
+                    q.unread_only.then_some(reader.as_str()),
+                    &reader,
+                    skip,
+                    take,
+                )
                 .map_err(|e| internal("read notices", e))?;
-            list.sort_by(|a, b| {
-                b.processing_month
-                    .cmp(&a.processing_month)
-                    .then(b.received_at.cmp(&a.received_at))
-            });
-            list.truncate(1000);
-            Ok(list.iter().map(notice_row).collect())
+            let pages = found.total.div_ceil(PAGE_SIZE).max(1);
+            let rows = found
+                .rows
+                .iter()
+                .zip(found.unread.iter())
+                .map(|(n, unread)| notice_row(n, *unread))
+                .collect();
+            let months = s
+                .notice_months(&q.office)
+                .map_err(|e| internal("read notice months", e))?;
+            Ok(ListPage {
+                rows,
+                total: found.total,
+                page: page_no.min(pages),
+                pages,
+                months: months
+                    .iter()
+                    .map(|m| Choice::month(&m.to_string()))
+                    .collect(),
+                kinds: notice_kind_choices(),
+                statuses: Vec::new(),
+            })
         })
         .await
     }
@@ -968,6 +1285,7 @@ impl Backend for AdminBackend {
                 .map_err(|e| internal("read notice", e))?
                 .filter(|n| c.may_see(&n.office_number))
                 .ok_or(BackendError::NotFound)?;
+            mark_read(s, &c, &n.notice_id);
             let body = s
                 .notice_body(&n.sha256)
                 .map_err(|e| internal("read notice body", e))?
@@ -984,7 +1302,7 @@ impl Backend for AdminBackend {
                 (Vec::new(), None)
             };
             Ok(NoticeDetail {
-                row: notice_row(&n),
+                row: notice_row(&n, false),
                 sha256: n.sha256.clone(),
                 tables,
                 text,
@@ -1007,6 +1325,7 @@ impl Backend for AdminBackend {
                 .map_err(|e| internal("read notice", e))?
                 .filter(|n| c.may_see(&n.office_number))
                 .ok_or(BackendError::NotFound)?;
+            mark_read(s, &c, &n.notice_id);
             let body = s
                 .notice_body(&n.sha256)
                 .map_err(|e| internal("read notice body", e))?
@@ -1048,35 +1367,64 @@ impl Backend for AdminBackend {
         .await
     }
 
-    async fn returns(&self, p: &Principal, office: &str) -> BackendResult<Vec<ReturnRow>> {
-        let (p, office) = (p.clone(), office.to_owned());
+    async fn returns(&self, p: &Principal, q: &ListQuery) -> BackendResult<ListPage<ReturnRow>> {
+        let (p, q) = (p.clone(), q.clone());
         self.blocking(move |s| {
             let c = Self::caller(s, &p)?;
-            if !c.may_see(&office) {
+            if !c.may_see(&q.office) {
                 return Err(BackendError::NotFound);
             }
-            Ok(s.returns()
+            let month = month_filter(&q)?;
+            let status = q
+                .status
+                .as_deref()
+                .map(crate::returns::ReturnStatus::from_name);
+            let mut items = s
+                .returns_of(&q.office, month)
+                .map_err(|e| internal("read returns", e))?;
+            items.retain(|i| {
+                status.is_none_or(|st| Some(i.status) == st)
+                    && q.kind.as_deref().is_none_or(|k| i.row.form == k)
+            });
+            // Newest month first; within a month, in the notice's row order.
+            items.sort_by(|a, b| {
+                b.processing_month
+                    .cmp(&a.processing_month)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+            let rows = items.iter().map(return_row).collect();
+            let mut page = ListPage::cut(rows, q.page);
+            let mut months: Vec<String> = s
+                .office_returns(&q.office, None)
                 .map_err(|e| internal("read returns", e))?
-                .iter()
-                .filter(|i| i.office_number == office)
-                .map(|i| ReturnRow {
-                    id: i.id.clone(),
-                    office_number: i.office_number.clone(),
-                    insured_number: i.row.insured_number.clone(),
-                    insured_name: i.row.name_kana.clone(),
-                    service_month: i
-                        .row
-                        .service_month
-                        .map(|m| m.to_string())
-                        .unwrap_or_default(),
-                    reason_code: i.row.reason_code.clone(),
-                    content: i.row.content.clone(),
-                    status: i.status.as_str().to_owned(),
-                    status_ja: i.status.label_ja().to_owned(),
-                    linked_submission: i.linked_submission.as_ref().map(|s| s.to_string()),
-                    note: i.note.clone(),
+                .into_iter()
+                .map(|r| r.processing_month.to_string())
+                .collect();
+            months.dedup();
+            months.reverse();
+            page.months = months.iter().map(|m| Choice::month(m)).collect();
+            page.kinds = ["請", "給", "サ"]
+                .into_iter()
+                .map(|f| Choice {
+                    value: f.to_owned(),
+                    label_ja: form_ja(f).to_owned(),
+                    label_en: match f {
+                        "請" => "claim statement",
+                        "給" => "care plan (給付管理票)",
+                        _ => "care-plan fee statement",
+                    }
+                    .to_owned(),
                 })
-                .collect())
+                .collect();
+            page.statuses = crate::returns::ReturnStatus::ALL
+                .iter()
+                .map(|st| Choice {
+                    value: st.as_str().to_owned(),
+                    label_ja: st.label_ja().to_owned(),
+                    label_en: st.label_en().to_owned(),
+                })
+                .collect();
+            Ok(page)
         })
         .await
     }

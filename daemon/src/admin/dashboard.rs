@@ -19,8 +19,9 @@ use tokio::sync::watch;
 
 use crate::claim::Month;
 use crate::federation::GatewayWindow;
-use crate::returns::{ReturnItem, ReturnStatus};
-use crate::submission::{State, Submission};
+use crate::returns::ReturnStatus;
+use crate::store::{OfficeReturn, OfficeSubmission};
+use crate::submission::State;
 use crate::timefmt::jst_minutes;
 
 /// Months the chart shows, ending with the current processing month.
@@ -230,13 +231,20 @@ pub fn window_view(w: &GatewayWindow, held: usize) -> WindowView {
     }
 }
 
-/// An office the caller may see, as the counting needs it.
-#[derive(Debug, Clone)]
+/// An office the caller may see, with what the counting needs of it (from the store's office
+/// indexes: states, not records).
+#[derive(Debug, Clone, Default)]
 pub struct VisibleOffice {
     /// 事業所番号.
     pub number: String,
     /// 事業所名.
     pub name: String,
+    /// Its submissions, every month.
+    pub submissions: Vec<OfficeSubmission>,
+    /// Its return items, every month.
+    pub returns: Vec<OfficeReturn>,
+    /// Its notices received within [`NEW_NOTICE_DAYS`].
+    pub new_notices: usize,
 }
 
 /// Counts each visible office's files of `month`, its open returns and its new notices, and
@@ -244,24 +252,7 @@ pub struct VisibleOffice {
 pub fn summarize(
     offices: &[VisibleOffice],
     month: Option<Month>,
-    submissions: &[Submission],
-    returns: &[ReturnItem],
-    new_notices: &BTreeMap<String, usize>,
 ) -> (Vec<OfficeSummary>, Vec<MonthBar>) {
-    let mut summaries: BTreeMap<&str, OfficeSummary> = offices
-        .iter()
-        .map(|o| {
-            (
-                o.number.as_str(),
-                OfficeSummary {
-                    number: o.number.clone(),
-                    name: o.name.clone(),
-                    new_notices: new_notices.get(&o.number).copied().unwrap_or(0),
-                    ..Default::default()
-                },
-            )
-        })
-        .collect();
     let chart_months: Vec<Month> = match month {
         Some(m) => {
             let mut v = vec![m];
@@ -276,53 +267,55 @@ pub fn summarize(
     };
     let mut bars: BTreeMap<Month, (usize, usize)> =
         chart_months.iter().map(|m| (*m, (0, 0))).collect();
-    for s in submissions {
-        let Some(office) = s.office_number.as_ref().map(|o| o.to_string()) else {
-            continue;
+    let mut summaries: Vec<OfficeSummary> = Vec::with_capacity(offices.len());
+    for o in offices {
+        let mut sum = OfficeSummary {
+            number: o.number.clone(),
+            name: o.name.clone(),
+            new_notices: o.new_notices,
+            ..Default::default()
         };
-        let Some(sum) = summaries.get_mut(office.as_str()) else {
-            continue;
-        };
-        if let Some(bar) = s.processing_month.and_then(|m| bars.get_mut(&m))
-            && s.receipt.is_some()
-            && s.state != State::Withdrawn
-        {
-            bar.0 += 1;
-        }
-        if month.is_none() || s.processing_month != month {
-            // Needing a person is shown whatever the month.
-            if s.state == State::FailedNeedsAttention {
-                sum.needs_attention += 1;
+        for s in &o.submissions {
+            if let Some(bar) = s.processing_month.and_then(|m| bars.get_mut(&m))
+                && s.has_receipt
+                && s.state != State::Withdrawn
+            {
+                bar.0 += 1;
             }
-            continue;
+            if month.is_none() || s.processing_month != month {
+                // Needing a person is shown whatever the month.
+                if s.state == State::FailedNeedsAttention {
+                    sum.needs_attention += 1;
+                }
+                continue;
+            }
+            if s.state == State::Duplicate {
+                continue;
+            }
+            sum.files += 1;
+            match s.state {
+                State::Queued | State::Sending => sum.in_progress += 1,
+                State::Arrived => sum.arrived += 1,
+                State::Accepted => sum.accepted += 1,
+                State::AcceptedWithReturns => sum.accepted_with_returns += 1,
+                State::Rejected => sum.rejected += 1,
+                State::Held => sum.held += 1,
+                State::Refused => sum.refused += 1,
+                State::FailedNeedsAttention => sum.needs_attention += 1,
+                State::Withdrawn | State::Duplicate => {}
+            }
         }
-        if s.state == State::Duplicate {
-            continue;
+        for r in &o.returns {
+            if r.status == ReturnStatus::Open {
+                sum.open_returns += 1;
+            }
+            if let Some(bar) = bars.get_mut(&r.processing_month) {
+                bar.1 += 1;
+            }
         }
-        sum.files += 1;
-        match s.state {
-            State::Queued | State::Sending => sum.in_progress += 1,
-            State::Arrived => sum.arrived += 1,
-            State::Accepted => sum.accepted += 1,
-            State::AcceptedWithReturns => sum.accepted_with_returns += 1,
-            State::Rejected => sum.rejected += 1,
-            State::Held => sum.held += 1,
-            State::Refused => sum.refused += 1,
-            State::FailedNeedsAttention => sum.needs_attention += 1,
-            State::Withdrawn | State::Duplicate => {}
-        }
+        summaries.push(sum);
     }
-    for r in returns {
-        let Some(sum) = summaries.get_mut(r.office_number.as_str()) else {
-            continue;
-        };
-        if r.status == ReturnStatus::Open {
-            sum.open_returns += 1;
-        }
-        if let Some(bar) = bars.get_mut(&r.processing_month) {
-            bar.1 += 1;
-        }
-    }
+    summaries.sort_by(|a, b| a.number.cmp(&b.number));
     let months = bars
         .into_iter()
         .map(|(m, (sent, returned))| MonthBar {
@@ -331,7 +324,7 @@ pub fn summarize(
             returned,
         })
         .collect();
-    (summaries.into_values().collect(), months)
+    (summaries, months)
 }
 
 /// The page's alerts: the store's (window closing, notices missing) that concern a visible
@@ -443,52 +436,66 @@ pub fn is_new(received_at: Timestamp, now: Timestamp) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claim::OfficeNumber;
+    use crate::submission::SubmissionId;
 
     fn month(s: &str) -> Month {
         s.parse().unwrap()
     }
 
-    fn sub(office: &str, m: &str, state: State, receipt: bool) -> Submission {
-        let mut s = Submission::new("KK.CSV".into(), "00".into(), 10, Timestamp::now());
-        s.office_number = Some(office.parse::<OfficeNumber>().unwrap());
-        s.processing_month = Some(month(m));
-        s.state = state;
-        if receipt {
-            s.receipt = Some(crate::submission::Receipt {
-                receipt_id: "R1".into(),
-                arrived_at: "2026-12-03T09:00:00+09:00".into(),
-                arrival_status: "arrived".into(),
-                arrival_errors: vec![],
-                stored_at: Timestamp::now(),
-            });
+    fn sub(m: &str, state: State, has_receipt: bool) -> OfficeSubmission {
+        OfficeSubmission {
+            id: SubmissionId::new(),
+            processing_month: Some(month(m)),
+            state,
+            has_receipt,
         }
-        s
+    }
+
+    fn ret(m: &str, status: ReturnStatus) -> OfficeReturn {
+        OfficeReturn {
+            id: "N1-000003".into(),
+            processing_month: month(m),
+            status,
+        }
     }
 
     #[test]
-    fn only_visible_offices_count_and_the_month_decides_what_is_this_months() {
-        let offices = vec![VisibleOffice {
-            number: "1379999996".into(),
-            name: "さくら".into(),
-        }];
-        let subs = vec![
-            sub("1379999996", "202612", State::Accepted, true),
-            sub("1379999996", "202612", State::AcceptedWithReturns, true),
-            sub("1379999996", "202612", State::Held, false),
-            sub("1379999996", "202612", State::Refused, false),
-            sub("1379999996", "202612", State::Duplicate, false),
-            sub("1379999996", "202611", State::Accepted, true),
-            sub("1379999996", "202611", State::FailedNeedsAttention, false),
-            // Another office's files add nothing.
-            sub("1379999988", "202612", State::Accepted, true),
+    fn the_month_decides_what_is_this_months_and_offices_are_counted_apart() {
+        let offices = vec![
+            VisibleOffice {
+                number: "1379999996".into(),
+                name: "さくら".into(),
+                submissions: vec![
+                    sub("202612", State::Accepted, true),
+                    sub("202612", State::AcceptedWithReturns, true),
+                    sub("202612", State::Held, false),
+                    sub("202612", State::Refused, false),
+                    sub("202612", State::Duplicate, false),
+                    sub("202612", State::Withdrawn, true),
+                    sub("202611", State::Accepted, true),
+                    sub("202611", State::FailedNeedsAttention, false),
+                    // Older than the chart: counted nowhere.
+                    sub("202501", State::Accepted, true),
+                ],
+                returns: vec![
+                    ret("202612", ReturnStatus::Open),
+                    ret("202611", ReturnStatus::Open),
+                    ret("202611", ReturnStatus::Closed),
+                ],
+                new_notices: 3,
+            },
+            VisibleOffice {
+                number: "1379999988".into(),
+                name: "ひまわり".into(),
+                submissions: vec![sub("202612", State::Accepted, true)],
+                returns: vec![ret("202612", ReturnStatus::Resolved)],
+                new_notices: 9,
+            },
         ];
-        let mut new = BTreeMap::new();
-        new.insert("1379999996".to_owned(), 3);
-        new.insert("1379999988".to_owned(), 9);
-        let (sums, months) = summarize(&offices, Some(month("202612")), &subs, &[], &new);
-        assert_eq!(sums.len(), 1);
-        let s = &sums[0];
+        let (sums, months) = summarize(&offices, Some(month("202612")));
+        assert_eq!(sums.len(), 2);
+        let s = &sums[1];
+        assert_eq!(s.number, "1379999996", "in office-number order");
         assert_eq!(
             (
                 s.files,
@@ -497,17 +504,25 @@ mod tests {
                 s.held,
                 s.refused
             ),
-            (4, 1, 1, 1, 1)
+            (5, 1, 1, 1, 1)
         );
         assert_eq!(
             s.needs_attention, 1,
             "needing a person counts whatever the month"
         );
-        assert_eq!(s.new_notices, 3);
+        assert_eq!((s.new_notices, s.open_returns), (3, 2));
+        assert_eq!((sums[0].files, sums[0].open_returns), (1, 0));
         assert_eq!(months.len(), CHART_MONTHS);
-        assert_eq!(months.last().unwrap().month, "202612");
-        assert_eq!(months.last().unwrap().sent, 2);
-        assert_eq!(months[CHART_MONTHS - 2].sent, 1);
+        let last = months.last().unwrap();
+        assert_eq!(last.month, "202612");
+        assert_eq!((last.sent, last.returned), (3, 2), "withdrawn is not sent");
+        assert_eq!(
+            (
+                months[CHART_MONTHS - 2].sent,
+                months[CHART_MONTHS - 2].returned
+            ),
+            (1, 2)
+        );
         assert_eq!(months[0].month, "202601");
     }
 

@@ -126,10 +126,11 @@ pub fn families(store: &Store, s: &Surroundings) -> Result<Vec<MetricFamily>, St
         }
         Ok::<(), StoreError>(())
     })?;
-    let mut returns: BTreeMap<&'static str, f64> = BTreeMap::new();
-    for r in store.returns()? {
-        *returns.entry(r.status.as_str()).or_default() += 1.0;
-    }
+    let returns: BTreeMap<&'static str, f64> = store
+        .return_status_counts()?
+        .into_iter()
+        .map(|(status, n)| (status.as_str(), n as f64))
+        .collect();
     let alerts = crate::alerts::current(store)?;
     let offices = store.office_records()?;
     let m: Machine = s.machine();

@@ -42,10 +42,12 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 mod accounts;
+mod by_office;
 mod notices;
 
 pub use accounts::{AuditEntry, NewAudit, Put};
-pub use notices::{IncomingNotice, MirrorCursor, NoticeRecord, PageStored};
+pub use by_office::{OfficeReturn, OfficeSubmission};
+pub use notices::{IncomingNotice, MirrorCursor, NoticePage, NoticeRecord, PageStored};
 
 use crate::claim::{Finding, Month, Severity};
 use crate::submission::{State, Submission, SubmissionId};
@@ -63,7 +65,9 @@ macro_rules! db_err {
 /// cache), created empty when an older file is opened for writing.
 /// 4: accounts, corporations, the audit log and sessions, likewise.
 /// 5: the offices registered on the appliance, likewise.
-pub const SCHEMA_VERSION: u64 = 5;
+/// 6: the indexes of submissions and return items by office and month, built from the records
+/// when an older file is opened for writing, and the accounts' notice read marks (empty).
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
@@ -100,6 +104,9 @@ pub const SCHEMA: &[&str] = &[
     "mirror_cursors",
     "return_items",
     "return_items_pending",
+    "submissions_by_office_month",
+    "return_items_by_office_month",
+    "notice_reads",
     "assessments",
     "submission_statements",
     "accounts",
@@ -192,6 +199,9 @@ pub enum StoreError {
     /// nothing of it was stored.
     #[error("the write was not committed: {0}")]
     NotCommitted(String),
+    /// An index entry that does not parse (the index and its records disagree).
+    #[error("index entry {0}")]
+    Index(String),
 }
 
 enum Handle {
@@ -487,6 +497,9 @@ impl Store {
             }
             db_err!(txn.open_table(notices::NOTICES_BY_OFFICE))?;
             db_err!(txn.open_table(notices::RETURNS_PENDING))?;
+            db_err!(txn.open_table(by_office::SUBMISSIONS_BY_OFFICE))?;
+            db_err!(txn.open_table(by_office::RETURNS_BY_OFFICE))?;
+            db_err!(txn.open_table(notices::NOTICE_READS))?;
             db_err!(txn.open_table(accounts::ACCOUNTS))?;
             db_err!(txn.open_table(accounts::CORPORATIONS))?;
             db_err!(txn.open_table(accounts::AUDIT))?;
@@ -498,6 +511,9 @@ impl Store {
                 Some(v) if v > SCHEMA_VERSION => return Err(StoreError::Version { found: v }),
                 Some(v) if v < SCHEMA_VERSION => {
                     migrate_v1(&txn)?;
+                    if v < 6 {
+                        by_office::build(&txn)?;
+                    }
                     tracing::info!(from = v, to = SCHEMA_VERSION, "store schema migrated");
                 }
                 Some(_) => {}
@@ -957,6 +973,7 @@ fn record_new_in(
         db_err!(blobs.insert(sub.sha256.as_str(), bytes))?;
     }
     db_err!(subs.insert(sub.id.as_str(), record.as_slice()))?;
+    by_office::index_submission(txn, None, &sub)?;
     if !sub.state.is_final() {
         let mut table = db_err!(txn.open_table(AGENDA))?;
         db_err!(table.insert(sub.id.as_str(), agenda.as_slice()))?;
@@ -982,11 +999,13 @@ fn update_in(
         Some(v) => decode(id.as_str(), v.value())?,
         None => return Err(StoreError::NotFound(id.to_string())),
     };
+    let old_key = by_office::submission_key(&sub);
     f(&mut sub);
     let record = encode(&sub)?;
     agenda_value(&sub)?; // fails here, before any write, if it cannot be encoded
     db_err!(subs.insert(id.as_str(), record.as_slice()))?;
     index_agenda(txn, &sub)?;
+    by_office::index_submission(txn, old_key, &sub)?;
     if sub.moved_to.is_some() {
         let mut pending = db_err!(txn.open_table(PENDING_MOVES))?;
         let ours =

@@ -36,8 +36,22 @@ pub(super) const RETURNS: TableDefinition<&str, &[u8]> = TableDefinition::new("r
 pub(super) const RETURNS_PENDING: TableDefinition<&str, ()> =
     TableDefinition::new("return_items_pending");
 pub(super) const ASSESSMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assessments");
+/// `<account id>/<notice id>` → when (Unix seconds) the account first opened or downloaded
+/// the notice: the admin UI's unread marks.
+pub(super) const NOTICE_READS: TableDefinition<&str, i64> = TableDefinition::new("notice_reads");
 pub(super) const STATEMENTS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("submission_statements");
+
+/// One page of an office's notices ([`Store::notice_page`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoticePage {
+    /// The page's notices, newest first.
+    pub rows: Vec<NoticeRecord>,
+    /// For each row: the reader has not opened it.
+    pub unread: Vec<bool>,
+    /// Notices matching, over every page.
+    pub total: usize,
+}
 
 /// One mirrored notice, as the gateway listed it, plus when it was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +129,7 @@ pub struct PageStored {
 
 /// The keys starting with `prefix`, as a half-open range: everything from the prefix up to the
 /// prefix with its last byte raised by one (prefixes here end in `/`).
-fn prefix_range(prefix: &str) -> (String, String) {
+pub(super) fn prefix_range(prefix: &str) -> (String, String) {
     let mut end = prefix.to_owned();
     if let Some(last) = end.pop() {
         end.push(char::from_u32(u32::from(last) + 1).unwrap_or(char::MAX));
@@ -130,7 +144,10 @@ fn json<T: Serialize>(id: &str, v: &T) -> Result<Vec<u8>, StoreError> {
     })
 }
 
-fn unjson<T: for<'de> Deserialize<'de>>(id: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn unjson<T: for<'de> Deserialize<'de>>(
+    id: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Record {
         id: id.to_owned(),
         source,
@@ -168,6 +185,7 @@ impl ReturnBook for TxnBook<'_> {
         let mut t = db_err!(self.txn.open_table(RETURNS))?;
         db_err!(t.insert(item.id.as_str(), bytes.as_slice()))?;
         let mut pending = db_err!(self.txn.open_table(RETURNS_PENDING))?;
+        super::by_office::index_return(self.txn, item)?;
         let key = format!("{}/{}", item.office_number, item.id);
         if item.status.is_final() {
             db_err!(pending.remove(key.as_str()))?;
@@ -349,6 +367,127 @@ impl Store {
         Ok(out)
     }
 
+    /// One page of an office's notices (of one month, or of every month), newest month first
+    /// and, within a month, last listed first: those `keep` accepts (and, with `unread_for`,
+    /// that this account has not opened), `skip` of them passed over, at most `take`. Also
+    /// gives how many match in all, and whether each row of the page is unread for
+    /// `reader`. Without a filter only the page's records are decoded.
+    #[allow(clippy::too_many_arguments)]
+    pub fn notice_page(
+        &self,
+        office: &str,
+        month: Option<Month>,
+        keep: Option<&dyn Fn(&NoticeRecord) -> bool>,
+        unread_for: Option<&str>,
+        reader: &str,
+        skip: usize,
+        take: usize,
+    ) -> Result<NoticePage, StoreError> {
+        let txn = self.read()?;
+        let (Some(index), Some(notices)) = (
+            read_table(&txn, NOTICES_BY_OFFICE)?,
+            read_table(&txn, NOTICES)?,
+        ) else {
+            return Ok(NoticePage::default());
+        };
+        let reads = read_table(&txn, NOTICE_READS)?;
+        let is_read_by = |account: &str, id: &str| -> Result<bool, StoreError> {
+            match &reads {
+                Some(t) => Ok(db_err!(t.get(format!("{account}/{id}").as_str()))?.is_some()),
+                None => Ok(false),
+            }
+        };
+        let (start, end) = prefix_range(&match month {
+            Some(m) => format!("{office}/{m}/"),
+            None => format!("{office}/"),
+        });
+        let mut page = NoticePage::default();
+        for entry in db_err!(index.range(start.as_str()..end.as_str()))?.rev() {
+            let (k, _) = db_err!(entry)?;
+            let key = k.value();
+            let id = key.rsplit('/').next().unwrap_or_default();
+            let filtered = keep.is_some() || unread_for.is_some();
+            let in_page = page.total >= skip && page.rows.len() < take;
+            if !filtered && !in_page {
+                page.total += 1;
+                continue;
+            }
+            let Some(v) = db_err!(notices.get(id))? else {
+                continue;
+            };
+            let record: NoticeRecord = unjson(id, v.value())?;
+            if keep.is_some_and(|f| !f(&record)) {
+                continue;
+            }
+            if let Some(account) = unread_for
+                && is_read_by(account, id)?
+            {
+                continue;
+            }
+            if page.total >= skip && page.rows.len() < take {
+                page.unread.push(!is_read_by(reader, id)?);
+                page.rows.push(record);
+            }
+            page.total += 1;
+        }
+        Ok(page)
+    }
+
+    /// The months an office has notices for, newest first: one index seek per month.
+    pub fn notice_months(&self, office: &str) -> Result<Vec<Month>, StoreError> {
+        let txn = self.read()?;
+        let Some(index) = read_table(&txn, NOTICES_BY_OFFICE)? else {
+            return Ok(Vec::new());
+        };
+        let (start, mut upper) = prefix_range(&format!("{office}/"));
+        let mut out = Vec::new();
+        loop {
+            let last = db_err!(index.range(start.as_str()..upper.as_str()))?
+                .next_back()
+                .transpose();
+            let Some((k, _)) = db_err!(last)? else {
+                break;
+            };
+            let month_text = k.value().split('/').nth(1).unwrap_or_default().to_owned();
+            match month_text.parse::<Month>() {
+                Ok(m) => out.push(m),
+                Err(_) => {
+                    return Err(StoreError::Index(format!("{} has no month", k.value())));
+                }
+            }
+            // Every key of that month sorts after "<office>/<month>/".
+            upper = format!("{office}/{month_text}/");
+        }
+        Ok(out)
+    }
+
+    /// Records that `account` has opened or downloaded `notice_id` (the first time counts).
+    pub fn mark_notice_read(
+        &self,
+        account: &str,
+        notice_id: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let key = format!("{account}/{notice_id}");
+        let already = {
+            let txn = self.read()?;
+            match read_table(&txn, NOTICE_READS)? {
+                Some(t) => db_err!(t.get(key.as_str()))?.is_some(),
+                None => false,
+            }
+        };
+        if already {
+            return Ok(());
+        }
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(NOTICE_READS))?;
+            if db_err!(t.get(key.as_str()))?.is_none() {
+                db_err!(t.insert(key.as_str(), at.as_second()))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Calls `f` with every notice, in notice-ID order, from one read transaction.
     pub fn each_notice<E: From<StoreError>>(
         &self,
@@ -456,5 +595,97 @@ impl Store {
             db_err!(t.insert(id.as_str(), bytes.as_slice()))?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use crate::bench_support::{NoticeFill, PER_OFFICE_MONTH, office_number};
+    use crate::claim::Month;
+    use crate::store::{NoticeRecord, Store};
+    use jiff::Timestamp;
+
+    #[test]
+    fn pages_go_newest_first_with_filters_unread_marks_and_months() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let first: Month = "202609".parse().unwrap();
+        // Two offices, three months each.
+        let total = 2 * 3 * PER_OFFICE_MONTH;
+        NoticeFill::synthetic(total, 2, first)
+            .fill(&store, |_, _| {})
+            .unwrap();
+        let office = office_number(0);
+        let per_office = (3 * PER_OFFICE_MONTH) as usize;
+
+        let all = store
+            .notice_page(&office, None, None, None, "staff01", 0, 10)
+            .unwrap();
+        assert_eq!(all.total, per_office);
+        assert_eq!(all.rows.len(), 10);
+        assert!(all.unread.iter().all(|u| *u));
+        assert!(all.rows.iter().all(|n| n.office_number == office));
+        assert_eq!(all.rows[0].processing_month, "202611", "newest month first");
+        let ids: Vec<&str> = all.rows.iter().map(|n| n.notice_id.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(ids, sorted, "last listed first within the month");
+
+        // The pages cover every notice once.
+        let mut seen = std::collections::BTreeSet::new();
+        for p in 0..(per_office.div_ceil(10)) {
+            let page = store
+                .notice_page(&office, None, None, None, "staff01", p * 10, 10)
+                .unwrap();
+            for n in page.rows {
+                assert!(seen.insert(n.notice_id));
+            }
+        }
+        assert_eq!(seen.len(), per_office);
+
+        // A month, a kind.
+        let m = store
+            .notice_page(&office, Some(first), None, None, "staff01", 0, 1000)
+            .unwrap();
+        assert_eq!(m.total, PER_OFFICE_MONTH as usize);
+        assert!(m.rows.iter().all(|n| n.processing_month == "202609"));
+        let only_7411 = |n: &NoticeRecord| n.kind_id == "7411";
+        let k = store
+            .notice_page(&office, None, Some(&only_7411), None, "staff01", 0, 5)
+            .unwrap();
+        assert_eq!(k.total, 3 * 6, "six 7411 a month");
+        assert_eq!(k.rows.len(), 5);
+        assert!(k.rows.iter().all(|n| n.kind_id == "7411"));
+
+        // Read marks are the account's own.
+        let opened = all.rows[0].notice_id.clone();
+        store
+            .mark_notice_read("staff01", &opened, Timestamp::now())
+            .unwrap();
+        store
+            .mark_notice_read("staff01", &opened, Timestamp::now())
+            .unwrap();
+        let again = store
+            .notice_page(&office, None, None, None, "staff01", 0, 2)
+            .unwrap();
+        assert_eq!(again.unread, vec![false, true]);
+        let other = store
+            .notice_page(&office, None, None, None, "staff02", 0, 1)
+            .unwrap();
+        assert_eq!(other.unread, vec![true]);
+        let unread = store
+            .notice_page(&office, None, None, Some("staff01"), "staff01", 0, 1000)
+            .unwrap();
+        assert_eq!(unread.total, per_office - 1);
+        assert!(unread.rows.iter().all(|n| n.notice_id != opened));
+
+        let months: Vec<String> = store
+            .notice_months(&office)
+            .unwrap()
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(months, vec!["202611", "202610", "202609"]);
+        assert!(store.notice_months("1379999996").unwrap().is_empty());
     }
 }
