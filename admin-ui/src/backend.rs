@@ -533,6 +533,44 @@ pub struct ReturnRow {
     pub note: Option<String>,
 }
 
+/// One line of the daemon's recent log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    /// When (JST, to the second).
+    pub at: String,
+    /// `ERROR`, `WARN`, `INFO`.
+    pub level: String,
+    /// The module that logged it.
+    pub target: String,
+    /// The message and its fields.
+    pub text: String,
+}
+
+/// The system page: what runs, where its data is, how the machine is, what it logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemView {
+    /// Disks, memory, uptime, version.
+    pub health: HealthView,
+    /// When the daemon started (JST).
+    pub started_at: String,
+    /// The store file and its size.
+    pub store_path: String,
+    /// Its size, e.g. "120 MB".
+    pub store_size: String,
+    /// The store's schema version.
+    pub schema_version: u64,
+    /// Notices stored.
+    pub notices: u64,
+    /// The drop folder.
+    pub drop_dir: String,
+    /// The state folder.
+    pub state_dir: String,
+    /// The recent log, newest first.
+    pub log: Vec<LogLine>,
+    /// The newest audit entries.
+    pub audit: Vec<AuditRow>,
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
@@ -911,6 +949,9 @@ pub trait Backend: Send + Sync + 'static {
         id: &str,
         note: &str,
     ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The system page (administrator only).
+    fn system(&self, p: &Principal) -> impl Future<Output = BackendResult<SystemView>> + Send;
 
     /// The audit log, newest first (administrator only).
     fn audit_log(

@@ -54,6 +54,16 @@ macro_rules! or_fail {
     };
 }
 
+/// Whether `s` is a path on this server (the language switch goes back only there): one
+/// leading slash, no scheme or host, no backslash or control character.
+fn local_path(s: &str) -> bool {
+    s.starts_with('/')
+        && !s.starts_with("//")
+        && !s.contains('\\')
+        && !s.chars().any(char::is_control)
+        && s.len() <= 2048
+}
+
 /// The roles a principal may pick on the new-account form (the backend decides again).
 fn creatable_roles(p: &Principal) -> &'static [Role] {
     if p.is_admin {
@@ -217,6 +227,26 @@ impl<B: Backend> Inner<B> {
                 }
                 None => self.pages.problem(None, &Problem::NotFound),
             },
+            ("GET", "/lang") => {
+                let lang = match req.query.get("to") {
+                    Some("en") => "en",
+                    _ => "ja",
+                };
+                let back = req
+                    .query
+                    .opt("back")
+                    .filter(|b| local_path(b))
+                    .unwrap_or_else(|| "/".to_owned());
+                let mut r = pages::redirect(&back);
+                let cookie = format!(
+                    "{}={lang}; Path=/; Secure; SameSite=Lax; Max-Age=31536000",
+                    pages::LANG_COOKIE
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&cookie) {
+                    r.headers_mut().append(header::SET_COOKIE, v);
+                }
+                r
+            }
             ("GET", "/healthz") => crate::metrics::health(&self.backend.health_check().await),
             ("GET", "/metrics") => {
                 let bearer = req
@@ -530,6 +560,10 @@ impl<B: Backend> Inner<B> {
             }
             ("GET", "/returns/export") => self.returns_export(req, p).await,
             ("POST", "/returns/{id}/close") => self.post_close_return(req, p).await,
+            ("GET", "/system") => {
+                let v = or_fail!(self, Some(p), self.backend.system(p).await);
+                self.render(View::new("system.html", Some(p)).with("sys", &v))
+            }
             ("GET", "/audit") => {
                 let rows = or_fail!(self, Some(p), self.backend.audit_log(p, 500).await);
                 self.render(View::new("audit.html", Some(p)).with("entries", &rows))

@@ -81,8 +81,25 @@ impl<B: Backend> AdminUi<B> {
     /// the connection.
     pub async fn handle(&self, req: Request<Bytes>, client: Client) -> Response<Full<Bytes>> {
         let method = req.method().clone();
-        let mut resp = self.inner.dispatch(req, client).await;
+        let lang = pages::Lang::of(req.headers());
+        let here = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        let mut resp = pages::REQUEST
+            .scope(
+                pages::RequestView { lang, here },
+                self.inner.dispatch(req, client),
+            )
+            .await;
         security::apply_headers(resp.headers_mut());
+        if resp.extensions().get::<pages::PdfViewer>().is_some() {
+            resp.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(security::PDF_CSP),
+            );
+        }
         tracing::debug!(%method, status = resp.status().as_u16(), "admin UI request");
         resp
     }

@@ -74,6 +74,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("returns.html", include_str!("../templates/returns.html")),
     ("audit.html", include_str!("../templates/audit.html")),
+    ("system.html", include_str!("../templates/system.html")),
     ("error.html", include_str!("../templates/error.html")),
 ];
 
@@ -292,6 +293,49 @@ impl Problem {
     }
 }
 
+/// The cookie that keeps a browser's language choice (not a secret: a display preference).
+pub const LANG_COOKIE: &str = "kaigo_lang";
+
+/// The language a browser chose: Japanese with English under it (the default), or English
+/// first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Lang {
+    #[default]
+    Ja,
+    En,
+}
+
+impl Lang {
+    /// The choice in the request's cookie.
+    pub(crate) fn of(headers: &http::HeaderMap) -> Lang {
+        match crate::security::cookie(headers, LANG_COOKIE) {
+            Some("en") => Lang::En,
+            _ => Lang::Ja,
+        }
+    }
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Lang::Ja => "ja",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// What every page of one request shows besides its own data: the language and where it is
+/// (for the language switch to come back to).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestView {
+    pub lang: Lang,
+    /// Path and query of the request.
+    pub here: String,
+}
+
+tokio::task_local! {
+    /// The request being answered (set by `AdminUi::handle` around the dispatch).
+    pub(crate) static REQUEST: RequestView;
+}
+
 /// The compiled templates.
 #[derive(Debug)]
 pub(crate) struct Pages {
@@ -322,6 +366,10 @@ impl Pages {
             mut ctx,
         } = view;
         ctx.insert("css_href", &self.css_href);
+        let request = REQUEST.try_with(Clone::clone).unwrap_or_default();
+        ctx.insert("lang", request.lang.code());
+        let back: String = form_urlencoded::byte_serialize(request.here.as_bytes()).collect();
+        ctx.insert("lang_back", &back);
         match self.tera.render(template, &ctx) {
             Ok(body) => html(status, body),
             Err(e) => {
@@ -452,8 +500,17 @@ pub(crate) fn inline(file_name: &str, content_type: &str, bytes: Vec<u8>) -> Res
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
+    if content_type.starts_with("application/pdf") {
+        r.extensions_mut().insert(PdfViewer);
+    }
     r
 }
+
+/// Marks a PDF shown inline: Chromium's PDF viewer is an embedded plugin page with inline
+/// styles, which `default-src 'none'` blocks (crbug.com/271452), so such a response carries
+/// [`crate::security::PDF_CSP`] instead of the page CSP.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PdfViewer;
 
 pub(crate) fn content_disposition(file_name: &str) -> String {
     // The name only, never a path.

@@ -51,6 +51,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/static/style.css", Access::Public),
     route("GET", "/certificate", Access::Public),
     route("GET", "/certificate/kaigo-relay-ca.crt", Access::Public),
+    route("GET", "/lang", Access::Public),
     route("GET", "/healthz", Access::Public),
     route("GET", "/metrics", Access::Public),
     route("POST", "/logout", Access::PasswordChange),
@@ -83,6 +84,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/returns", Access::Session),
     route("GET", "/returns/export", Access::Session),
     route("POST", "/returns/{id}/close", Access::Session),
+    route("GET", "/system", Access::Admin),
     route("GET", "/audit", Access::Admin),
 ];
 

@@ -21,6 +21,10 @@ pub const LOGIN_COOKIE: &str = "__Host-kaigo_login";
 pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The CSP of a PDF shown inline (no page of ours: the browser's viewer): still never framed,
+/// no base or form targets; `nosniff` and the exact content type keep it a PDF.
+pub(crate) const PDF_CSP: &str = "frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 const COOKIE_ATTRIBUTES: &str = "Path=/; Secure; HttpOnly; SameSite=Strict";
 
 /// Sets the security headers on a response (overwriting any a handler set, except a

@@ -535,7 +535,10 @@ async fn every_template_renders_with_sample_data() {
             let page = a.page().unwrap_or_else(|| panic!("{what}: no page class"));
             seen.insert(page);
             assert!(a.body.starts_with("<!DOCTYPE html>"), "{what}");
-            assert!(a.body.contains("<html lang=\"ja\">"), "{what}");
+            assert!(
+                a.body.contains("<html lang=\"ja\" class=\"lang-ja\">"),
+                "{what}"
+            );
             assert!(a.body.contains("kaigo-relay 介護給付費 伝送装置"), "{what}");
             // No script, no inline style, and the nasty sample names came out escaped.
             assert!(!a.body.contains("<script"), "{what}");
@@ -1293,4 +1296,53 @@ async fn a_pdf_notice_opens_inline() {
             .unwrap()
             .starts_with("attachment;")
     );
+}
+
+#[tokio::test]
+async fn english_is_one_click_away_and_kept_in_a_cookie() {
+    let (ui, _) = ui();
+    let a = get("/notices?office=1310000001")
+        .session(STAFF)
+        .send(&ui)
+        .await;
+    assert!(a.body.contains("<html lang=\"ja\" class=\"lang-ja\">"));
+    let link = "/lang?to=en&amp;back=%2Fnotices%3Foffice%3D1310000001";
+    assert!(a.body.contains(link), "the switch comes back here");
+
+    let a = get("/lang?to=en&back=%2Fnotices%3Foffice%3D1310000001")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/notices?office=1310000001"));
+    let cookie = a.set_cookie("kaigo_lang").unwrap();
+    assert!(cookie.starts_with("kaigo_lang=en;"), "{cookie}");
+    assert!(cookie.contains("Secure"));
+
+    let a = get("/notices?office=1310000001")
+        .session(STAFF)
+        .cookie("kaigo_lang", "en")
+        .send(&ui)
+        .await;
+    assert!(a.body.contains("<html lang=\"en\" class=\"lang-en\">"));
+    assert!(a.body.contains("日本語で表示"));
+    // Every Japanese text that has an English one is marked, so that English mode hides it.
+    assert!(
+        a.body
+            .contains("<span class=\"ja\">通知文書</span><span class=\"en\">Notices</span>")
+    );
+
+    // Only back to this server.
+    for evil in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil",
+        "javascript:alert(1)",
+    ] {
+        let url = format!(
+            "/lang?to=en&back={}",
+            form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>()
+        );
+        let a = get(&url).send(&ui).await;
+        assert_eq!(a.location(), Some("/"), "{evil}");
+    }
 }

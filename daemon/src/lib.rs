@@ -23,6 +23,7 @@ pub mod intake;
 pub mod listing;
 pub mod mirror;
 pub mod notice;
+pub mod recent_log;
 pub mod relay;
 pub mod returns;
 pub mod setup;

@@ -31,6 +31,20 @@ pub fn jst_clock(t: Timestamp) -> String {
     format!("{:02}:{:02}:{:02}", z.hour(), z.minute(), z.second())
 }
 
+/// `2026-12-03 10:05:07` in JST (log lines).
+pub fn jst_seconds(t: Timestamp) -> String {
+    let z = t.to_zoned_datetime(jst());
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        z.year(),
+        z.month(),
+        z.day(),
+        z.hour(),
+        z.minute(),
+        z.second()
+    )
+}
+
 /// RFC 3339 with the +09:00 offset, e.g. `2026-12-03T10:05:07+09:00`.
 pub fn jst_rfc3339(t: Timestamp) -> String {
     t.display_with_offset(tz::offset(9)).to_string()

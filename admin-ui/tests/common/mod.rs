@@ -772,6 +772,44 @@ impl Backend for Fake {
         by_id(id)
     }
 
+    async fn system(&self, p: &Principal) -> BackendResult<SystemView> {
+        self.record("system", Some(p), "");
+        Ok(SystemView {
+            health: HealthView {
+                version: "0.1.0".into(),
+                uptime: "3日 4時間".into(),
+                drop_free: "12.3 GB".into(),
+                drop_free_percent: 40,
+                state_free: "12.3 GB".into(),
+                state_free_percent: 40,
+                memory: "1.2 GB / 4.0 GB".into(),
+                process_memory: "24 MB".into(),
+            },
+            started_at: "2026年11月30日 06:00".into(),
+            store_path: "/var/lib/kaigo-relay/store.redb".into(),
+            store_size: "120 MB".into(),
+            schema_version: 6,
+            notices: 1234,
+            drop_dir: "/srv/kaigo-relay/drop".into(),
+            state_dir: "/var/lib/kaigo-relay".into(),
+            log: vec![
+                LogLine {
+                    at: "2026-12-03 10:05:07".into(),
+                    level: "WARN".into(),
+                    target: "kaigo_relay::relay".into(),
+                    text: format!("gateway slow {NASTY}"),
+                },
+                LogLine {
+                    at: "2026-12-03 10:05:01".into(),
+                    level: "ERROR".into(),
+                    target: "kaigo_relay::intake".into(),
+                    text: "disk full".into(),
+                },
+            ],
+            audit: Vec::new(),
+        })
+    }
+
     async fn audit_log(&self, p: &Principal, limit: usize) -> BackendResult<Vec<AuditRow>> {
         self.record("audit_log", Some(p), &limit.to_string());
         Ok(vec![

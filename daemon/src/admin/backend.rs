@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use admin_ui::{
     AccountView, ActionOutcome, AuditRow, Backend, BackendError, BackendResult, Choice, Client,
-    Download, FindingView, ListPage, ListQuery, LoginOutcome, NewAccount, NoticeDetail, NoticeRow,
-    NoticeTable, OfficeRef, OfficeView, OneTimePassword, PAGE_SIZE, Principal, ReturnRow,
-    SessionView, SubmissionDetail, SubmissionRow, TimelineEntry,
+    Download, FindingView, ListPage, ListQuery, LogLine, LoginOutcome, NewAccount, NoticeDetail,
+    NoticeRow, NoticeTable, OfficeRef, OfficeView, OneTimePassword, PAGE_SIZE, Principal,
+    ReturnRow, SessionView, SubmissionDetail, SubmissionRow, SystemView, TimelineEntry,
 };
 use jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
@@ -396,6 +396,18 @@ fn return_row(i: &crate::returns::ReturnItem) -> ReturnRow {
         status_en: i.status.label_en().to_owned(),
         linked_submission: i.linked_submission.as_ref().map(|s| s.to_string()),
         note: i.note.clone(),
+    }
+}
+
+fn audit_row(e: crate::store::AuditEntry) -> AuditRow {
+    AuditRow {
+        seq: e.seq,
+        at: jst_minutes(e.at),
+        actor: e.actor,
+        address: e.address,
+        action: e.action,
+        target: e.target,
+        detail: e.detail,
     }
 }
 
@@ -1456,6 +1468,56 @@ impl Backend for AdminBackend {
         .await
     }
 
+    async fn system(&self, p: &Principal) -> BackendResult<SystemView> {
+        let p = p.clone();
+        let surroundings = self.surroundings.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if c.account.role != Role::SystemAdmin {
+                return Err(BackendError::Forbidden);
+            }
+            let machine = surroundings.machine();
+            let started = Timestamp::now()
+                .checked_sub(jiff::SignedDuration::try_from(machine.uptime).unwrap_or_default())
+                .unwrap_or_else(|_| Timestamp::now());
+            let store_path = s.path().map(|p| p.to_owned());
+            let store_size = store_path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|m| super::dashboard::bytes_text(m.len()))
+                .unwrap_or_else(|| "不明 (unknown)".to_owned());
+            let audit = s
+                .audit_log(20)
+                .map_err(|e| internal("read audit log", e))?
+                .into_iter()
+                .map(audit_row)
+                .collect();
+            Ok(SystemView {
+                health: super::dashboard::health_view(&machine),
+                started_at: jst_minutes(started),
+                store_path: store_path
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                store_size,
+                schema_version: crate::store::SCHEMA_VERSION,
+                notices: s.notice_count().map_err(|e| internal("count notices", e))?,
+                drop_dir: surroundings.drop_dir.display().to_string(),
+                state_dir: surroundings.state_dir.display().to_string(),
+                log: crate::recent_log::lines()
+                    .into_iter()
+                    .map(|l| LogLine {
+                        at: crate::timefmt::jst_seconds(l.at),
+                        level: l.level.to_string(),
+                        target: l.target,
+                        text: l.text,
+                    })
+                    .collect(),
+                audit,
+            })
+        })
+        .await
+    }
+
     async fn audit_log(&self, p: &Principal, limit: usize) -> BackendResult<Vec<AuditRow>> {
         let p = p.clone();
         self.blocking(move |s| {
@@ -1466,15 +1528,7 @@ impl Backend for AdminBackend {
             Ok(s.audit_log(limit)
                 .map_err(|e| internal("read audit log", e))?
                 .into_iter()
-                .map(|e| AuditRow {
-                    seq: e.seq,
-                    at: jst_minutes(e.at),
-                    actor: e.actor,
-                    address: e.address,
-                    action: e.action,
-                    target: e.target,
-                    detail: e.detail,
-                })
+                .map(audit_row)
                 .collect())
         })
         .await

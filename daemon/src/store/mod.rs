@@ -576,6 +576,14 @@ impl Store {
         }
     }
 
+    /// The store's file, when this handle is the writer (a read-only handle does not keep it).
+    pub fn path(&self) -> Option<&Path> {
+        match &*self.handle {
+            Handle::Writer(w) => Some(w.db.path.as_path()),
+            Handle::Reader(_) => None,
+        }
+    }
+
     fn read(&self) -> Result<ReadTransaction, StoreError> {
         match &*self.handle {
             Handle::Writer(w) => db_err!(w.db.get()?.begin_read()),
