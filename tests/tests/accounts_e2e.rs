@@ -446,6 +446,11 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             &b.get("/certificate/kaigo-relay-ca.crt"),
             Expect::Page,
         );
+        walk.mark("GET", "/lang");
+        let switched = b.get("/lang?to=en&back=%2Fcertificate");
+        assert_eq!(switched.status, 303, "{who:?}: the language switch");
+        assert_eq!(switched.header("location").as_deref(), Some("/certificate"));
+        b.get("/lang?to=ja&back=%2F");
         walk.mark("GET", "/healthz");
         check(who, "GET /healthz", &b.get("/healthz"), Expect::Page);
         walk.mark("GET", "/metrics");
@@ -681,13 +686,16 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
                 }
             }
         }
-        walk.mark("GET", "/audit");
-        check(
-            who,
-            "GET /audit",
-            &b.get("/audit"),
-            gate(who == Who::Admin, Expect::Page),
-        );
+        for page in ["/audit", "/system"] {
+            walk.mark("GET", page);
+            let got = b.get(page);
+            check(who, page, &got, gate(who == Who::Admin, Expect::Page));
+            if page == "/system" && who == Who::Admin {
+                // The daemon's own log lines are there (it logged its start).
+                assert!(got.text().contains("最近のログ"));
+                assert!(got.text().contains("kaigo_relay::"), "log lines with their module");
+            }
+        }
 
         // Ending another account's session by naming it: never (checked after the walk).
         walk.mark("POST", "/account/sessions/revoke");

@@ -695,14 +695,14 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
     let heading = chrome.text("main h2");
     assert!(heading.contains(OFFICE), "{heading}");
     let link = chrome.find(Locator::XPath(
-        "//tbody/tr[td[2][normalize-space()='7411']]/td[3]/a",
+        "//tbody/tr[td[2][starts-with(normalize-space(),'7411')]]/td[3]/a",
     ));
     let href = chrome.attr(&link, "href").unwrap();
     assert!(href.ends_with(&format!("/notices/{notice_id}")), "{href}");
     assert_eq!(
         chrome
             .all(Locator::XPath(
-                "//tbody/tr[td[2][normalize-space()='7411']]"
+                "//tbody/tr[td[2][starts-with(normalize-space(),'7411')]]"
             ))
             .len(),
         1,
@@ -844,7 +844,7 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
     let heading = chrome.text("main h2");
     assert!(heading.contains(OFFICE), "{heading}");
     let open_rows = chrome.all(Locator::XPath(&format!(
-        "//tbody/tr[td[1][normalize-space()='{RETURNED}']][.//form[contains(@class,'close-return')]]"
+        "//tbody/tr[td[3][normalize-space()='{RETURNED}']][.//form[contains(@class,'close-return')]]"
     )));
     assert!(!open_rows.is_empty(), "{}", chrome.body_text());
     chrome.shot("09-returns");
@@ -852,7 +852,7 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
     let status_before = chrome.text_of(
         &chrome
             .rt
-            .block_on(row.find(Locator::XPath("td[6]")))
+            .block_on(row.find(Locator::XPath("td[8]")))
             .unwrap(),
     );
     assert!(status_before.contains("未対応"), "{status_before}");
@@ -877,14 +877,16 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
         .block_on(form.find(Locator::Css("button[type='submit']")))
         .unwrap();
     chrome.click(&close);
-    chrome.wait_path(&format!("/returns?office={OFFICE}"));
+    chrome.wait_path(&format!("/returns?office={OFFICE}&closed=1"));
+    let flash = chrome.text("main .message.info");
+    assert!(flash.contains("完了"), "the clerk is told: {flash}");
     let closed_row = chrome.find(Locator::XPath(&format!(
-        "//tbody/tr[td[1][normalize-space()='{RETURNED}']][.//p[contains(@class,'note') and contains(., '{note}')]]"
+        "//tbody/tr[td[3][normalize-space()='{RETURNED}']][.//p[contains(@class,'note') and contains(., '{note}')]]"
     )));
     let status_after = chrome.text_of(
         &chrome
             .rt
-            .block_on(closed_row.find(Locator::XPath("td[6]")))
+            .block_on(closed_row.find(Locator::XPath("td[8]")))
             .unwrap(),
     );
     assert!(status_after.contains("完了"), "{status_after}");
@@ -903,6 +905,19 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
     assert_eq!(item["status"], "closed", "{item}");
     assert_eq!(item["note"], note, "{item}");
     chrome.shot("10-return-closed");
+
+    // English, one click away: the same page in English, the Japanese hidden; and back.
+    let english = chrome.css("header .lang-switch a");
+    chrome.click(&english);
+    let heading = chrome.wait_text("main h1", "Returned claims");
+    assert!(!heading.contains("返戻の管理"), "English mode hides the Japanese: {heading}");
+    let nav = chrome.text("header nav");
+    assert!(nav.contains("Notices") && !nav.contains("通知文書"), "{nav}");
+    assert!(chrome.path().starts_with("/returns?office="), "back on the same page");
+    chrome.shot("10b-returns-in-english");
+    let japanese = chrome.css("header .lang-switch a");
+    chrome.click(&japanese);
+    chrome.wait_text("main h1", "返戻の管理");
 
     // 6. Change the password again, from "my account".
     chrome.menu("/account");
