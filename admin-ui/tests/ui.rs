@@ -1290,12 +1290,28 @@ async fn a_pdf_notice_opens_inline() {
     assert_eq!(a.status, StatusCode::OK);
     let d = a.header("content-disposition").unwrap();
     assert!(d.starts_with("inline;"), "{d}");
+    assert!(
+        a.header("content-security-policy")
+            .unwrap()
+            .contains("default-src 'none'"),
+        "a CSV keeps the strict policy"
+    );
     let a = get("/notices/n-1/original").session(STAFF).send(&ui).await;
     assert!(
         a.header("content-disposition")
             .unwrap()
             .starts_with("attachment;")
     );
+
+    // A PDF: Chromium's viewer needs a policy without default-src 'none' (crbug 271452);
+    // it still may not be framed, and is never sniffed as anything else.
+    let a = get("/notices/n-pdf/view").session(STAFF).send(&ui).await;
+    assert_eq!(a.header("content-type"), Some("application/pdf"));
+    let csp = a.header("content-security-policy").unwrap();
+    assert!(!csp.contains("default-src"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(a.header("x-frame-options"), Some("DENY"));
 }
 
 #[tokio::test]

@@ -693,7 +693,10 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             if page == "/system" && who == Who::Admin {
                 // The daemon's own log lines are there (it logged its start).
                 assert!(got.text().contains("最近のログ"));
-                assert!(got.text().contains("kaigo_relay::"), "log lines with their module");
+                assert!(
+                    got.text().contains("kaigo_relay::"),
+                    "log lines with their module"
+                );
             }
         }
 

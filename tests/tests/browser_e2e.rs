@@ -910,10 +910,19 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
     let english = chrome.css("header .lang-switch a");
     chrome.click(&english);
     let heading = chrome.wait_text("main h1", "Returned claims");
-    assert!(!heading.contains("返戻の管理"), "English mode hides the Japanese: {heading}");
+    assert!(
+        !heading.contains("返戻の管理"),
+        "English mode hides the Japanese: {heading}"
+    );
     let nav = chrome.text("header nav");
-    assert!(nav.contains("Notices") && !nav.contains("通知文書"), "{nav}");
-    assert!(chrome.path().starts_with("/returns?office="), "back on the same page");
+    assert!(
+        nav.contains("Notices") && !nav.contains("通知文書"),
+        "{nav}"
+    );
+    assert!(
+        chrome.path().starts_with("/returns?office="),
+        "back on the same page"
+    );
     chrome.shot("10b-returns-in-english");
     let japanese = chrome.css("header .lang-switch a");
     chrome.click(&japanese);

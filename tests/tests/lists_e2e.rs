@@ -91,7 +91,10 @@ fn filters_unread_marks_export_and_a_withdrawal_from_the_page() {
         let end = list[href..].find('"').unwrap() + href;
         list[href..end].to_owned()
     };
-    assert!(!list.contains("<td>7211"), "the kind filter keeps only 7411");
+    assert!(
+        !list.contains("<td>7211"),
+        "the kind filter keeps only 7411"
+    );
     let unread_before = b.get(&format!("{notices}&unread=1")).text();
     assert!(unread_before.contains(&format!("/notices/{first_7411}\"")));
     assert_eq!(b.get(&format!("/notices/{first_7411}")).status, 200);
@@ -128,10 +131,14 @@ fn filters_unread_marks_export_and_a_withdrawal_from_the_page() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("事業所番号,審査月,種別"), "{text}");
     assert!(
-        lines.iter().any(|l| l.contains("1000000017") && l.contains("請求明細書") && l.starts_with(CARE_OFFICE)),
+        lines.iter().any(|l| l.contains("1000000017")
+            && l.contains("請求明細書")
+            && l.starts_with(CARE_OFFICE)),
         "{text}"
     );
-    let utf8 = b.get(&format!("/returns/export?office={CARE_OFFICE}&encoding=utf8"));
+    let utf8 = b.get(&format!(
+        "/returns/export?office={CARE_OFFICE}&encoding=utf8"
+    ));
     assert!(utf8.bytes.starts_with(b"\xEF\xBB\xBF"));
     assert_eq!(
         String::from_utf8_lossy(&utf8.bytes[3..]),
@@ -147,7 +154,10 @@ fn filters_unread_marks_export_and_a_withdrawal_from_the_page() {
         .unwrap();
     let id = sub["id"].as_str().unwrap().to_owned();
     let page = b.get(&format!("/submissions/{id}")).text();
-    assert!(page.contains(&format!("action=\"/submissions/{id}/withdraw\"")), "{page}");
+    assert!(
+        page.contains(&format!("action=\"/submissions/{id}/withdraw\"")),
+        "{page}"
+    );
     let token = b.csrf();
     let refused_post = b.post(
         &format!("/submissions/{id}/withdraw"),
@@ -159,10 +169,17 @@ fn filters_unread_marks_export_and_a_withdrawal_from_the_page() {
         &[("csrf_token", &token), ("confirm", "1")],
     );
     assert_eq!(done.status, 200, "{}", done.text());
-    assert!(done.text().contains("class=\"message info\""), "{}", done.text());
+    assert!(
+        done.text().contains("class=\"message info\""),
+        "{}",
+        done.text()
+    );
     env.wait_state(&sha256_hex(&returned), "withdrawn", T);
     let again = b.get(&format!("/submissions/{id}")).text();
-    assert!(!again.contains("/withdraw\""), "a withdrawn claim offers no second withdrawal");
+    assert!(
+        !again.contains("/withdraw\""),
+        "a withdrawn claim offers no second withdrawal"
+    );
     let receipt = sub["receipt_id"].as_str().unwrap().to_owned();
     let at_gateway: Vec<String> = env
         .received()
@@ -170,7 +187,11 @@ fn filters_unread_marks_export_and_a_withdrawal_from_the_page() {
         .filter(|r| r["receipt_id"] == receipt.as_str())
         .map(|r| r["status"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(at_gateway, vec!["withdrawn"], "the gateway has it withdrawn");
+    assert_eq!(
+        at_gateway,
+        vec!["withdrawn"],
+        "the gateway has it withdrawn"
+    );
     // Audited.
     let audit = other.get("/audit").text();
     assert!(audit.contains("submission_withdrawn"), "{audit}");

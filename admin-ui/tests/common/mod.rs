@@ -718,6 +718,13 @@ impl Backend for Fake {
     ) -> BackendResult<Download> {
         self.record("notice_download", Some(p), &format!("{id}|{utf8}"));
         by_id(id)?;
+        if id == "n-pdf" {
+            return Ok(Download {
+                file_name: "支払決定額通知書 202611.pdf".into(),
+                content_type: "application/pdf".into(),
+                bytes: b"%PDF-1.4\n%%EOF\n".to_vec(),
+            });
+        }
         Ok(Download {
             file_name: if utf8 {
                 "返戻一覧 202611 (UTF-8).csv".into()
