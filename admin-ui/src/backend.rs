@@ -511,6 +511,8 @@ pub struct ReturnRow {
     pub form: String,
     /// 種別 in words: 請求明細書, 給付管理票, 計画費明細書.
     pub form_ja: String,
+    /// The same in English.
+    pub form_en: String,
     /// 保険者番号.
     pub insurer_number: String,
     /// The 7411 notice it came from.
@@ -652,7 +654,7 @@ pub struct OfficeSummary {
     pub needs_attention: usize,
     /// Open 返戻 items (any month).
     pub open_returns: usize,
-    /// Notices received in the last 7 days.
+    /// Notices of the recent months this account has not opened.
     pub new_notices: usize,
 }
 

@@ -752,6 +752,7 @@ impl Backend for Fake {
             processing_month: "202611".into(),
             form: "給".into(),
             form_ja: "給付管理票".into(),
+            form_en: "care plan".into(),
             insurer_number: "139998".into(),
             notice_id: "n-1".into(),
             service_month: "202610".into(),

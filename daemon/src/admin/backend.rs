@@ -382,6 +382,7 @@ fn return_row(i: &crate::returns::ReturnItem) -> ReturnRow {
         processing_month: i.processing_month.to_string(),
         form: i.row.form.clone(),
         form_ja: form_ja(&i.row.form).to_owned(),
+        form_en: form_en(&i.row.form).to_owned(),
         insurer_number: i.row.insurer_number.clone(),
         notice_id: i.notice_id.clone(),
         service_month: i
@@ -408,6 +409,16 @@ fn audit_row(e: crate::store::AuditEntry) -> AuditRow {
         action: e.action,
         target: e.target,
         detail: e.detail,
+    }
+}
+
+/// 種別 in English.
+fn form_en(form: &str) -> &'static str {
+    match form {
+        "請" => "claim statement",
+        "給" => "care plan (給付管理票)",
+        "サ" => "care-plan fee statement",
+        _ => "unknown",
     }
 }
 
@@ -734,15 +745,11 @@ impl Backend for AdminBackend {
                     .max()
             });
             if let Some(m) = month {
-                let now = Timestamp::now();
                 for o in &mut visible {
-                    for mm in [m.next(), m, m.previous(), m.previous().previous()] {
+                    for mm in d::unread_months(m) {
                         o.new_notices += s
-                            .notices_of(&o.number, Some(mm))
-                            .map_err(|e| internal("read notices", e))?
-                            .iter()
-                            .filter(|r| d::is_new(r.received_at, now))
-                            .count();
+                            .unread_count(&o.number, mm, &c.account.id)
+                            .map_err(|e| internal("count unread notices", e))?;
                     }
                 }
             }
@@ -1420,12 +1427,7 @@ impl Backend for AdminBackend {
                 .map(|f| Choice {
                     value: f.to_owned(),
                     label_ja: form_ja(f).to_owned(),
-                    label_en: match f {
-                        "請" => "claim statement",
-                        "給" => "care plan (給付管理票)",
-                        _ => "care-plan fee statement",
-                    }
-                    .to_owned(),
+                    label_en: form_en(f).to_owned(),
                 })
                 .collect();
             page.statuses = crate::returns::ReturnStatus::ALL

@@ -14,7 +14,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use admin_ui::{AlertView, HealthView, MonthBar, OfficeSummary, WindowView};
-use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::claim::Month;
@@ -26,8 +25,9 @@ use crate::timefmt::jst_minutes;
 
 /// Months the chart shows, ending with the current processing month.
 pub const CHART_MONTHS: usize = 12;
-/// "New" notices: received within this long.
-pub const NEW_NOTICE_DAYS: i64 = 7;
+/// Unread notices are counted over the processing months from this many before the current
+/// one to the next (notices of a month come until the middle of the month after).
+pub const UNREAD_MONTHS_BACK: usize = 2;
 /// A client certificate is announced this many days before it expires.
 pub const CERTIFICATE_WARNING_DAYS: i64 = 90;
 /// Free space under this share of a volume is an alert.
@@ -243,7 +243,7 @@ pub struct VisibleOffice {
     pub submissions: Vec<OfficeSubmission>,
     /// Its return items, every month.
     pub returns: Vec<OfficeReturn>,
-    /// Its notices received within [`NEW_NOTICE_DAYS`].
+    /// Its notices of the recent months ([`unread_months`]) the caller has not opened.
     pub new_notices: usize,
 }
 
@@ -428,15 +428,23 @@ pub fn alerts(
     out
 }
 
-/// Whether a notice received at `received_at` is new: within [`NEW_NOTICE_DAYS`] of `now`.
-pub fn is_new(received_at: Timestamp, now: Timestamp) -> bool {
-    now.duration_since(received_at).as_secs() < NEW_NOTICE_DAYS * 86_400
+/// The processing months whose unread notices the home page counts: the next, the current
+/// and [`UNREAD_MONTHS_BACK`] before it.
+pub fn unread_months(current: Month) -> Vec<Month> {
+    let mut out = vec![current.next(), current];
+    let mut m = current;
+    for _ in 0..UNREAD_MONTHS_BACK {
+        m = m.previous();
+        out.push(m);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::submission::SubmissionId;
+    use jiff::Timestamp;
 
     fn month(s: &str) -> Month {
         s.parse().unwrap()

@@ -433,6 +433,35 @@ impl Store {
         Ok(page)
     }
 
+    /// How many of an office's notices of `month` `reader` has not opened: index keys and
+    /// read marks only, no record decoded.
+    pub fn unread_count(
+        &self,
+        office: &str,
+        month: Month,
+        reader: &str,
+    ) -> Result<usize, StoreError> {
+        let txn = self.read()?;
+        let Some(index) = read_table(&txn, NOTICES_BY_OFFICE)? else {
+            return Ok(0);
+        };
+        let reads = read_table(&txn, NOTICE_READS)?;
+        let (start, end) = prefix_range(&format!("{office}/{month}/"));
+        let mut n = 0;
+        for entry in db_err!(index.range(start.as_str()..end.as_str()))? {
+            let (k, _) = db_err!(entry)?;
+            let id = k.value().rsplit('/').next().unwrap_or_default();
+            let read = match &reads {
+                Some(t) => db_err!(t.get(format!("{reader}/{id}").as_str()))?.is_some(),
+                None => false,
+            };
+            if !read {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The months an office has notices for, newest first: one index seek per month.
     pub fn notice_months(&self, office: &str) -> Result<Vec<Month>, StoreError> {
         let txn = self.read()?;
@@ -679,6 +708,19 @@ mod page_tests {
         assert_eq!(unread.total, per_office - 1);
         assert!(unread.rows.iter().all(|n| n.notice_id != opened));
 
+        assert_eq!(
+            store
+                .unread_count(&office, "202611".parse().unwrap(), "staff01")
+                .unwrap(),
+            PER_OFFICE_MONTH as usize - 1,
+            "the opened one is in the newest month"
+        );
+        assert_eq!(
+            store
+                .unread_count(&office, "202611".parse().unwrap(), "staff02")
+                .unwrap(),
+            PER_OFFICE_MONTH as usize
+        );
         let months: Vec<String> = store
             .notice_months(&office)
             .unwrap()
