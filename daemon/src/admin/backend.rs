@@ -322,6 +322,21 @@ fn resendable(s: &crate::submission::Submission) -> bool {
     s.state == crate::submission::State::FailedNeedsAttention && s.receipt.is_none()
 }
 
+/// Queues a file that needed a person again, when it still is resendable; true when it did.
+fn requeue(sub: &mut crate::submission::Submission, who: &str, now: Timestamp) -> bool {
+    if !resendable(sub) {
+        return false;
+    }
+    sub.note = None;
+    sub.next_action_at = None;
+    sub.transition(
+        crate::submission::State::Queued,
+        format!("{who} が再送を指示 / sent again at {who}'s request"),
+        now,
+    );
+    true
+}
+
 /// It may be withdrawn (取消): the federation has it (a receipt), and it is neither withdrawn
 /// nor rejected (a rejected file is not there to withdraw).
 fn withdrawable(s: &crate::submission::Submission) -> bool {
@@ -1053,15 +1068,7 @@ impl Backend for AdminBackend {
             let updated = s
                 .update(&sid, move |sub| {
                     // Checked again inside the write: the relay may have moved it meanwhile.
-                    if resendable(sub) {
-                        sub.note = None;
-                        sub.next_action_at = None;
-                        sub.transition(
-                            crate::submission::State::Queued,
-                            format!("{who} が再送を指示 / sent again at {who}'s request"),
-                            now,
-                        );
-                    }
+                    requeue(sub, &who, now);
                 })
                 .map_err(|e| internal("resend submission", e))?;
             if updated.state != crate::submission::State::Queued {
@@ -1534,5 +1541,62 @@ impl Backend for AdminBackend {
                 .collect())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::submission::{Receipt, State, Submission};
+
+    fn sub(state: State, receipt: bool) -> Submission {
+        let mut s = Submission::new("KK.CSV".into(), "00".into(), 10, Timestamp::now());
+        s.state = state;
+        s.receipt = receipt.then(|| Receipt {
+            receipt_id: "R1".into(),
+            arrived_at: "2026-12-03T09:00:00+09:00".into(),
+            arrival_status: "arrived".into(),
+            arrival_errors: vec![],
+            stored_at: Timestamp::now(),
+        });
+        s
+    }
+
+    #[test]
+    fn only_a_file_the_federation_does_not_have_is_sent_again() {
+        let mut stuck = sub(State::FailedNeedsAttention, false);
+        stuck.note = Some(crate::submission::Note {
+            ja: "認証エラー".into(),
+            en: "credentials".into(),
+        });
+        assert!(resendable(&stuck) && !withdrawable(&stuck));
+        assert!(requeue(&mut stuck, "clerk", Timestamp::now()));
+        assert_eq!(stuck.state, State::Queued);
+        assert!(stuck.note.is_none());
+        assert!(
+            stuck
+                .history
+                .last()
+                .unwrap()
+                .reason
+                .contains("clerk が再送を指示")
+        );
+        assert!(!requeue(&mut stuck, "clerk", Timestamp::now()), "once");
+
+        // The federation has it: withdraw, never send again.
+        let received = sub(State::FailedNeedsAttention, true);
+        assert!(!resendable(&received) && withdrawable(&received));
+        for state in State::ALL {
+            let s = sub(state, false);
+            assert_eq!(
+                resendable(&s),
+                state == State::FailedNeedsAttention,
+                "{state:?}"
+            );
+            assert!(!withdrawable(&s), "{state:?} without a receipt");
+        }
+        assert!(withdrawable(&sub(State::Accepted, true)));
+        assert!(!withdrawable(&sub(State::Withdrawn, true)));
+        assert!(!withdrawable(&sub(State::Rejected, true)));
     }
 }
