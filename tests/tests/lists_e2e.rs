@@ -8,9 +8,8 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use kaigo_relay::claim::{OfficeNumber, sample};
 use serde_json::json;
-use tests::{CARE_OFFICE, Env, PLAN_OFFICE, http_json, sha256_hex};
+use tests::{CARE_OFFICE, Env, http_json, sha256_hex};
 
 const T: Duration = Duration::from_secs(60);
 
