@@ -4,9 +4,10 @@
 //! on loopback with a signed-in session.
 //!
 //! `cargo bench -p tests --bench ui_load [-- --notices N] [--offices K] [--connections C]
-//! [--threads T] [--duration S] [--single S] [--timeout S] [--max-rss-mib M] [--wrk PATH]`
-//! (defaults: 1 000 000 notices, 200 offices, 200 connections, 2 threads, 15 s, 5 s with one
-//! connection first, wrk timeout 30 s, wrk stopped if the daemon passes 8192 MiB RSS).
+//! [--threads T] [--duration S] [--single S] [--paced-rate R] [--timeout S] [--max-rss-mib M]
+//! [--wrk PATH]` (defaults: 1 000 000 notices, 200 offices, 200 connections, 2 threads, 15 s,
+//! 5 s with one connection first, paced at 1000 req/s, wrk timeout 30 s, wrk stopped if the
+//! daemon passes 8192 MiB RSS).
 //!
 //! Needs `wrk` on the PATH (Debian: `apt-get install wrk`); benches are not run in CI.
 //!
@@ -16,7 +17,10 @@
 //!
 //! For each page (the dashboard `GET /`, the notice list of one office, and the same list for
 //! one month when the page takes `?month=`) it runs wrk first with one connection (the page's
-//! service time; also the warm-up), then with the full load, and reports requests/s, latency
+//! service time; also the warm-up), then with the full load twice: paced (each connection
+//! waits between its requests so that all together ask `R` pages a second, as browsers do: a
+//! wrk script's `delay()`; the latency is each request's own, the wait not counted) and closed
+//! loop (every connection always busy: the throughput limit). It reports requests/s, latency
 //! p50/p75/p90/p99/max from wrk, the daemon's CPU and peak RSS (VmHWM, reset before each run
 //! when the kernel allows, and sampled) and the machine's CPU (wrk shares the cores). Before each
 //! run it waits for the daemon to be idle again (answers to connections wrk abandoned), and says
@@ -343,6 +347,9 @@ struct Load {
 struct Measured {
     connections: u64,
     secs: u64,
+    /// Requests per second over all connections when paced (each connection waits between
+    /// its requests, as browsers do); `None`: closed loop (every connection always busy).
+    paced: Option<u64>,
     run: Option<WrkRun>,
     raw: String,
     before: Probe,
@@ -413,10 +420,17 @@ impl Measured {
     fn print(&self, cpus: usize) {
         let problems = self.problems();
         println!(
-            "  {} connection{}, {} s:",
+            "  {} connection{}, {} s{}:",
             self.connections,
             if self.connections == 1 { "" } else { "s" },
-            self.secs
+            self.secs,
+            match self.paced {
+                Some(rate) => format!(
+                    ", paced at {rate} req/s in all (each connection one request every {:.0} ms)",
+                    self.connections as f64 * 1000.0 / rate as f64
+                ),
+                None => ", closed loop".into(),
+            }
         );
         if !problems.is_empty() {
             println!("    INVALID RUN: {}", problems.join("; "));
@@ -549,8 +563,23 @@ impl Load {
     }
 
     /// One wrk run, with the daemon's CPU and memory around it.
-    fn measure(&self, path: &str, threads: u64, connections: u64, secs: u64) -> Measured {
+    fn measure(
+        &self,
+        path: &str,
+        threads: u64,
+        connections: u64,
+        secs: u64,
+        paced: Option<u64>,
+    ) -> Measured {
         let _ = self.drain(); // nothing in flight from the last run
+        // Pacing: wrk calls the script's delay() before each request of a connection.
+        let script = paced.map(|rate| {
+            let gap_ms = (connections as f64 * 1000.0 / rate.max(1) as f64).round() as u64;
+            let path = std::env::temp_dir().join(format!("ui_load_paced_{gap_ms}.lua"));
+            std::fs::write(&path, format!("function delay()\n  return {gap_ms}\nend\n"))
+                .expect("write the wrk script");
+            path
+        });
         let before = probe(&self.base, &self.ca, &self.cookie, path);
         let reset = reset_peak_rss(self.pid);
         let (p0, (m_busy0, m_total0)) = (proc_ticks(self.pid), machine_ticks());
@@ -570,6 +599,11 @@ impl Load {
                 &format!("Cookie: {SESSION_COOKIE}={}", self.cookie),
                 &format!("{}{path}", self.base),
             ])
+            .args(
+                script
+                    .iter()
+                    .flat_map(|p| ["-s".to_owned(), p.display().to_string()]),
+            )
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -626,6 +660,7 @@ impl Load {
         Measured {
             connections,
             secs,
+            paced,
             run: parse_wrk(&raw),
             raw,
             before,
@@ -651,6 +686,8 @@ fn main() {
     let threads = arg("--threads", 2);
     let secs = arg("--duration", 15);
     let single = arg("--single", 5);
+    // 200 browsers each asking for a page every 200 ms; 0: closed loop only.
+    let paced_rate = arg("--paced-rate", 1000);
     let timeout = arg("--timeout", 30);
     let max_rss_mib = arg("--max-rss-mib", 6144);
     let max_vm_mib = arg("--max-vm-mib", 8192);
@@ -771,10 +808,17 @@ fn main() {
         let mut runs = Vec::new();
         if single > 0 {
             eprintln!("wrk {} with 1 connection, {single} s…", t.path);
-            runs.push(load.measure(&t.path, 1, 1, single));
+            runs.push(load.measure(&t.path, 1, 1, single, None));
+        }
+        if paced_rate > 0 {
+            eprintln!(
+                "wrk {} with {connections} connections paced at {paced_rate} req/s, {secs} s…",
+                t.path
+            );
+            runs.push(load.measure(&t.path, threads, connections, secs, Some(paced_rate)));
         }
         eprintln!("wrk {} with {connections} connections, {secs} s…", t.path);
-        runs.push(load.measure(&t.path, threads, connections, secs));
+        runs.push(load.measure(&t.path, threads, connections, secs, None));
         if let Some(m) = runs.last_mut()
             && let Some(status) = env.daemon().wait_exit(Duration::from_millis(200))
         {
@@ -885,8 +929,15 @@ fn main() {
     let loaded = results
         .iter()
         .filter(|(t, _)| t.dashboard)
-        .filter_map(|(_, runs)| runs.last());
+        .flat_map(|(_, runs)| runs.iter().filter(|m| m.connections > 1));
     for m in loaded {
+        let what = format!(
+            "{what} {}",
+            match m.paced {
+                Some(rate) => format!("paced at {rate} req/s:"),
+                None => "closed loop:".into(),
+            }
+        );
         let problems = m.problems();
         match &m.run {
             _ if !problems.is_empty() => println!(
@@ -915,6 +966,6 @@ fn main() {
     }
     println!("\nReproduce: cargo bench -p tests --bench ui_load");
     println!(
-        "       or: cargo bench -p tests --bench ui_load -- --notices {total} --offices {offices} --connections {connections} --threads {threads} --duration {secs} --single {single}"
+        "       or: cargo bench -p tests --bench ui_load -- --notices {total} --offices {offices} --connections {connections} --threads {threads} --duration {secs} --single {single} --paced-rate {paced_rate}"
     );
 }
