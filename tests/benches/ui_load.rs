@@ -18,8 +18,8 @@
 //! For each page (the dashboard `GET /`, the notice list of one office, and the same list for
 //! one month when the page takes `?month=`) it runs wrk first with one connection (the page's
 //! service time; also the warm-up), then with the full load twice: paced (each connection
-//! waits between its requests so that all together ask `R` pages a second, as browsers do: a
-//! wrk script's `delay()`; the latency is each request's own, the wait not counted) and closed
+//! waits a random 0–2× its share between its requests so that all together ask about `R` pages a
+//! second, out of step, as browsers do: a wrk script's `delay()`; the latency is each request's own, the wait not counted) and closed
 //! loop (every connection always busy: the throughput limit). It reports requests/s, latency
 //! p50/p75/p90/p99/max from wrk, the daemon's CPU and peak RSS (VmHWM, reset before each run
 //! when the kernel allows, and sampled) and the machine's CPU (wrk shares the cores). Before each
@@ -576,8 +576,18 @@ impl Load {
         let script = paced.map(|rate| {
             let gap_ms = (connections as f64 * 1000.0 / rate.max(1) as f64).round() as u64;
             let path = std::env::temp_dir().join(format!("ui_load_paced_{gap_ms}.lua"));
-            std::fs::write(&path, format!("function delay()\n  return {gap_ms}\nend\n"))
-                .expect("write the wrk script");
+            // A wait drawn uniformly from 0..2×gap: the mean gap, and connections that do not
+            // all ask at the same instant (browsers are not synchronised; a fixed wait keeps
+            // all 200 in step and measures one 200-request burst after another).
+            std::fs::write(
+                &path,
+                format!(
+                    "math.randomseed(os.time() + math.floor(os.clock() * 1000000))\n\
+                     function delay()\n  return math.random(0, {})\nend\n",
+                    gap_ms * 2
+                ),
+            )
+            .expect("write the wrk script");
             path
         });
         let before = probe(&self.base, &self.ca, &self.cookie, path);
