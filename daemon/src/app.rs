@@ -294,9 +294,24 @@ impl App {
         }
         Intake::prepare_folders(&settings.intake.drop_dir)?;
 
+        let backups = crate::backup::Backups::new(store.clone(), settings.backup.clone())
+            .context("バックアップの準備ができません (cannot prepare the backups)")?;
+        let backup_now = Arc::new(Notify::new());
+
         let offices_changed = Arc::new(Notify::new());
         let (window, _) = watch::channel(None);
         let mut tasks = JoinSet::new();
+        {
+            let (token, state_dir, backups, now) = (
+                shutdown.child_token(),
+                settings.state_dir.clone(),
+                backups.clone(),
+                backup_now.clone(),
+            );
+            tasks.spawn(
+                async move { ("backup", backups.run_schedule(state_dir, now, token).await) },
+            );
+        }
         let token = shutdown.child_token();
         let (status_store, state_dir) = (store.clone(), settings.state_dir.clone());
         let control = crate::listing::Control {

@@ -142,6 +142,36 @@ enum Command {
         #[command(subcommand)]
         command: crate::setup::OfficeArgs,
     },
+    /// バックアップ（実行・一覧・確認・鍵の書き出し）/ Backups: run, list, verify, export the key.
+    ///
+    /// 終了コード: 成功 0、失敗した保存先があれば 1 / exit 0 on success, 1 when a site failed.
+    Backup {
+        /// 設定ファイル / Config file.
+        #[arg(long, global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: crate::backup::command::BackupArgs,
+    },
+    /// バックアップからストアを戻す（デーモン停止中に）/ Restore the store from a backup (daemon stopped).
+    ///
+    /// 指定した保存先（省略時は設定の順）の最新の確認済みコピーを取り出し、照合してから置き換えます。
+    /// 確認できないときは次の保存先を使います。それまでのストアは残します。/
+    /// Takes the newest copy that verifies, trying the given site first and falling back to the
+    /// others; the store in place is kept aside.
+    Restore {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// 最初に使う保存先 / The site to try first.
+        #[arg(long)]
+        site: Option<String>,
+        /// このコピー番号（省略時は最新）/ This copy (default: the newest).
+        #[arg(long)]
+        seq: Option<u64>,
+        /// JSON で出力する / Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 enum Failure {
@@ -219,6 +249,19 @@ pub fn main() -> ExitCode {
         Command::Office { config, command } => {
             setup_command(config, |s| crate::setup::run_office(s, command))
         }
+        Command::Backup { config, command } => {
+            return settings_command(&config, |s| crate::backup::command::run(s, command));
+        }
+        Command::Restore {
+            config,
+            site,
+            seq,
+            json,
+        } => {
+            return settings_command(&config, |s| {
+                crate::backup::command::restore(s, site, seq, json)
+            });
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -227,6 +270,28 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
         Err(Failure::Other(e)) => {
+            eprintln!("エラー (error): {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the config (bad config: exit 64), then runs a command that chooses its exit code.
+fn settings_command(
+    config: &std::path::Path,
+    f: impl FnOnce(&Settings) -> anyhow::Result<ExitCode>,
+) -> ExitCode {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("設定エラー (configuration error): {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging("warn");
+    match f(&settings) {
+        Ok(code) => code,
+        Err(e) => {
             eprintln!("エラー (error): {e:#}");
             ExitCode::FAILURE
         }

@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use crate::claim::{FederationUserId, OfficeNumber};
 
+mod backup;
+pub use backup::{BackupSettings, Retention, SiteLocation, SiteSettings};
+
 /// Why a configuration was refused; each message names the key and says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,6 +56,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     offices: Vec<RawOffice>,
+    #[serde(default)]
+    backup: backup::RawBackup,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +387,8 @@ pub struct Settings {
     /// The offices of the config file (`[[offices]]`); offices registered on the appliance
     /// (`kaigo-relay office add`) are in the store, and the pipeline works with both.
     pub offices: Vec<OfficeSettings>,
+    /// Backups: schedule, drills and sites.
+    pub backup: BackupSettings,
 }
 
 /// Admin web UI settings.
@@ -675,6 +682,8 @@ impl Settings {
             payment_notices_due_day: m.payment_notices_due_day,
         };
 
+        let backup = backup::validate(raw.backup, &abs(&raw.state_dir), &abs)?;
+
         let a = raw.admin;
         let listen: std::net::SocketAddr = a.listen.parse().map_err(|_| {
             invalid(
@@ -862,6 +871,7 @@ impl Settings {
             mirror,
             admin,
             offices,
+            backup,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin;
 pub mod alerts;
 pub mod app;
+pub mod backup;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod claim;

@@ -44,10 +44,12 @@ use serde::{Deserialize, Serialize};
 mod accounts;
 mod by_office;
 mod notices;
+mod snapshot;
 
 pub use accounts::{AuditEntry, NewAudit, Put};
 pub use by_office::{OfficeReturn, OfficeSubmission};
 pub use notices::{IncomingNotice, MirrorCursor, NoticePage, NoticeRecord, PageStored};
+pub use snapshot::{SnapshotDigest, SnapshotError, TableDigest, verify_file as verify_snapshot};
 
 use crate::claim::{Finding, Month, Severity};
 use crate::submission::{State, Submission, SubmissionId};
@@ -67,7 +69,8 @@ macro_rules! db_err {
 /// 5: the offices registered on the appliance, likewise.
 /// 6: the indexes of submissions and return items by office and month, built from the records
 /// when an older file is opened for writing, and the accounts' notice read marks (empty).
-pub const SCHEMA_VERSION: u64 = 6;
+/// 7: the backup log (runs, restore drills, key confirmations), created empty.
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
@@ -86,6 +89,9 @@ const AGENDA: TableDefinition<&str, &[u8]> = TableDefinition::new("agenda");
 const PENDING_MOVES: TableDefinition<&str, &str> = TableDefinition::new("pending_moves");
 /// Conditions that need a person, by de-duplication key (the `alerts` module owns the values).
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+/// The backup log by key (`run/<seq>`, `drill/<time>`, `key/<id>`; the `backup` module owns
+/// the values).
+const BACKUP_LOG: TableDefinition<&str, &[u8]> = TableDefinition::new("backup_log");
 /// Schema 1's set of active ids, replaced by `agenda`; read once by the migration, then deleted.
 const ACTIVE_V1: TableDefinition<&str, ()> = TableDefinition::new("active_submissions");
 
@@ -114,6 +120,7 @@ pub const SCHEMA: &[&str] = &[
     "audit_log",
     "sessions",
     "offices",
+    "backup_log",
 ];
 
 /// What the relay needs to plan its work, kept for every active (non-final) submission in
@@ -480,7 +487,7 @@ impl Store {
             })?;
         let txn = db_err!(db.begin_write())?;
         {
-            for def in [META, SUBMISSIONS, BLOBS, AGENDA, ALERTS] {
+            for def in [META, SUBMISSIONS, BLOBS, AGENDA, ALERTS, BACKUP_LOG] {
                 db_err!(txn.open_table(def))?;
             }
             db_err!(txn.open_table(BY_SHA256))?;
@@ -885,6 +892,39 @@ impl Store {
         };
         let mut out = Vec::new();
         for entry in db_err!(t.iter())? {
+            let (k, v) = db_err!(entry)?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes one entry of the backup log.
+    pub fn put_backup_log(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(BACKUP_LOG))?;
+            db_err!(t.insert(key.as_str(), value.as_slice()))?;
+            Ok(())
+        })
+    }
+
+    /// The newest `limit` entries of the backup log whose keys start with `prefix`, newest
+    /// (greatest key) first.
+    pub fn backup_log(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, BACKUP_LOG)? else {
+            return Ok(Vec::new());
+        };
+        let end = format!("{prefix}\u{10FFFF}");
+        let mut out = Vec::new();
+        for entry in db_err!(t.range(prefix..end.as_str()))?.rev() {
+            if out.len() >= limit {
+                break;
+            }
             let (k, v) = db_err!(entry)?;
             out.push((k.value().to_owned(), v.value().to_vec()));
         }

@@ -1,0 +1,1378 @@
+//! Backups: snapshot → verify → fan out to every site → retention, plus restore drills and
+//! restore itself.
+//!
+//! A run takes a snapshot of the store (see `store::snapshot`: one read transaction copied table
+//! by table into a fresh redb file, hashed, reopened, `check_integrity()`, re-hashed), encrypts
+//! it once if any site wants encrypted copies, then writes it to each site independently:
+//! the object first (`copies/<seq>/store.redb` or `….redb.enc`), read back and compared by size
+//! and SHA-256, and only then the manifest (`copies/<seq>/manifest.json`: versions, sequence,
+//! hashes, key ID), which is read back too. A copy without a manifest is not a copy.
+//! Each site then applies its own retention; the newest verified copy is never deleted.
+//! The outcome of every run and drill is recorded in the store's backup log.
+//!
+//! Invariants kept here:
+//! - **Backups never copy the live file**, and a site's copy counts once read back and checked
+//!   (its manifest is written last).
+//! - Sites are independent: one failing site does not stop the others, and each is reported.
+//! - A restore never trusts a copy before it was downloaded, its size and SHA-256 matched the
+//!   manifest, it decrypted (when encrypted), opened, passed `check_integrity()` and hashed to
+//!   the manifest's table digests; a copy that fails is skipped for the next site's. The live
+//!   file is kept aside, never deleted.
+
+pub mod command;
+pub mod crypt;
+pub mod site;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{BackupSettings, Retention};
+use crate::store::{SnapshotDigest, Store, TableDigest};
+pub use crypt::BackupKey;
+pub use site::Site;
+
+/// The name of the encryption scheme in manifests.
+pub const ENCRYPTION: &str = "XChaCha20-Poly1305-STREAM-BE32-1MiB";
+const COPIES: &str = "copies";
+const MANIFEST: &str = "manifest.json";
+
+/// Why a backup step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// No site is configured.
+    #[error(
+        "バックアップの保存先が設定されていません ([[backup.sites]] がありません) (no backup site is configured)"
+    )]
+    NoSites,
+    /// The snapshot failed.
+    #[error("スナップショットを作れませんでした (snapshot failed): {0}")]
+    Snapshot(#[from] crate::store::SnapshotError),
+    /// A site failed.
+    #[error("保存先 {site}: {source}")]
+    Site {
+        site: String,
+        #[source]
+        source: site::SiteError,
+    },
+    /// Encryption or the key.
+    #[error(transparent)]
+    Crypt(#[from] crypt::CryptError),
+    /// A copy does not match its manifest.
+    #[error("保存先 {site} のコピー {seq} が正しくありません (copy does not verify): {reason}")]
+    Verify {
+        site: String,
+        seq: u64,
+        reason: String,
+    },
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A file in the work folder.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No copy could be found or verified.
+    #[error("{0}")]
+    NothingToRestore(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Encryption of one copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// [`ENCRYPTION`].
+    pub algorithm: String,
+    /// The ID of the key it needs.
+    pub key_id: String,
+}
+
+/// What a site holds about one copy; written last, after the object was read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format (1).
+    pub format: u32,
+    /// The copy's sequence number (grows by one per run, over all sites).
+    pub seq: u64,
+    /// When the snapshot was taken.
+    pub created_at: Timestamp,
+    /// The kaigo-relay version that wrote it.
+    pub kaigo_relay_version: String,
+    /// The store's schema version inside.
+    pub schema_version: u64,
+    /// The site it was written to.
+    pub site: String,
+    /// The object's file name inside the copy's folder.
+    pub object: String,
+    /// The object's size as stored.
+    pub size: u64,
+    /// The object's SHA-256 as stored (hex).
+    pub sha256: String,
+    /// The snapshot's size before encryption.
+    pub snapshot_size: u64,
+    /// Encryption, when the copy is encrypted.
+    pub encryption: Option<Encryption>,
+    /// Every table's row count and BLAKE3.
+    pub tables: Vec<TableDigest>,
+}
+
+impl Manifest {
+    fn key(seq: u64) -> String {
+        format!("{COPIES}/{seq:010}/{MANIFEST}")
+    }
+
+    fn object_key(&self) -> String {
+        format!("{COPIES}/{:010}/{}", self.seq, self.object)
+    }
+
+    /// All rows.
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+}
+
+/// One site's part of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteOutcome {
+    /// The site.
+    pub site: String,
+    /// Whether its copy was written and read back.
+    pub ok: bool,
+    /// Bytes stored.
+    pub size: u64,
+    /// Milliseconds the upload and its read-back took.
+    pub upload_ms: u64,
+    /// Copies deleted by retention.
+    #[serde(default)]
+    pub pruned: Vec<u64>,
+    /// What went wrong (Japanese, then the detail).
+    pub error: Option<String>,
+}
+
+/// One backup run, as recorded in the backup log (`run/<seq>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The copy's sequence number.
+    pub seq: u64,
+    /// Why it ran (`schedule`, `accounts`, `manual`, `command`).
+    pub reason: String,
+    /// Start.
+    pub started_at: Timestamp,
+    /// End.
+    pub finished_at: Timestamp,
+    /// Snapshot size.
+    pub snapshot_size: u64,
+    /// Rows in it.
+    pub rows: u64,
+    /// Milliseconds the snapshot and its verification took.
+    pub snapshot_ms: u64,
+    /// Milliseconds encryption took (0 when no site encrypts).
+    pub encrypt_ms: u64,
+    /// Each site.
+    pub sites: Vec<SiteOutcome>,
+    /// A failure before any site was written.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Whether every site got its copy.
+    pub fn all_ok(&self) -> bool {
+        self.error.is_none() && self.sites.iter().all(|s| s.ok)
+    }
+}
+
+/// One restore drill, as recorded in the backup log (`drill/<time>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    /// The site drilled.
+    pub site: String,
+    /// The copy tried (0 when none was found).
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Whether it downloaded, decrypted, opened, checked and hashed right.
+    pub ok: bool,
+    /// Milliseconds it took.
+    pub ms: u64,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// A copy on a site, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyInfo {
+    /// Sequence number.
+    pub seq: u64,
+    /// Its manifest, when it is complete.
+    pub manifest: Option<Manifest>,
+}
+
+/// A copy that was downloaded and verified: a plain redb file ready to be put in place.
+#[derive(Debug)]
+pub struct VerifiedCopy {
+    /// The site it came from.
+    pub site: String,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The verified snapshot (in the work folder).
+    pub path: PathBuf,
+}
+
+/// Backups of one store to the configured sites.
+#[derive(Debug, Clone)]
+pub struct Backups {
+    store: Store,
+    settings: BackupSettings,
+    sites: Vec<Site>,
+    key: Option<BackupKey>,
+}
+
+impl Backups {
+    /// Prepares the sites and loads the key (making it at set-up, when a site encrypts and there
+    /// is none yet; the administrator is then asked to export it).
+    pub fn new(store: Store, settings: BackupSettings) -> Result<Backups, BackupError> {
+        let (sites, key) = open_sites(&settings, true)?;
+        Ok(Backups {
+            store,
+            settings,
+            sites,
+            key,
+        })
+    }
+
+    /// The sites.
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
+    /// The key's ID, when a site encrypts.
+    pub fn key(&self) -> Option<&BackupKey> {
+        self.key.as_ref()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &BackupSettings {
+        &self.settings
+    }
+
+    /// Runs one backup to every site and records it.
+    pub async fn run(&self, reason: &str) -> Result<RunRecord, BackupError> {
+        if self.sites.is_empty() {
+            return Err(BackupError::NoSites);
+        }
+        let started_at = Timestamp::now();
+        let mut seq = self.last_seq()? + 1;
+        let listings = futures::future::join_all(self.sites.iter().map(list)).await;
+        for l in listings.iter().flatten() {
+            if let Some(max) = l.iter().map(|c| c.seq).max() {
+                seq = seq.max(max + 1);
+            }
+        }
+        let span = tracing::info_span!("backup", seq, reason);
+        let _enter = span.enter();
+        let record = match self.run_seq(seq, reason, started_at).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(
+                    error = format!("{e:#}"),
+                    "backup failed before any site was written"
+                );
+                failed_record(seq, reason, started_at, &e)
+            }
+        };
+        let bytes =
+            serde_json::to_vec(&record).map_err(|source| crate::store::StoreError::Record {
+                id: format!("run/{seq}"),
+                source,
+            })?;
+        self.store
+            .put_backup_log(&format!("run/{seq:010}"), bytes)?;
+        Ok(record)
+    }
+
+    fn last_seq(&self) -> Result<u64, BackupError> {
+        Ok(self
+            .store
+            .backup_log("run/", 1)?
+            .first()
+            .and_then(|(k, _)| k.strip_prefix("run/")?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    async fn run_seq(
+        &self,
+        seq: u64,
+        reason: &str,
+        started_at: Timestamp,
+    ) -> Result<RunRecord, BackupError> {
+        let work = &self.settings.work_dir;
+        std::fs::create_dir_all(work).map_err(io_err(work))?;
+        clean_work_dir(work);
+        let plain = work.join(format!("snapshot-{seq:010}.redb"));
+        let t = Instant::now();
+        let (store, dest) = (self.store.clone(), plain.clone());
+        let digest: SnapshotDigest = tokio::task::spawn_blocking(move || store.snapshot_to(&dest))
+            .await
+            .map_err(|e| BackupError::NothingToRestore(format!("snapshot task: {e}")))??;
+        let snapshot_ms = t.elapsed().as_millis() as u64;
+        let snapshot_size = std::fs::metadata(&plain).map_err(io_err(&plain))?.len();
+        info!(
+            rows = digest.rows(),
+            bytes = snapshot_size,
+            ms = snapshot_ms,
+            "snapshot verified"
+        );
+        let t = Instant::now();
+        let enc = work.join(format!("snapshot-{seq:010}.redb.enc"));
+        let encrypted = match &self.key {
+            Some(key) if self.sites.iter().any(|s| s.settings.encrypt) => {
+                let (key, src, dest) = (key.clone(), plain.clone(), enc.clone());
+                tokio::task::spawn_blocking(move || crypt::encrypt_file(&key, &src, &dest))
+                    .await
+                    .map_err(|e| BackupError::NothingToRestore(format!("encrypt task: {e}")))??;
+                true
+            }
+            _ => false,
+        };
+        let encrypt_ms = if encrypted {
+            t.elapsed().as_millis() as u64
+        } else {
+            0
+        };
+        let outcomes = futures::future::join_all(self.sites.iter().map(|site| {
+            let (object, local, encryption) = if site.settings.encrypt {
+                (
+                    "store.redb.enc",
+                    enc.as_path(),
+                    self.key.as_ref().map(|k| Encryption {
+                        algorithm: ENCRYPTION.into(),
+                        key_id: k.id(),
+                    }),
+                )
+            } else {
+                ("store.redb", plain.as_path(), None)
+            };
+            let manifest = Manifest {
+                format: 1,
+                seq,
+                created_at: started_at,
+                kaigo_relay_version: env!("CARGO_PKG_VERSION").into(),
+                schema_version: digest.schema_version,
+                site: site.name().to_owned(),
+                object: object.into(),
+                size: 0,
+                sha256: String::new(),
+                snapshot_size,
+                encryption,
+                tables: digest.tables.clone(),
+            };
+            self.write_site(site, manifest, local)
+        }))
+        .await;
+        let _ = std::fs::remove_file(&plain);
+        let _ = std::fs::remove_file(&enc);
+        Ok(RunRecord {
+            seq,
+            reason: reason.to_owned(),
+            started_at,
+            finished_at: Timestamp::now(),
+            snapshot_size,
+            rows: digest.rows(),
+            snapshot_ms,
+            encrypt_ms,
+            sites: outcomes,
+            error: None,
+        })
+    }
+
+    async fn write_site(&self, site: &Site, mut manifest: Manifest, local: &Path) -> SiteOutcome {
+        let t = Instant::now();
+        let result: Result<u64, site::SiteError> = async {
+            if manifest.encryption.is_none() && site.settings.encrypt {
+                return Err(site::SiteError::Settings(
+                    "暗号化する保存先ですが鍵がありません (no key for an encrypting site)".into(),
+                ));
+            }
+            let fp = site.put_file(&manifest.object_key(), local).await?;
+            manifest.size = fp.size;
+            manifest.sha256 = fp.sha256;
+            let bytes = serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| site::SiteError::Settings(e.to_string()))?;
+            site.put_bytes(&Manifest::key(manifest.seq), bytes).await?;
+            Ok(fp.size)
+        }
+        .await;
+        let upload_ms = t.elapsed().as_millis() as u64;
+        match result {
+            Ok(size) => {
+                info!(
+                    site = site.name(),
+                    bytes = size,
+                    ms = upload_ms,
+                    "copy written and read back"
+                );
+                let pruned = match self.prune(site, manifest.seq).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        warn!(
+                            site = site.name(),
+                            error = format!("{e:#}"),
+                            "retention failed"
+                        );
+                        Vec::new()
+                    }
+                };
+                SiteOutcome {
+                    site: site.name().to_owned(),
+                    ok: true,
+                    size,
+                    upload_ms,
+                    pruned,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                error!(
+                    site = site.name(),
+                    error = format!("{e:#}"),
+                    "backup copy failed"
+                );
+                SiteOutcome {
+                    site: site.name().to_owned(),
+                    ok: false,
+                    size: 0,
+                    upload_ms,
+                    pruned: Vec::new(),
+                    error: Some(format!(
+                        "保存先「{}」に書けませんでした (could not write to the site): {e}",
+                        site.name()
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Applies a site's retention after copy `newest` was written: keeps the newest copy of each
+    /// of the last N hours, days, weeks and months, and always the newest complete copy; removes
+    /// leftovers of interrupted runs (no manifest, older than `newest`).
+    async fn prune(&self, site: &Site, newest: u64) -> Result<Vec<u64>, BackupError> {
+        let copies = list(site).await?;
+        let keep = retained(&copies, site.settings.retention);
+        let mut pruned = Vec::new();
+        for c in &copies {
+            let drop = match &c.manifest {
+                Some(_) => !keep.contains(&c.seq),
+                None => c.seq < newest,
+            };
+            if drop {
+                let keys: Vec<String> = site
+                    .list(&format!("{COPIES}/{:010}", c.seq))
+                    .await
+                    .map_err(|source| BackupError::Site {
+                        site: site.name().to_owned(),
+                        source,
+                    })?;
+                // The manifest goes first, so that a copy half-deleted is not a copy.
+                let (manifests, objects): (Vec<String>, Vec<String>) =
+                    keys.into_iter().partition(|k| k.ends_with(MANIFEST));
+                for part in [manifests, objects] {
+                    site.delete(&part)
+                        .await
+                        .map_err(|source| BackupError::Site {
+                            site: site.name().to_owned(),
+                            source,
+                        })?;
+                }
+                pruned.push(c.seq);
+            }
+        }
+        if !pruned.is_empty() {
+            info!(
+                site = site.name(),
+                ?pruned,
+                "old copies removed by retention"
+            );
+        }
+        Ok(pruned)
+    }
+
+    /// The newest recorded runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<RunRecord>, BackupError> {
+        Ok(self
+            .store
+            .backup_log("run/", limit)?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
+    }
+
+    /// The newest recorded drills, newest first.
+    pub fn drills(&self, limit: usize) -> Result<Vec<DrillRecord>, BackupError> {
+        Ok(self
+            .store
+            .backup_log("drill/", limit)?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
+    }
+
+    /// Runs a restore drill on the site whose last drill is oldest (never drilled first):
+    /// download, decrypt, verify, open, `check_integrity()`, compare hashes; records the result.
+    pub async fn drill(&self) -> Result<DrillRecord, BackupError> {
+        if self.sites.is_empty() {
+            return Err(BackupError::NoSites);
+        }
+        let drills = self.drills(1000)?;
+        let site = self
+            .sites
+            .iter()
+            .min_by_key(|s| {
+                drills
+                    .iter()
+                    .find(|d| d.site == s.name())
+                    .map(|d| d.at)
+                    .unwrap_or(Timestamp::MIN)
+            })
+            .ok_or(BackupError::NoSites)?;
+        self.drill_site(site).await
+    }
+
+    /// A restore drill of one site's newest complete copy.
+    pub async fn drill_site(&self, site: &Site) -> Result<DrillRecord, BackupError> {
+        let at = Timestamp::now();
+        let t = Instant::now();
+        let work = self.settings.work_dir.join("drill");
+        let result = async {
+            let copies = list(site).await?;
+            let newest = copies
+                .iter()
+                .rev()
+                .find(|c| c.manifest.is_some())
+                .map(|c| c.seq)
+                .ok_or_else(|| {
+                    BackupError::NothingToRestore(format!(
+                        "保存先「{}」に完全なコピーがありません (no complete copy)",
+                        site.name()
+                    ))
+                })?;
+            let copy = fetch_verified(site, newest, self.key.as_ref(), &work, &|_, _| {}).await?;
+            let _ = std::fs::remove_file(&copy.path);
+            Ok::<u64, BackupError>(newest)
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&work);
+        let record = DrillRecord {
+            site: site.name().to_owned(),
+            seq: *result.as_ref().unwrap_or(&0),
+            at,
+            ok: result.is_ok(),
+            ms: t.elapsed().as_millis() as u64,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        };
+        match &result {
+            Ok(seq) => info!(
+                site = site.name(),
+                seq,
+                ms = record.ms,
+                "restore drill passed"
+            ),
+            Err(e) => error!(
+                site = site.name(),
+                error = format!("{e:#}"),
+                "restore drill failed"
+            ),
+        }
+        let bytes =
+            serde_json::to_vec(&record).map_err(|source| crate::store::StoreError::Record {
+                id: "drill".into(),
+                source,
+            })?;
+        self.store
+            .put_backup_log(&format!("drill/{}", at.as_millisecond()), bytes)?;
+        Ok(record)
+    }
+
+    /// Raises or resolves the per-site alerts: the newest verified copy, or the last good
+    /// drill, older than configured.
+    pub fn check_alerts(&self, now: Timestamp) -> Result<(), BackupError> {
+        let runs = self.runs(2000)?;
+        let drills = self.drills(2000)?;
+        for site in &self.sites {
+            let last_copy = runs
+                .iter()
+                .filter(|r| r.sites.iter().any(|s| s.site == site.name() && s.ok))
+                .map(|r| r.started_at)
+                .max();
+            let last_drill = drills
+                .iter()
+                .filter(|d| d.site == site.name() && d.ok)
+                .map(|d| d.at)
+                .max();
+            let copy_key = format!("backup_stale/{}", site.name());
+            let stale = |t: Option<Timestamp>, max: Duration| {
+                t.is_none_or(|t| now.duration_since(t).unsigned_abs() > max)
+            };
+            if stale(last_copy, self.settings.max_copy_age) {
+                let since = last_copy
+                    .map(crate::timefmt::jst_minutes)
+                    .unwrap_or_else(|| "一度もありません (never)".into());
+                crate::alerts::raise(
+                    &self.store,
+                    alert(
+                        &copy_key,
+                        "backup_stale",
+                        now,
+                        format!(
+                            "保存先「{}」に新しいバックアップが作られていません。最後に確認できたコピー: {since}。保存先がつながっているか確認し、管理画面の「バックアップ」から今すぐ実行してください。",
+                            site.name()
+                        ),
+                        format!(
+                            "No recent verified backup at site \"{}\" (last verified copy: {since}). Check that the site is reachable and run a backup from the Backups page.",
+                            site.name()
+                        ),
+                    ),
+                )?;
+            } else {
+                crate::alerts::resolve(&self.store, &copy_key)?;
+            }
+            let drill_key = format!("backup_drill_stale/{}", site.name());
+            if self.settings.drill_interval > Duration::ZERO
+                && stale(last_drill, self.settings.max_drill_age)
+                && last_copy.is_some()
+            {
+                let since = last_drill
+                    .map(crate::timefmt::jst_minutes)
+                    .unwrap_or_else(|| "一度もありません (never)".into());
+                crate::alerts::raise(
+                    &self.store,
+                    alert(
+                        &drill_key,
+                        "backup_drill_stale",
+                        now,
+                        format!(
+                            "保存先「{}」の復元テストが成功していません（最後の成功: {since}）。管理画面の「バックアップ」で結果を確認してください。",
+                            site.name()
+                        ),
+                        format!(
+                            "No successful restore drill for site \"{}\" (last good drill: {since}). See the Backups page.",
+                            site.name()
+                        ),
+                    ),
+                )?;
+            } else {
+                crate::alerts::resolve(&self.store, &drill_key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the schedule until `shutdown`: a backup every `interval` (the first soon after
+    /// start when the last is older), one a minute after accounts or offices change (seen in the
+    /// audit log, whoever changed them), on `run_now` (the UI) and on a command's request, and a
+    /// drill every `drill_interval`; the alerts are checked after each.
+    pub async fn run_schedule(
+        self,
+        state_dir: PathBuf,
+        run_now: std::sync::Arc<tokio::sync::Notify>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        if self.sites.is_empty() {
+            shutdown.cancelled().await;
+            return Ok(());
+        }
+        let now = Timestamp::now();
+        let since = |t: Option<Timestamp>| {
+            t.map(|t| now.duration_since(t).unsigned_abs())
+                .unwrap_or(Duration::MAX)
+        };
+        let last_run = self.runs(1)?.first().map(|r| r.started_at);
+        let last_drill = self.drills(1)?.first().map(|d| d.at);
+        let first_run = self.settings.interval.saturating_sub(since(last_run));
+        let first_drill = self
+            .settings
+            .drill_interval
+            .saturating_sub(since(last_drill));
+        let start = tokio::time::Instant::now();
+        let mut next_run = start + first_run.max(Duration::from_secs(5));
+        let mut next_drill = start + first_drill.max(Duration::from_secs(60));
+        let mut seen_audit = self.store.audit_log(1)?.first().map_or(0, |e| e.seq);
+        let mut account_change_at: Option<tokio::time::Instant> = None;
+        if let Err(e) = self.check_alerts(now) {
+            warn!(
+                error = format!("{e:#}"),
+                "backup alerts could not be checked"
+            );
+        }
+        loop {
+            let wake = account_change_at.map_or(next_run, |t| t.min(next_run));
+            let reason = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(wake) => {
+                    if account_change_at.is_some_and(|t| t <= next_run) { "accounts" } else { "schedule" }
+                }
+                _ = run_now.notified() => "manual",
+                _ = tokio::time::sleep_until(next_drill), if self.settings.drill_interval > Duration::ZERO => {
+                    if let Err(e) = self.drill().await {
+                        warn!(error = format!("{e:#}"), "restore drill could not run");
+                    }
+                    next_drill = tokio::time::Instant::now() + self.settings.drill_interval;
+                    if let Err(e) = self.check_alerts(Timestamp::now()) {
+                        warn!(error = format!("{e:#}"), "backup alerts could not be checked");
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if command::take_request(&state_dir) {
+                        "command"
+                    } else {
+                        if self.settings.after_account_change
+                            && account_change_at.is_none()
+                            && self.accounts_changed(&mut seen_audit)
+                        {
+                            // Several changes in a row make one backup, a minute after the first.
+                            account_change_at = Some(tokio::time::Instant::now() + Duration::from_secs(60));
+                        }
+                        continue;
+                    }
+                }
+            };
+            account_change_at = None;
+            if let Ok(entries) = self.store.audit_log(1) {
+                seen_audit = entries.first().map_or(seen_audit, |e| e.seq);
+            }
+            let record = match self.run(reason).await {
+                Ok(r) => r,
+                Err(e) => failed_record(0, reason, Timestamp::now(), &e),
+            };
+            if !record.all_ok() {
+                warn!(seq = record.seq, "backup finished with failures");
+            }
+            if reason == "command" {
+                command::answer(&state_dir, &record);
+            }
+            next_run = tokio::time::Instant::now() + self.settings.interval;
+            if let Err(e) = self.check_alerts(Timestamp::now()) {
+                warn!(
+                    error = format!("{e:#}"),
+                    "backup alerts could not be checked"
+                );
+            }
+        }
+    }
+
+    /// Whether the audit log has an account or office change after `seen` (logins and
+    /// withdrawals are not changes); moves `seen` on.
+    fn accounts_changed(&self, seen: &mut u64) -> bool {
+        let Ok(entries) = self.store.audit_log(50) else {
+            return false;
+        };
+        let changed = entries.iter().any(|e| {
+            e.seq > *seen
+                && !matches!(
+                    e.action.as_str(),
+                    "login"
+                        | "login_failed"
+                        | "lockout"
+                        | "logout"
+                        | "withdraw"
+                        | "withdrawn"
+                        | "withdraw_refused"
+                )
+        });
+        if let Some(first) = entries.first() {
+            *seen = (*seen).max(first.seq);
+        }
+        changed
+    }
+}
+
+fn failed_record(seq: u64, reason: &str, started_at: Timestamp, e: &BackupError) -> RunRecord {
+    RunRecord {
+        seq,
+        reason: reason.to_owned(),
+        started_at,
+        finished_at: Timestamp::now(),
+        snapshot_size: 0,
+        rows: 0,
+        snapshot_ms: 0,
+        encrypt_ms: 0,
+        sites: Vec::new(),
+        error: Some(e.to_string()),
+    }
+}
+
+fn alert(key: &str, kind: &str, now: Timestamp, ja: String, en: String) -> crate::alerts::Alert {
+    crate::alerts::Alert {
+        key: key.into(),
+        kind: kind.into(),
+        severity: "error".into(),
+        offices: Vec::new(),
+        message_ja: ja,
+        message_en: en,
+        raised_at: now,
+        updated_at: now,
+    }
+}
+
+/// Prepares the sites and loads the key; `make_key` makes it when missing and a site encrypts
+/// (set-up); commands that only read copies never make one.
+pub fn open_sites(
+    settings: &BackupSettings,
+    make_key: bool,
+) -> Result<(Vec<Site>, Option<BackupKey>), BackupError> {
+    let sites = settings
+        .sites
+        .iter()
+        .map(|s| {
+            Site::new(s).map_err(|source| BackupError::Site {
+                site: s.name.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = if settings.needs_key() && make_key {
+        let (key, made) = BackupKey::load_or_create(&settings.key_file)?;
+        if made {
+            warn!(
+                key_id = %key.id(),
+                path = %settings.key_file.display(),
+                "a new backup key was made; export it (kaigo-relay backup key-export) and keep it away from the appliance"
+            );
+        }
+        Some(key)
+    } else if settings.key_file.exists() {
+        Some(BackupKey::load(&settings.key_file)?)
+    } else {
+        None
+    };
+    Ok((sites, key))
+}
+
+/// Removes snapshot files an interrupted run left in the work folder.
+fn clean_work_dir(work: &Path) {
+    if let Ok(entries) = std::fs::read_dir(work) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("snapshot-") || name.starts_with("restore-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The copies on a site, oldest first, with their manifests when complete.
+pub async fn list(site: &Site) -> Result<Vec<CopyInfo>, BackupError> {
+    let keys = site
+        .list(COPIES)
+        .await
+        .map_err(|source| BackupError::Site {
+            site: site.name().to_owned(),
+            source,
+        })?;
+    let mut seqs: Vec<(u64, bool)> = Vec::new();
+    for k in &keys {
+        let mut parts = k.split('/');
+        let (Some(COPIES), Some(seq), Some(file)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(seq) = seq.parse::<u64>() else {
+            continue;
+        };
+        let is_manifest = file == MANIFEST;
+        match seqs.iter_mut().find(|(s, _)| *s == seq) {
+            Some(e) => e.1 |= is_manifest,
+            None => seqs.push((seq, is_manifest)),
+        }
+    }
+    seqs.sort();
+    let mut out = Vec::new();
+    for (seq, has_manifest) in seqs {
+        let manifest = if has_manifest {
+            match site.get_bytes(&Manifest::key(seq)).await {
+                Ok(bytes) => match serde_json::from_slice::<Manifest>(&bytes) {
+                    Ok(m) if m.seq == seq => Some(m),
+                    _ => {
+                        warn!(
+                            site = site.name(),
+                            seq, "unreadable manifest; the copy is not counted"
+                        );
+                        None
+                    }
+                },
+                Err(e) => {
+                    warn!(site = site.name(), seq, error = %e, "manifest could not be read");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        out.push(CopyInfo { seq, manifest });
+    }
+    Ok(out)
+}
+
+/// The sequence numbers a retention policy keeps among the complete copies.
+pub fn retained(copies: &[CopyInfo], r: Retention) -> std::collections::BTreeSet<u64> {
+    let mut complete: Vec<(&CopyInfo, &Manifest)> = copies
+        .iter()
+        .filter_map(|c| c.manifest.as_ref().map(|m| (c, m)))
+        .collect();
+    complete.sort_by_key(|(c, _)| std::cmp::Reverse(c.seq));
+    let mut keep = std::collections::BTreeSet::new();
+    if let Some((newest, _)) = complete.first() {
+        keep.insert(newest.seq);
+    }
+    type Bucket = fn(&jiff::ZonedDateTime) -> String;
+    let bucket_kinds: [(u32, Bucket); 4] = [
+        (r.hourly, |z| z.strftime("%Y%m%d%H").to_string()),
+        (r.daily, |z| z.strftime("%Y%m%d").to_string()),
+        (r.weekly, |z| {
+            let w = z.iso_week_date();
+            format!("{}-{}", w.year(), w.week())
+        }),
+        (r.monthly, |z| z.strftime("%Y%m").to_string()),
+    ];
+    for (count, bucket) in bucket_kinds {
+        let mut seen = std::collections::BTreeSet::new();
+        for (c, m) in &complete {
+            let b = bucket(&m.created_at.to_zoned_datetime(crate::timefmt::jst()));
+            if seen.contains(&b) {
+                continue;
+            }
+            if seen.len() as u32 >= count {
+                break;
+            }
+            seen.insert(b);
+            keep.insert(c.seq);
+        }
+    }
+    keep
+}
+
+/// Downloads a copy, checks it against its manifest, decrypts it and verifies the snapshot.
+/// `progress` hears the bytes downloaded so far and the copy's size.
+pub async fn fetch_verified(
+    site: &Site,
+    seq: u64,
+    key: Option<&BackupKey>,
+    work: &Path,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<VerifiedCopy, BackupError> {
+    let bad = |reason: String| BackupError::Verify {
+        site: site.name().to_owned(),
+        seq,
+        reason,
+    };
+    let site_err = |source| BackupError::Site {
+        site: site.name().to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(work).map_err(io_err(work))?;
+    let manifest: Manifest = serde_json::from_slice(
+        &site
+            .get_bytes(&Manifest::key(seq))
+            .await
+            .map_err(site_err)?,
+    )
+    .map_err(|e| bad(format!("目録 (manifest) を読めません: {e}")))?;
+    if manifest.seq != seq || manifest.format != 1 {
+        return Err(bad(
+            "目録の番号か形式が違います (manifest seq or format)".into()
+        ));
+    }
+    let stamp = format!("{}-{seq:010}-{}", site.name(), std::process::id());
+    let raw = work.join(format!("restore-{stamp}.download"));
+    let plain = work.join(format!("restore-{stamp}.redb"));
+    let _ = std::fs::remove_file(&raw);
+    let _ = std::fs::remove_file(&plain);
+    let result = async {
+        let fp = site
+            .get_file_progress(&manifest.object_key(), &raw, &|done| progress(done, manifest.size))
+            .await
+            .map_err(site_err)?;
+        if fp.size != manifest.size || fp.sha256 != manifest.sha256 {
+            return Err(bad(format!(
+                "大きさか SHA-256 が目録と違います（壊れています）: {} bytes / {} (manifest: {} bytes / {})",
+                fp.size, fp.sha256, manifest.size, manifest.sha256
+            )));
+        }
+        match &manifest.encryption {
+            Some(enc) => {
+                let key = key.ok_or_else(|| {
+                    bad(format!(
+                        "暗号化されたコピーですが、鍵（鍵ID {}）がありません。書き出した鍵を backup.key_file に置いてください (the copy is encrypted and no key is configured)",
+                        enc.key_id
+                    ))
+                })?;
+                if key.id() != enc.key_id {
+                    return Err(crypt::CryptError::WrongKey {
+                        copy: enc.key_id.clone(),
+                        ours: key.id(),
+                    }
+                    .into());
+                }
+                let (key, src, dest) = (key.clone(), raw.clone(), plain.clone());
+                tokio::task::spawn_blocking(move || crypt::decrypt_file(&key, &src, &dest))
+                    .await
+                    .map_err(|e| bad(format!("decrypt task: {e}")))??;
+                let _ = std::fs::remove_file(&raw);
+            }
+            None => std::fs::rename(&raw, &plain).map_err(io_err(&plain))?,
+        }
+        let path = plain.clone();
+        let digest = tokio::task::spawn_blocking(move || crate::store::verify_snapshot(&path))
+            .await
+            .map_err(|e| bad(format!("verify task: {e}")))?
+            .map_err(|e| bad(e.to_string()))?;
+        if digest.tables != manifest.tables || digest.schema_version != manifest.schema_version {
+            return Err(bad(
+                "表の行数かハッシュが目録と違います (table digests differ from the manifest)".into(),
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&raw);
+        let _ = std::fs::remove_file(&plain);
+        return Err(e);
+    }
+    Ok(VerifiedCopy {
+        site: site.name().to_owned(),
+        manifest,
+        path: plain,
+    })
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    /// The site the copy came from.
+    pub site: String,
+    /// The copy.
+    pub seq: u64,
+    /// When it was taken.
+    pub created_at: Timestamp,
+    /// Where the store that was in place was kept.
+    pub kept_aside: Option<PathBuf>,
+    /// The sites tried before, and why they failed.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Restores the store from the newest verified copy (or copy `seq`), trying `site` first and
+/// then the others in configured order. The daemon must be stopped (the caller checks that the
+/// store is not open). The file in place is renamed aside, never deleted.
+pub async fn restore(
+    settings: &BackupSettings,
+    store_path: &Path,
+    site: Option<&str>,
+    seq: Option<u64>,
+    progress: &(dyn Fn(&str, u64, u64) + Sync),
+) -> Result<Restored, BackupError> {
+    let (sites, key) = open_sites(settings, false)?;
+    if sites.is_empty() {
+        return Err(BackupError::NoSites);
+    }
+    let mut order: Vec<&Site> = Vec::new();
+    if let Some(name) = site {
+        let first = sites.iter().find(|s| s.name() == name).ok_or_else(|| {
+            BackupError::NothingToRestore(format!(
+                "保存先「{name}」は設定にありません (no such site)"
+            ))
+        })?;
+        order.push(first);
+    }
+    order.extend(sites.iter().filter(|s| Some(s.name()) != site));
+    let work = settings.work_dir.clone();
+    let mut skipped = Vec::new();
+    for s in order {
+        let candidate = match list(s).await {
+            Ok(copies) => copies
+                .iter()
+                .rev()
+                .filter(|c| c.manifest.is_some())
+                .find(|c| seq.is_none_or(|n| n == c.seq))
+                .map(|c| c.seq),
+            Err(e) => {
+                warn!(site = s.name(), error = %e, "site cannot be listed; trying the next");
+                skipped.push((s.name().to_owned(), e.to_string()));
+                continue;
+            }
+        };
+        let Some(n) = candidate else {
+            skipped.push((
+                s.name().to_owned(),
+                "使えるコピーがありません (no complete copy)".into(),
+            ));
+            continue;
+        };
+        let name = s.name().to_owned();
+        match fetch_verified(s, n, key.as_ref(), &work, &|done, total| {
+            progress(&name, done, total)
+        })
+        .await
+        {
+            Ok(copy) => {
+                let kept_aside = put_in_place(&copy.path, store_path)?;
+                return Ok(Restored {
+                    site: copy.site,
+                    seq: n,
+                    created_at: copy.manifest.created_at,
+                    kept_aside,
+                    skipped,
+                });
+            }
+            Err(e) => {
+                warn!(site = s.name(), seq = n, error = %e, "copy failed verification; trying the next site");
+                skipped.push((s.name().to_owned(), e.to_string()));
+            }
+        }
+    }
+    Err(BackupError::NothingToRestore(format!(
+        "どの保存先からも確認できるコピーを取り出せませんでした (no site had a copy that verified): {}",
+        skipped
+            .iter()
+            .map(|(s, e)| format!("{s}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
+}
+
+/// Renames the live file aside and moves the verified snapshot into its place.
+fn put_in_place(verified: &Path, store_path: &Path) -> Result<Option<PathBuf>, BackupError> {
+    let dir = store_path
+        .parent()
+        .ok_or_else(|| BackupError::NothingToRestore("the store has no folder".into()))?;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let staged = store_path.with_extension("redb.restoring");
+    std::fs::copy(verified, &staged).map_err(io_err(&staged))?;
+    std::fs::File::open(&staged)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&staged))?;
+    let kept = if store_path.exists() {
+        let stamp = Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let aside = store_path.with_extension(format!("redb.before-restore-{stamp}"));
+        std::fs::rename(store_path, &aside).map_err(io_err(&aside))?;
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&staged, store_path).map_err(io_err(store_path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    let _ = std::fs::remove_file(verified);
+    Ok(kept)
+}
+
+/// Whether the administrator confirmed having exported key `id` (a mark beside the key file).
+pub fn key_confirmed(settings: &BackupSettings, id: &str) -> bool {
+    std::fs::read_to_string(confirm_path(settings)).is_ok_and(|s| s.trim() == id)
+}
+
+/// Records that the administrator exported and kept key `id`.
+pub fn confirm_key(settings: &BackupSettings, id: &str) -> Result<(), BackupError> {
+    let path = confirm_path(settings);
+    std::fs::write(&path, format!("{id}\n")).map_err(io_err(&path))
+}
+
+fn confirm_path(settings: &BackupSettings) -> PathBuf {
+    let mut name = settings
+        .key_file
+        .file_name()
+        .unwrap_or_default()
+        .to_os_string();
+    name.push(".exported");
+    settings.key_file.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::config::{SiteLocation, SiteSettings};
+
+    fn site(name: &str, path: &Path, encrypt: bool, keep: u32) -> SiteSettings {
+        SiteSettings {
+            name: name.into(),
+            location: SiteLocation::Directory { path: path.into() },
+            encrypt,
+            retention: Retention {
+                hourly: keep,
+                daily: keep,
+                weekly: keep,
+                monthly: keep,
+            },
+        }
+    }
+
+    fn settings(dir: &Path, sites: Vec<SiteSettings>) -> BackupSettings {
+        BackupSettings {
+            interval: Duration::from_secs(3600),
+            after_account_change: true,
+            drill_interval: Duration::from_secs(86400),
+            max_copy_age: Duration::from_secs(26 * 3600),
+            max_drill_age: Duration::from_secs(8 * 86400),
+            key_file: dir.join("state/backup.key"),
+            work_dir: dir.join("state/backup-work"),
+            sites,
+        }
+    }
+
+    fn filled_store(dir: &Path) -> Store {
+        let store = Store::open(&dir.join("store.redb")).unwrap();
+        for i in 0..40 {
+            store
+                .put_alert(
+                    &format!("a{i}"),
+                    format!("alert {i}").repeat(50).into_bytes(),
+                )
+                .unwrap();
+        }
+        store
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn run_then_restore_falls_back_past_a_damaged_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("site-a"), dir.path().join("site-b"));
+        let s = settings(
+            dir.path(),
+            vec![site("a", &a, false, 5), site("b", &b, true, 5)],
+        );
+        let store = filled_store(dir.path());
+        let backups = Backups::new(store.clone(), s.clone()).unwrap();
+        let key = backups.key().unwrap().clone();
+        assert!(s.key_file.exists(), "the key is made at set-up");
+        let run = backups.run("test").await.unwrap();
+        assert!(run.all_ok(), "{run:?}");
+        assert_eq!(run.seq, 1);
+        assert_eq!(backups.runs(10).unwrap()[0], run);
+        // Site b holds an encrypted copy naming the key; site a a plain one.
+        let copies_b = list(&backups.sites()[1]).await.unwrap();
+        let m = copies_b[0].manifest.as_ref().unwrap();
+        assert_eq!(m.encryption.as_ref().unwrap().key_id, key.id());
+        assert_eq!(
+            crypt::key_id_of(&b.join(m.object_key())).unwrap(),
+            Some(key.id())
+        );
+        let m_a = list(&backups.sites()[0]).await.unwrap()[0]
+            .manifest
+            .clone()
+            .unwrap();
+        assert!(m_a.encryption.is_none());
+        assert_eq!(m_a.tables, m.tables);
+
+        // One byte changed in site a's copy: restore detects it and takes site b's.
+        let object = a.join(m_a.object_key());
+        let mut bytes = std::fs::read(&object).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&object, &bytes).unwrap();
+        drop(backups);
+        drop(store);
+        let target = dir.path().join("restored/store.redb");
+        let restored = restore(&s, &target, Some("a"), None, &|_, _, _| {})
+            .await
+            .unwrap();
+        assert_eq!(restored.site, "b");
+        assert_eq!(restored.skipped.len(), 1);
+        assert!(
+            restored.skipped[0].1.contains("SHA-256"),
+            "{:?}",
+            restored.skipped
+        );
+        let digest = crate::store::verify_snapshot(&target).unwrap();
+        assert_eq!(digest.tables, m.tables);
+        let back = Store::open(&target).unwrap();
+        assert_eq!(back.alerts().unwrap().len(), 40);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn retention_keeps_the_newest_and_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("site-a");
+        let s = settings(dir.path(), vec![site("a", &a, false, 0)]);
+        let store = filled_store(dir.path());
+        let backups = Backups::new(store, s).unwrap();
+        // A leftover of an interrupted run: an object without a manifest.
+        std::fs::create_dir_all(a.join("copies/0000000001")).unwrap();
+        std::fs::write(a.join("copies/0000000001/store.redb"), b"half").unwrap();
+        for _ in 0..3 {
+            assert!(backups.run("test").await.unwrap().all_ok());
+        }
+        let copies = list(&backups.sites()[0]).await.unwrap();
+        assert_eq!(copies.len(), 1, "{copies:?}");
+        assert_eq!(copies[0].seq, 4);
+        assert!(copies[0].manifest.is_some());
+    }
+
+    #[test]
+    fn retention_buckets() {
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        let copy = |seq, t: &str| CopyInfo {
+            seq,
+            manifest: Some(Manifest {
+                format: 1,
+                seq,
+                created_at: at(t),
+                kaigo_relay_version: String::new(),
+                schema_version: 7,
+                site: "a".into(),
+                object: "store.redb".into(),
+                size: 0,
+                sha256: String::new(),
+                snapshot_size: 0,
+                encryption: None,
+                tables: Vec::new(),
+            }),
+        };
+        let copies = vec![
+            copy(1, "2026-10-01T00:00:00Z"),
+            copy(2, "2026-11-01T00:00:00Z"),
+            copy(3, "2026-12-01T01:00:00Z"),
+            copy(4, "2026-12-01T01:30:00Z"),
+            copy(5, "2026-12-01T02:10:00Z"),
+            copy(6, "2026-12-02T02:10:00Z"),
+        ];
+        let r = |h, d, w, m| Retention {
+            hourly: h,
+            daily: d,
+            weekly: w,
+            monthly: m,
+        };
+        let keep: Vec<u64> = retained(&copies, r(0, 0, 0, 0)).into_iter().collect();
+        assert_eq!(keep, vec![6]);
+        let keep: Vec<u64> = retained(&copies, r(3, 0, 0, 0)).into_iter().collect();
+        assert_eq!(
+            keep,
+            vec![4, 5, 6],
+            "the newest of each of the last 3 hours"
+        );
+        let keep: Vec<u64> = retained(&copies, r(0, 0, 0, 2)).into_iter().collect();
+        assert_eq!(
+            keep,
+            vec![2, 6],
+            "the newest of December (6) and of November (2)"
+        );
+        let keep: Vec<u64> = retained(&copies, r(0, 0, 0, 3)).into_iter().collect();
+        assert_eq!(keep, vec![1, 2, 6]);
+        let keep: Vec<u64> = retained(&copies, r(0, 2, 0, 0)).into_iter().collect();
+        assert_eq!(keep, vec![5, 6], "days in JST: Dec 2 (6) and Dec 1 (5)");
+    }
+}
