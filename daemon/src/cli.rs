@@ -148,7 +148,7 @@ enum Command {
     Backup {
         /// 設定ファイル / Config file.
         #[arg(long, global = true)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         #[command(subcommand)]
         command: crate::backup::command::BackupArgs,
     },
@@ -250,6 +250,12 @@ pub fn main() -> ExitCode {
             setup_command(config, |s| crate::setup::run_office(s, command))
         }
         Command::Backup { config, command } => {
+            let Some(config) = config else {
+                eprintln!(
+                    "設定エラー (configuration error): 設定ファイルを --config で指定してください (give the config file with --config)"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            };
             return settings_command(&config, |s| crate::backup::command::run(s, command));
         }
         Command::Restore {
@@ -571,4 +577,15 @@ fn check_config(config: PathBuf) -> Result<(), Failure> {
         settings.intake.drop_dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
 }

@@ -263,6 +263,17 @@ fn print_header(out: &mut impl std::io::Write, s: &Setup) -> anyhow::Result<()> 
     )?;
     writeln!(
         out,
+        "  バックアップ (backups): {dir}/backup-local と {dir}/backup-offsite（暗号化）— 別の端末で試せます (try in another terminal):\n    kaigo-relay backup run --config {cfg}\n    kaigo-relay backup verify --config {cfg}\n    kaigo-relay restore --config {cfg}   （デモを止めてから / after stopping the demo）",
+        dir = s
+            .info
+            .daemon_config
+            .parent()
+            .unwrap_or(Path::new("."))
+            .display(),
+        cfg = s.info.daemon_config.display()
+    )?;
+    writeln!(
+        out,
         "  お試し用アカウント (demo accounts; only the demo prints passwords):"
     )?;
     for a in &s.info.accounts {
@@ -520,6 +531,24 @@ shutdown_grace_secs = 5
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+
+# Two backup sites inside the demo folder: try `kaigo-relay backup run|list|verify` and
+# `kaigo-relay restore` with this config. The second stands in for an off-site copy and is
+# encrypted (the key is made in state/backup.key; export it with `backup key-export`).
+# デモ用のバックアップ保存先（2 か所。2 つめは社外保管の代わりで暗号化します）。
+[backup]
+interval_minutes = 60
+
+[[backup.sites]]
+name = "local"
+kind = "directory"
+path = "backup-local"
+
+[[backup.sites]]
+name = "offsite"
+kind = "directory"
+path = "backup-offsite"
+encrypt = true
 {office_blocks}"#
     );
     std::fs::write(&daemon_config_path, daemon_toml)?;

@@ -45,6 +45,8 @@ pub const POINTS: &[&str] = &[
     "relay.after_status_commit",
     "mirror.before_page_commit",
     "mirror.after_page_commit",
+    "backup.after_snapshot",
+    "backup.after_object",
 ];
 
 #[derive(Debug)]

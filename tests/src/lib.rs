@@ -587,3 +587,69 @@ pub fn write_slowly(path: &Path, bytes: &[u8], cuts: &[usize], pause: Duration) 
         }
     }
 }
+
+/// A real S3-compatible server on loopback: moto's server (`pip install 'moto[server]'`, which
+/// `.ci/run` does), with one bucket made empty. Killed when dropped.
+#[derive(Debug)]
+pub struct S3Server {
+    /// The process.
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server in `dir` and makes `bucket`.
+    pub fn start(dir: &Path, bucket: &str) -> S3Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .current_dir(dir);
+        let proc = Proc::spawn("moto", cmd, dir.join("moto.log"));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        // Moto answers unsigned requests, so a plain PUT makes the bucket.
+        let made = wait_until(Duration::from_secs(60), || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            use std::io::{Read as _, Write as _};
+            write!(
+                s,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .ok()?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).ok()?;
+            answer.starts_with("HTTP/1.1 200").then_some(())
+        });
+        assert!(
+            made.is_some(),
+            "the S3 server (moto) did not start; install it with pip install 'moto[server]'\n{}",
+            proc.log_text()
+        );
+        S3Server { proc, endpoint }
+    }
+
+    /// The object keys in `bucket` (one listing page: enough for tests).
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let mut s = std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://"))
+            .expect("connect to moto");
+        use std::io::{Read as _, Write as _};
+        write!(
+            s,
+            "GET /{bucket}?list-type=2 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.endpoint.trim_start_matches("http://")
+        )
+        .expect("request");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("answer");
+        answer
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|p| p.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+}

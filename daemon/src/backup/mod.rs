@@ -335,6 +335,7 @@ impl Backups {
             ms = snapshot_ms,
             "snapshot verified"
         );
+        crate::failpoint::hit("backup.after_snapshot");
         let t = Instant::now();
         let enc = work.join(format!("snapshot-{seq:010}.redb.enc"));
         let encrypted = match &self.key {
@@ -407,6 +408,7 @@ impl Backups {
                 ));
             }
             let fp = site.put_file(&manifest.object_key(), local).await?;
+            crate::failpoint::hit("backup.after_object");
             manifest.size = fp.size;
             manifest.sha256 = fp.sha256;
             let bytes = serde_json::to_vec_pretty(&manifest)
@@ -1320,6 +1322,57 @@ mod tests {
         assert_eq!(copies.len(), 1, "{copies:?}");
         assert_eq!(copies[0].seq, 4);
         assert!(copies[0].manifest.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_copy_of_the_previous_schema_restores_and_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("site-a");
+        let s = settings(dir.path(), vec![site("a", &a, false, 5)]);
+        let store = filled_store(dir.path());
+        let backups = Backups::new(store.clone(), s.clone()).unwrap();
+        let run = backups.run("test").await.unwrap();
+        assert!(run.all_ok());
+        drop(backups);
+        drop(store);
+        // Rewrite the copy as schema 6 wrote it, with a manifest to match.
+        let copy_dir = a.join(format!("copies/{:010}", run.seq));
+        let object = copy_dir.join("store.redb");
+        crate::store::make_previous_schema(&object).unwrap();
+        let digest = crate::store::verify_snapshot(&object).unwrap();
+        assert_eq!(digest.schema_version, 6);
+        assert!(!digest.tables.iter().any(|t| t.name == "backup_log"));
+        let manifest_path = copy_dir.join(MANIFEST);
+        let mut m: Manifest =
+            serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+        let bytes = std::fs::read(&object).unwrap();
+        m.size = bytes.len() as u64;
+        m.sha256 = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(&bytes))
+        };
+        m.schema_version = 6;
+        m.tables = digest.tables.clone();
+        std::fs::write(&manifest_path, serde_json::to_vec(&m).unwrap()).unwrap();
+
+        let target = dir.path().join("restored/store.redb");
+        let restored = restore(&s, &target, None, None, &|_, _, _| {})
+            .await
+            .unwrap();
+        assert_eq!(restored.seq, run.seq);
+        let back = Store::open(&target).unwrap();
+        assert_eq!(back.alerts().unwrap().len(), 40);
+        back.put_backup_log("run/0000000099", b"{}".to_vec())
+            .unwrap();
+        drop(back);
+        let migrated = crate::store::verify_snapshot(&target).unwrap();
+        assert_eq!(migrated.schema_version, crate::store::SCHEMA_VERSION);
+        assert!(
+            migrated
+                .tables
+                .iter()
+                .any(|t| t.name == "backup_log" && t.rows == 1)
+        );
     }
 
     #[test]

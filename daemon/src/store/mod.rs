@@ -49,6 +49,8 @@ mod snapshot;
 pub use accounts::{AuditEntry, NewAudit, Put};
 pub use by_office::{OfficeReturn, OfficeSubmission};
 pub use notices::{IncomingNotice, MirrorCursor, NoticePage, NoticeRecord, PageStored};
+#[cfg(test)]
+pub(crate) use snapshot::make_previous_schema;
 pub use snapshot::{SnapshotDigest, SnapshotError, TableDigest, verify_file as verify_snapshot};
 
 use crate::claim::{Finding, Month, Severity};

@@ -374,6 +374,23 @@ pub fn verify_file(path: &Path) -> Result<SnapshotDigest, SnapshotError> {
     Ok(digest)
 }
 
+/// Turns a snapshot into what the previous release (schema 6, before the backup log) wrote: for
+/// the test that such a copy restores and is migrated.
+#[cfg(test)]
+pub(crate) fn make_previous_schema(path: &Path) -> Result<(), SnapshotError> {
+    let db = snap_err!(Database::open(path))?;
+    let txn = snap_err!(db.begin_write())?;
+    let log: TableDefinition<&str, &[u8]> = TableDefinition::new("backup_log");
+    snap_err!(txn.delete_table(log))?;
+    {
+        let meta: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+        let mut t = snap_err!(txn.open_table(meta))?;
+        snap_err!(t.insert("schema_version", 6u64.to_le_bytes().as_slice()))?;
+    }
+    snap_err!(txn.commit())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
