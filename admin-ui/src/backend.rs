@@ -573,6 +573,76 @@ pub struct SystemView {
     pub audit: Vec<AuditRow>,
 }
 
+/// The backups page: every site, the recent runs and drills, the encryption key.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupsView {
+    /// Each configured site.
+    pub sites: Vec<BackupSiteView>,
+    /// The newest runs, newest first.
+    pub runs: Vec<BackupRunRow>,
+    /// The encryption key of off-site copies, when one is in use.
+    pub key: Option<BackupKeyView>,
+    /// Hours between scheduled backups.
+    pub interval_hours: String,
+}
+
+/// One backup site.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupSiteView {
+    /// Its name.
+    pub name: String,
+    /// Where it is (folder, or bucket and endpoint).
+    pub location: String,
+    /// Whether its copies are encrypted.
+    pub encrypted: bool,
+    /// The last attempt to write a copy (JST), and whether it worked.
+    pub last_attempt: Option<String>,
+    /// Whether that attempt worked.
+    pub last_attempt_ok: bool,
+    /// The newest copy written and read back (JST, with its number).
+    pub last_verified: Option<String>,
+    /// Its size.
+    pub size: Option<String>,
+    /// The last restore drill (JST).
+    pub last_drill: Option<String>,
+    /// Whether it passed.
+    pub last_drill_ok: bool,
+    /// The newest error of a copy or a drill, for people.
+    pub error: Option<String>,
+    /// Whether the site needs attention (no recent verified copy, or a failed drill).
+    pub stale: bool,
+}
+
+/// One backup run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupRunRow {
+    /// Its number.
+    pub seq: u64,
+    /// When (JST).
+    pub at: String,
+    /// Why it ran, for people.
+    pub reason: String,
+    /// Snapshot size.
+    pub size: String,
+    /// Seconds it took.
+    pub seconds: String,
+    /// Sites written, of all.
+    pub sites_ok: usize,
+    /// Sites in all.
+    pub sites_total: usize,
+    /// What failed.
+    pub errors: Vec<String>,
+}
+
+/// The backup encryption key.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackupKeyView {
+    /// Its ID.
+    pub id: String,
+    /// Whether the administrator confirmed having exported it.
+    pub confirmed: bool,
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
@@ -961,4 +1031,26 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
         limit: usize,
     ) -> impl Future<Output = BackendResult<Vec<AuditRow>>> + Send;
+
+    /// The backups page (administrator only).
+    fn backups(&self, p: &Principal) -> impl Future<Output = BackendResult<BackupsView>> + Send;
+
+    /// Starts a backup now (administrator only); it runs in the background.
+    fn backup_now(
+        &self,
+        p: &Principal,
+    ) -> impl Future<Output = BackendResult<ActionOutcome>> + Send;
+
+    /// The backup key as a file for the administrator to keep off the appliance; audited.
+    fn backup_key_download(
+        &self,
+        p: &Principal,
+    ) -> impl Future<Output = BackendResult<Download>> + Send;
+
+    /// Records that the administrator exported and kept the key (they type its ID back).
+    fn confirm_backup_key(
+        &self,
+        p: &Principal,
+        key_id: &str,
+    ) -> impl Future<Output = BackendResult<ActionOutcome>> + Send;
 }

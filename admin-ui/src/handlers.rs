@@ -568,6 +568,46 @@ impl<B: Backend> Inner<B> {
                 let rows = or_fail!(self, Some(p), self.backend.audit_log(p, 500).await);
                 self.render(View::new("audit.html", Some(p)).with("entries", &rows))
             }
+            ("GET", "/backups") => {
+                let msg = (req.query.get("started") == Some("1")).then(|| {
+                    Msg::info(
+                        "バックアップを始めました。数分で終わります。このページを開き直すと結果が出ます。",
+                        "The backup has started; reload this page in a few minutes for the result.",
+                    )
+                });
+                self.backups_page(p, StatusCode::OK, msg).await
+            }
+            ("POST", "/backups/run") => {
+                let o = or_fail!(self, Some(p), self.backend.backup_now(p).await);
+                if o.done {
+                    pages::redirect("/backups?started=1")
+                } else {
+                    let msg = Msg::error(&o.message_ja, &o.message_en);
+                    self.backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
+                        .await
+                }
+            }
+            ("GET", "/backups/key") => {
+                let d = or_fail!(self, Some(p), self.backend.backup_key_download(p).await);
+                pages::download(&d.file_name, &d.content_type, d.bytes)
+            }
+            ("POST", "/backups/key/confirm") => {
+                let key_id = req.form.get("key_id").unwrap_or_default().trim().to_owned();
+                let o = or_fail!(
+                    self,
+                    Some(p),
+                    self.backend.confirm_backup_key(p, &key_id).await
+                );
+                let (status, msg) = if o.done {
+                    (StatusCode::OK, Msg::info(&o.message_ja, &o.message_en))
+                } else {
+                    (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        Msg::error(&o.message_ja, &o.message_en),
+                    )
+                };
+                self.backups_page(p, status, Some(msg)).await
+            }
             _ => self.unrouted(route),
         }
     }
@@ -842,6 +882,17 @@ impl<B: Backend> Inner<B> {
         let mut view = View::new("submission_detail.html", Some(p))
             .status(status)
             .with("s", &s);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
+    async fn backups_page(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
+        let v = or_fail!(self, Some(p), self.backend.backups(p).await);
+        let mut view = View::new("backups.html", Some(p))
+            .status(status)
+            .with("b", &v);
         if let Some(m) = msg {
             view = view.message(m);
         }

@@ -75,6 +75,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("returns.html", include_str!("../templates/returns.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("system.html", include_str!("../templates/system.html")),
+    ("backups.html", include_str!("../templates/backups.html")),
     ("error.html", include_str!("../templates/error.html")),
 ];
 

@@ -86,6 +86,10 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/returns/{id}/close", Access::Session),
     route("GET", "/system", Access::Admin),
     route("GET", "/audit", Access::Admin),
+    route("GET", "/backups", Access::Admin),
+    route("POST", "/backups/run", Access::Admin),
+    route("GET", "/backups/key", Access::Admin),
+    route("POST", "/backups/key/confirm", Access::Admin),
 ];
 
 /// What the matcher found for a request.

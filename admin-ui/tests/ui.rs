@@ -1362,3 +1362,67 @@ async fn english_is_one_click_away_and_kept_in_a_cookie() {
         assert_eq!(a.location(), Some("/"), "{evil}");
     }
 }
+
+#[tokio::test]
+async fn backups_page_run_now_and_key_confirmation() {
+    let (ui, fake) = ui();
+    // Administrators only, and only they see the link.
+    for who in [STAFF, CORP] {
+        let a = get("/backups").session(who).send(&ui).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+        let home = get("/").session(who).send(&ui).await;
+        assert!(!home.body.contains("href=\"/backups\""));
+    }
+    assert!(!fake.called("backups"));
+    let home = get("/").session(ADMIN).send(&ui).await;
+    assert!(home.body.contains("href=\"/backups\""));
+
+    let a = get("/backups").session(ADMIN).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    // Both sites, the failing one marked, its error escaped.
+    assert!(a.body.contains("usb") && a.body.contains("s3://bucket/office"));
+    assert!(a.body.contains("class=\"needs-attention\""));
+    assert!(a.body.contains("#12 2026年12月3日 09:00"));
+    assert!(!a.body.contains(NASTY));
+    assert!(a.body.contains("&lt;script&gt;"));
+    // The key is not confirmed yet: the page says so and offers the export and the form.
+    assert!(a.body.contains("鍵の書き出しがまだ確認されていません"));
+    assert!(a.body.contains("href=\"/backups/key\""));
+
+    // Back up now: the backend is asked, and the page says it started.
+    let a = post("/backups/run").with_user(ADMIN).send(&ui).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), Some("/backups?started=1"));
+    assert!(fake.called("backup_now"));
+    let a = get("/backups?started=1").session(ADMIN).send(&ui).await;
+    assert!(a.body.contains("バックアップを始めました"));
+
+    // The key file downloads as an attachment.
+    let a = get("/backups/key").session(ADMIN).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("key-id: 0123456789abcdef"));
+
+    // A wrong key ID is refused with a reason; the right one is recorded.
+    let a = post("/backups/key/confirm")
+        .with_user(ADMIN)
+        .field("key_id", "ffffffffffffffff")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("鍵IDが違います"));
+    let a = post("/backups/key/confirm")
+        .with_user(ADMIN)
+        .field("key_id", " 0123456789abcdef ")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("記録しました"));
+    assert_eq!(
+        fake.calls()
+            .iter()
+            .filter(|c| c.method == "confirm_backup_key")
+            .map(|c| c.arg.clone())
+            .collect::<Vec<_>>(),
+        vec!["ffffffffffffffff".to_owned(), "0123456789abcdef".to_owned()]
+    );
+}

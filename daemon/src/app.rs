@@ -332,6 +332,7 @@ impl App {
                 &store,
                 offices_changed.clone(),
                 window.subscribe(),
+                (backups.clone(), backup_now.clone()),
             )?;
             let token = shutdown.child_token();
             tasks.spawn(async move { ("admin", server.run(token).await) });

@@ -204,6 +204,17 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
         admin_toml: "login_burst_per_address = 1000\nlogin_burst_per_id = 100".into(),
         ..EnvOptions::default()
     });
+    let mut cfg = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&env.daemon_config)
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(
+        cfg,
+        "\n[backup]\n[[backup.sites]]\nname = \"backup-dir\"\nkind = \"directory\"\npath = \"backup-dir\"\nencrypt = true"
+    )
+    .unwrap();
+    drop(cfg);
     env.start_daemon();
     let url = env.admin_url();
     assert!(url.starts_with("https://localhost:"), "{url}");
@@ -699,6 +710,43 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
                 );
             }
         }
+
+        // Backups: administrators only (one encrypted directory site is configured).
+        walk.mark("GET", "/backups");
+        let got = b.get("/backups");
+        check(who, "/backups", &got, gate(who == Who::Admin, Expect::Page));
+        if who == Who::Admin {
+            assert!(got.text().contains("backup-dir"), "the site is listed");
+            assert!(got.text().contains("鍵の書き出しがまだ確認されていません"));
+        }
+        walk.mark("GET", "/backups/key");
+        let got = b.get("/backups/key");
+        check(
+            who,
+            "/backups/key",
+            &got,
+            gate(who == Who::Admin, Expect::Page),
+        );
+        if who == Who::Admin {
+            assert!(got.text().contains("key-id: "), "the key file");
+        }
+        walk.mark("POST", "/backups/key/confirm");
+        check(
+            who,
+            "/backups/key/confirm",
+            &b.post(
+                "/backups/key/confirm",
+                &[("csrf_token", &token), ("key_id", "ffffffffffffffff")],
+            ),
+            gate(who == Who::Admin, Expect::Rejected),
+        );
+        walk.mark("POST", "/backups/run");
+        check(
+            who,
+            "/backups/run",
+            &b.post("/backups/run", &[("csrf_token", &token)]),
+            gate(who == Who::Admin, Expect::Done),
+        );
 
         // Ending another account's session by naming it: never (checked after the walk).
         walk.mark("POST", "/account/sessions/revoke");

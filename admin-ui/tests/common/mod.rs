@@ -25,6 +25,8 @@ pub const MUTATING: &[&str] = &[
     "set_grants",
     "set_disabled",
     "close_return",
+    "backup_now",
+    "confirm_backup_key",
     "resend",
     "withdraw",
 ];
@@ -841,6 +843,95 @@ impl Backend for Fake {
             },
         ])
     }
+
+    async fn backups(&self, p: &Principal) -> BackendResult<BackupsView> {
+        self.record("backups", Some(p), "");
+        Ok(BackupsView {
+            sites: vec![
+                BackupSiteView {
+                    name: "usb".into(),
+                    location: "/mnt/usb/kaigo-relay".into(),
+                    encrypted: false,
+                    last_attempt: Some("2026年12月3日 09:00".into()),
+                    last_attempt_ok: true,
+                    last_verified: Some("#12 2026年12月3日 09:00".into()),
+                    size: Some("120.0 MiB".into()),
+                    last_drill: Some("2026年12月2日 03:00".into()),
+                    last_drill_ok: true,
+                    error: None,
+                    stale: false,
+                },
+                BackupSiteView {
+                    name: "cloud".into(),
+                    location: "s3://bucket/office (https://s3.example.jp)".into(),
+                    encrypted: true,
+                    last_attempt: Some("2026年12月3日 09:00".into()),
+                    last_attempt_ok: false,
+                    last_verified: None,
+                    size: None,
+                    last_drill: None,
+                    last_drill_ok: false,
+                    error: Some(NASTY.into()),
+                    stale: true,
+                },
+            ],
+            runs: vec![BackupRunRow {
+                seq: 12,
+                at: "2026年12月3日 09:00".into(),
+                reason: "定期 (schedule)".into(),
+                size: "120.0 MiB".into(),
+                seconds: "3.2".into(),
+                sites_ok: 1,
+                sites_total: 2,
+                errors: vec![NASTY.into()],
+            }],
+            key: Some(BackupKeyView {
+                id: "0123456789abcdef".into(),
+                confirmed: false,
+            }),
+            interval_hours: "1".into(),
+        })
+    }
+
+    async fn backup_now(&self, p: &Principal) -> BackendResult<ActionOutcome> {
+        self.record("backup_now", Some(p), "");
+        Ok(ActionOutcome {
+            done: true,
+            message_ja: String::new(),
+            message_en: String::new(),
+        })
+    }
+
+    async fn backup_key_download(&self, p: &Principal) -> BackendResult<Download> {
+        self.record("backup_key_download", Some(p), "");
+        Ok(Download {
+            file_name: "kaigo-relay-backup-key-0123456789abcdef.txt".into(),
+            content_type: "text/plain; charset=utf-8".into(),
+            bytes: b"key-id: 0123456789abcdef\n".to_vec(),
+        })
+    }
+
+    async fn confirm_backup_key(
+        &self,
+        p: &Principal,
+        key_id: &str,
+    ) -> BackendResult<ActionOutcome> {
+        self.record("confirm_backup_key", Some(p), key_id);
+        let done = key_id == "0123456789abcdef";
+        Ok(ActionOutcome {
+            done,
+            message_ja: if done {
+                "記録しました。".into()
+            } else {
+                "鍵IDが違います。".into()
+            },
+            message_en: if done {
+                "Recorded.".into()
+            } else {
+                "Wrong key ID.".into()
+            },
+        })
+    }
 }
 
 // ---- requests ---------------------------------------------------------------------------
@@ -1048,6 +1139,7 @@ pub fn fields_for(path: &str) -> Vec<(&'static str, &'static str)> {
         "/accounts/{id}/grants" => vec![("office", OFFICE_A), ("office", OFFICE_B)],
         "/returns/{id}/close" => vec![("note", "電話で確認しました"), ("office", OFFICE_A)],
         "/submissions/{id}/withdraw" => vec![("confirm", "1")],
+        "/backups/key/confirm" => vec![("key_id", "0123456789abcdef")],
         _ => Vec::new(),
     }
 }

@@ -42,6 +42,8 @@ pub struct AdminBackend {
     /// Store work running at once: more browsers than this wait their turn instead of each
     /// taking a thread and its memory.
     store_slots: Arc<tokio::sync::Semaphore>,
+    /// The backups and the signal that runs one now (none in tests of other pages).
+    backups: Option<(crate::backup::Backups, Arc<Notify>)>,
 }
 
 /// Store calls the admin UI runs at once: two per core (at least four). A page's store work
@@ -130,7 +132,31 @@ impl AdminBackend {
             offices_changed,
             surroundings: Arc::new(surroundings),
             store_slots: Arc::new(tokio::sync::Semaphore::new(store_slot_count())),
+            backups: None,
         }
+    }
+
+    /// Adds the backups page's data and its "back up now".
+    pub fn with_backups(mut self, backups: crate::backup::Backups, run_now: Arc<Notify>) -> Self {
+        self.backups = Some((backups, run_now));
+        self
+    }
+
+    /// The caller, when it is the system administrator.
+    async fn admin_caller(&self, p: &Principal) -> BackendResult<Caller> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            if c.account.role != Role::SystemAdmin {
+                return Err(BackendError::Forbidden);
+            }
+            Ok(c)
+        })
+        .await
+    }
+
+    fn backups_or_none(&self) -> BackendResult<&(crate::backup::Backups, Arc<Notify>)> {
+        self.backups.as_ref().ok_or(BackendError::NotFound)
     }
 
     /// Runs store work on a blocking thread, once one of the store slots is free.
@@ -1541,6 +1567,94 @@ impl Backend for AdminBackend {
                 .collect())
         })
         .await
+    }
+
+    async fn backups(&self, p: &Principal) -> BackendResult<admin_ui::BackupsView> {
+        self.admin_caller(p).await?;
+        let (backups, _) = self.backups_or_none()?.clone();
+        let _slot = self
+            .store_slots
+            .acquire()
+            .await
+            .map_err(|e| internal("slots", e))?;
+        tokio::task::spawn_blocking(move || super::backups_page::view(&backups, Timestamp::now()))
+            .await
+            .map_err(|e| internal("backups page task", e))?
+            .map_err(|e| internal("read the backup log", e))
+    }
+
+    async fn backup_now(&self, p: &Principal) -> BackendResult<admin_ui::ActionOutcome> {
+        let c = self.admin_caller(p).await?;
+        let (backups, run_now) = self.backups_or_none()?;
+        if backups.sites().is_empty() {
+            return Ok(admin_ui::ActionOutcome {
+                done: false,
+                message_ja: "バックアップの保存先が設定されていません。".into(),
+                message_en: "No backup site is configured.".into(),
+            });
+        }
+        run_now.notify_one();
+        Self::audit(&self.store, &c, "backup_requested", "backup", String::new());
+        Ok(admin_ui::ActionOutcome {
+            done: true,
+            message_ja: String::new(),
+            message_en: String::new(),
+        })
+    }
+
+    async fn backup_key_download(&self, p: &Principal) -> BackendResult<admin_ui::Download> {
+        let c = self.admin_caller(p).await?;
+        let (backups, _) = self.backups_or_none()?;
+        let key = backups.key().ok_or(BackendError::NotFound)?;
+        Self::audit(
+            &self.store,
+            &c,
+            "backup_key_exported",
+            &key.id(),
+            String::new(),
+        );
+        Ok(admin_ui::Download {
+            file_name: format!("kaigo-relay-backup-key-{}.txt", key.id()),
+            content_type: "text/plain; charset=utf-8".into(),
+            bytes: key.file_text().into_bytes(),
+        })
+    }
+
+    async fn confirm_backup_key(
+        &self,
+        p: &Principal,
+        key_id: &str,
+    ) -> BackendResult<admin_ui::ActionOutcome> {
+        let c = self.admin_caller(p).await?;
+        let (backups, _) = self.backups_or_none()?;
+        let key = backups.key().ok_or(BackendError::NotFound)?;
+        if key_id != key.id() {
+            return Ok(admin_ui::ActionOutcome {
+                done: false,
+                message_ja:
+                    "鍵IDが違います。書き出したファイルの key-id の行を、そのまま入力してください。"
+                        .into(),
+                message_en: "The key ID does not match; type the key-id line of the exported file."
+                    .into(),
+            });
+        }
+        crate::backup::confirm_key(backups.settings(), &key.id())
+            .map_err(|e| internal("record the key confirmation", e))?;
+        Self::audit(
+            &self.store,
+            &c,
+            "backup_key_confirmed",
+            &key.id(),
+            String::new(),
+        );
+        if let Err(e) = backups.check_alerts(Timestamp::now()) {
+            warn!(error = %e, "backup alerts could not be checked");
+        }
+        Ok(admin_ui::ActionOutcome {
+            done: true,
+            message_ja: "鍵を保管したことを記録しました。".into(),
+            message_en: "Recorded that the key is kept safe.".into(),
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 //! like one that does not exist.
 
 pub mod backend;
+mod backups_page;
 pub mod dashboard;
 pub mod metrics;
 pub mod tls;
@@ -49,6 +50,7 @@ pub fn start(
     store: &Store,
     offices_changed: Arc<Notify>,
     window: tokio::sync::watch::Receiver<Option<crate::federation::GatewayWindow>>,
+    backups: (crate::backup::Backups, Arc<Notify>),
 ) -> anyhow::Result<(String, AdminServer)> {
     let a = &settings.admin;
     let tls = tls::load_or_create(&settings.state_dir, a)?;
@@ -87,7 +89,8 @@ pub fn start(
         a.sessions,
         offices_changed,
         surroundings,
-    );
+    )
+    .with_backups(backups.0, backups.1);
     let ui = admin_ui::AdminUi::new(Arc::new(backend))?;
     let url_file = settings.state_dir.join(crate::app::ADMIN_URL_FILE);
     std::fs::write(&url_file, format!("{url}\n"))

@@ -610,6 +610,28 @@ impl Backups {
     /// Raises or resolves the per-site alerts: the newest verified copy, or the last good
     /// drill, older than configured.
     pub fn check_alerts(&self, now: Timestamp) -> Result<(), BackupError> {
+        if let Some(key) = &self.key {
+            let k = "backup_key_not_exported";
+            if key_confirmed(&self.settings, &key.id()) {
+                crate::alerts::resolve(&self.store, k)?;
+            } else {
+                let mut a = alert(
+                    k,
+                    k,
+                    now,
+                    format!(
+                        "バックアップの暗号化の鍵（鍵ID {}）が書き出されていません。管理画面の「バックアップ」で鍵を書き出して装置とは別の場所に保管し、保管したことを記録してください。鍵がないと暗号化したコピーは戻せません。",
+                        key.id()
+                    ),
+                    format!(
+                        "The backup encryption key (ID {}) has not been exported. Export it on the Backups page, keep it away from the appliance and record that; encrypted copies cannot be restored without it.",
+                        key.id()
+                    ),
+                );
+                a.severity = "warning".into();
+                crate::alerts::raise(&self.store, a)?;
+            }
+        }
         let runs = self.runs(2000)?;
         let drills = self.drills(2000)?;
         for site in &self.sites {
