@@ -185,6 +185,7 @@ mod tests {
             include_str!("intake.rs"),
             include_str!("relay.rs"),
             include_str!("mirror.rs"),
+            include_str!("backup/mod.rs"),
         ]
         .concat();
         let in_code: Vec<&str> = sources
