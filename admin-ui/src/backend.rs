@@ -1047,6 +1047,15 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
     ) -> impl Future<Output = BackendResult<Download>> + Send;
 
+    /// Restores the store from a site's copy (`seq`, or its newest): the copy is downloaded and
+    /// verified first; then the daemon restarts and puts it in place, keeping the old file.
+    fn restore_backup(
+        &self,
+        p: &Principal,
+        site: &str,
+        seq: Option<u64>,
+    ) -> impl Future<Output = BackendResult<ActionOutcome>> + Send;
+
     /// Records that the administrator exported and kept the key (they type its ID back).
     fn confirm_backup_key(
         &self,

@@ -587,6 +587,47 @@ impl<B: Backend> Inner<B> {
                         .await
                 }
             }
+            ("POST", "/backups/restore") => {
+                let site = req.form.get("site").unwrap_or_default().to_owned();
+                let seq = match req.form.get("seq").map(str::trim).filter(|s| !s.is_empty()) {
+                    None => None,
+                    Some(s) => match s.parse::<u64>() {
+                        Ok(n) => Some(n),
+                        Err(_) => {
+                            let msg = Msg::error(
+                                "コピー番号は数字で入力してください（空欄なら最新）。",
+                                "The copy number must be a number (empty: the newest).",
+                            );
+                            return self
+                                .backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
+                                .await;
+                        }
+                    },
+                };
+                if req.form.get("confirm") != Some("1") {
+                    let msg = Msg::error(
+                        "戻すには、確認の欄にチェックを入れてから押してください。",
+                        "Tick the confirmation box to restore.",
+                    );
+                    return self
+                        .backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
+                        .await;
+                }
+                let o = or_fail!(
+                    self,
+                    Some(p),
+                    self.backend.restore_backup(p, &site, seq).await
+                );
+                if o.done {
+                    let view = View::new("restarting.html", Some(p))
+                        .message(Msg::info(&o.message_ja, &o.message_en));
+                    self.render(view)
+                } else {
+                    let msg = Msg::error(&o.message_ja, &o.message_en);
+                    self.backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
+                        .await
+                }
+            }
             ("GET", "/backups/key") => {
                 let d = or_fail!(self, Some(p), self.backend.backup_key_download(p).await);
                 pages::download(&d.file_name, &d.content_type, d.bytes)

@@ -76,6 +76,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../templates/audit.html")),
     ("system.html", include_str!("../templates/system.html")),
     ("backups.html", include_str!("../templates/backups.html")),
+    (
+        "restarting.html",
+        include_str!("../templates/restarting.html"),
+    ),
     ("error.html", include_str!("../templates/error.html")),
 ];
 

@@ -88,6 +88,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/audit", Access::Admin),
     route("GET", "/backups", Access::Admin),
     route("POST", "/backups/run", Access::Admin),
+    route("POST", "/backups/restore", Access::Admin),
     route("GET", "/backups/key", Access::Admin),
     route("POST", "/backups/key/confirm", Access::Admin),
 ];

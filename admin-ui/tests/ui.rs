@@ -1425,4 +1425,49 @@ async fn backups_page_run_now_and_key_confirmation() {
             .collect::<Vec<_>>(),
         vec!["ffffffffffffffff".to_owned(), "0123456789abcdef".to_owned()]
     );
+
+    // Restore needs the tick; a bad copy number is refused before the backend is asked.
+    let a = post("/backups/restore")
+        .with_user(ADMIN)
+        .field("site", "usb")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("確認の欄にチェック"));
+    let a = post("/backups/restore")
+        .with_user(ADMIN)
+        .field("site", "usb")
+        .field("seq", "12a")
+        .field("confirm", "1")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!fake.called("restore_backup"));
+    let a = post("/backups/restore")
+        .with_user(ADMIN)
+        .field("site", "cloud")
+        .field("confirm", "1")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("戻せませんでした"));
+    let a = post("/backups/restore")
+        .with_user(ADMIN)
+        .field("site", "usb")
+        .field("seq", "12")
+        .field("confirm", "1")
+        .send(&ui)
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("装置を再起動しています"));
+    let asked: Vec<String> = fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "restore_backup")
+        .map(|c| c.arg.clone())
+        .collect();
+    assert_eq!(
+        asked,
+        vec!["cloud#None".to_owned(), "usb#Some(12)".to_owned()]
+    );
 }

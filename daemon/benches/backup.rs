@@ -1,5 +1,5 @@
-//! Backup of a large store: fills a store with synthetic notices until its file is about
-//! `--gib` GiB (default 1), then measures on the same disk:
+//! Backup of a large store: fills a store with synthetic notices to about `--gib` GiB (default 1;
+//! or `--notices N`), then measures on the same disk:
 //! - `cp` of the store file (and `cp` followed by `sync` of the copy: what a durable copy costs);
 //! - the snapshot (one read transaction copied into a fresh redb file, hashed) and its
 //!   verification (reopen, `check_integrity()`, re-hash), separately;
@@ -8,7 +8,7 @@
 //! - per-site upload times for a plain directory site, an encrypted directory site, and, with
 //!   `--s3 http://127.0.0.1:PORT` (a moto server with bucket `bench`), an encrypted S3 site.
 //!
-//! `cargo bench -p kaigo-relay --bench backup -- [--gib G] [--dir D] [--s3 URL]`
+//! `cargo bench -p kaigo-relay --bench backup -- [--gib G | --notices N] [--dir D] [--s3 URL]`
 //!
 //! Page cache: nothing is dropped between steps, so `cp` and the backup read a warm store alike.
 
@@ -71,29 +71,22 @@ fn settings(dir: &Path, sites: Vec<SiteSettings>) -> BackupSettings {
 fn main() -> anyhow::Result<()> {
     kaigo_relay::install_crypto_provider();
     let gib: f64 = arg("--gib").map_or(Ok(1.0), |s| s.parse())?;
-    let target = (gib * (1u64 << 30) as f64) as u64;
     let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into()))?;
     let root = tmp.path();
     let path = root.join("store.redb");
 
-    // Fill in rounds of 100 000 notices (each round a new range of months) until the file is
-    // as large as asked.
+    // One fill of unique notices (about 2.8 KiB of store each: 380 000 make about 1 GiB).
     let store = Store::open(&path)?;
     let t = Instant::now();
-    let mut month: Month = "200001".parse()?;
-    let mut notices = 0u64;
-    while std::fs::metadata(&path)?.len() < target {
-        let fill = NoticeFill::synthetic(100_000, 200, month);
-        let months = fill.months();
-        notices += fill.fill(&store, |_, _| {})?.notices;
-        for _ in 0..months {
-            month = month.next();
-        }
-        eprintln!(
-            "  filled {notices} notices, {:.0} MiB",
-            std::fs::metadata(&path)?.len() as f64 / 1048576.0
-        );
-    }
+    let total = arg("--notices").map_or(Ok((gib * 380_000.0) as u64), |s| s.parse())?;
+    let fill = NoticeFill::synthetic(total, 200, "200001".parse::<Month>()?);
+    let notices = fill
+        .fill(&store, |n, _| {
+            if n % 100_000 < 500 {
+                eprintln!("  filled {n} notices");
+            }
+        })?
+        .notices;
     let size = std::fs::metadata(&path)?.len();
     eprintln!("  fill took {:.0} s", secs(t.elapsed()));
 

@@ -273,6 +273,19 @@ impl App {
             )
         })?;
         let store_path = settings.store_path();
+        match crate::backup::apply_pending_restore(&settings.backup, &store_path) {
+            Ok(None) => {}
+            Ok(Some(r)) => warn!(
+                site = %r.site,
+                seq = r.seq,
+                kept_aside = ?r.kept_aside,
+                "the store was restored from a backup chosen in the admin UI"
+            ),
+            Err(e) => error!(
+                error = format!("{e:#}"),
+                "the staged restore was not applied"
+            ),
+        }
         let store = open_store_waiting(&store_path).with_context(|| {
             format!(
                 "データベース {} を開けません (cannot open the store)",
@@ -332,7 +345,7 @@ impl App {
                 &store,
                 offices_changed.clone(),
                 window.subscribe(),
-                (backups.clone(), backup_now.clone()),
+                (backups.clone(), backup_now.clone(), shutdown.clone()),
             )?;
             let token = shutdown.child_token();
             tasks.spawn(async move { ("admin", server.run(token).await) });

@@ -311,8 +311,16 @@ fn run(config: PathBuf) -> Result<(), Failure> {
     rt.block_on(async {
         let shutdown = CancellationToken::new();
         crate::signals::shutdown_on_signals(shutdown.clone())?;
-        let app = crate::app::App::start(settings, shutdown)?;
-        app.wait().await
+        loop {
+            // A restore chosen in the admin UI stops this run (its token only); the next start
+            // puts the verified copy in place.
+            let app = crate::app::App::start(settings.clone(), shutdown.child_token())?;
+            app.wait().await?;
+            if shutdown.is_cancelled() || !crate::backup::restore_pending(&settings.backup) {
+                return anyhow::Ok(());
+            }
+            tracing::warn!("restarting to put the restored store in place");
+        }
     })?;
     Ok(())
 }

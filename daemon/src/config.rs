@@ -1394,6 +1394,39 @@ client_key_file = "c.key"
         assert_eq!(s.intake.drop_dir, PathBuf::from("/srv/kaigo-relay/drop"));
         assert_eq!(s.mirror.catch_up_at_jst, (9, 30));
         assert_eq!(s.mirror.idle_interval, Duration::from_secs(3600));
+        assert_eq!(s.backup.sites.len(), 1);
+        assert_eq!(s.backup.sites[0].retention.daily, 14);
+        assert!(!s.backup.sites[0].encrypt);
+        assert_eq!(s.backup.interval, Duration::from_secs(3600));
+        // The commented S3 site parses too, with its credentials file.
+        let creds = dir.path().join("s3.credentials");
+        std::fs::write(
+            &creds,
+            "[default]\naws_access_key_id = AKIA\naws_secret_access_key = s3cr3t\n",
+        )
+        .unwrap();
+        let start = text.find("# [[backup.sites]]").unwrap();
+        let end =
+            start + text[start..].find("# encrypt = true").unwrap() + "# encrypt = true".len();
+        let block: String = text[start..end]
+            .lines()
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let s3 = format!("{}{block}{}", &text[..start], &text[end..]).replace(
+            "/etc/kaigo-relay/secrets/s3.credentials",
+            creds.to_str().unwrap(),
+        );
+        let s = Settings::from_toml(&s3, &path).unwrap();
+        assert_eq!(s.backup.sites.len(), 2);
+        assert!(s.backup.sites[1].encrypt, "s3 sites encrypt by default");
+        assert!(
+            !format!("{:?}", s.backup.sites[1]).contains("s3cr3t"),
+            "the secret is not printed"
+        );
+        // A typo in a site is refused.
+        let typo = text.replace("keep_weekly = 8", "keep_weakly = 8");
+        assert!(Settings::from_toml(&typo, &path).is_err());
         // Bad mirror settings name their key.
         for (bad, key) in [
             ("catch_up_at_jst = \"09:30\"", "catch_up_at_jst = \"9:3\""),

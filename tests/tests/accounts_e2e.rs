@@ -740,6 +740,17 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             ),
             gate(who == Who::Admin, Expect::Rejected),
         );
+        walk.mark("POST", "/backups/restore");
+        check(
+            who,
+            "/backups/restore",
+            // Without the tick: nothing is restored (the e2e backup test restores for real).
+            &b.post(
+                "/backups/restore",
+                &[("csrf_token", &token), ("site", "backup-dir")],
+            ),
+            gate(who == Who::Admin, Expect::Rejected),
+        );
         walk.mark("POST", "/backups/run");
         check(
             who,

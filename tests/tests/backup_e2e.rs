@@ -299,4 +299,52 @@ credentials_file = "s3.credentials"
     let (ok, _, text) = relay(&["restore"], &config);
     assert!(!ok);
     assert!(text.contains("動作中"), "{text}");
+
+    // The same from the admin UI: one more claim, then the newest NAS copy put back. The copy
+    // is verified first, the daemon restarts by itself and puts it in place.
+    let extra = env.claim(&["1000000301"], 60);
+    env.drop_atomic("KKC0.CSV", &extra);
+    env.wait_for("the extra claim recorded", T, |env| {
+        env.status()
+            .iter()
+            .any(|s| s["sha256"] == sha256_hex(&extra))
+            .then_some(())
+    });
+    let with_extra = status_json(&config).unwrap().len();
+    let one_time = env.add_user(&["--id", "boss", "--role", "system_admin"]);
+    let mut b = env.browser();
+    b.first_login("boss", &one_time, "natsu-no-yoru-pass-2026");
+    let page = b.get("/backups");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("cloud") && page.text().contains("暗号化"));
+    let token = b.csrf();
+    let page = b.post(
+        "/backups/restore",
+        &[("csrf_token", &token), ("site", "nas"), ("confirm", "1")],
+    );
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(
+        page.text().contains("装置を再起動しています"),
+        "{}",
+        page.text()
+    );
+    env.wait_for("the daemon restarted with the copy", T, |env| {
+        env.logs()
+            .contains("the store was restored from a backup chosen in the admin UI")
+            .then_some(())
+    });
+    let after = tests::wait_until(T, || {
+        status_json(&config)
+            .ok()
+            .filter(|s| s.len() + 1 == with_extra)
+    });
+    assert!(
+        after.is_some(),
+        "the restored store lacks the extra claim\n{}",
+        env.logs()
+    );
+    assert!(
+        !names(&after.unwrap()).contains("KKC0.CSV"),
+        "the copy predates the extra claim"
+    );
 }

@@ -27,6 +27,7 @@ pub const MUTATING: &[&str] = &[
     "close_return",
     "backup_now",
     "confirm_backup_key",
+    "restore_backup",
     "resend",
     "withdraw",
 ];
@@ -911,6 +912,29 @@ impl Backend for Fake {
         })
     }
 
+    async fn restore_backup(
+        &self,
+        p: &Principal,
+        site: &str,
+        seq: Option<u64>,
+    ) -> BackendResult<ActionOutcome> {
+        self.record("restore_backup", Some(p), &format!("{site}#{seq:?}"));
+        let done = site == "usb";
+        Ok(ActionOutcome {
+            done,
+            message_ja: if done {
+                "再起動します。".into()
+            } else {
+                "戻せませんでした。".into()
+            },
+            message_en: if done {
+                "Restarting.".into()
+            } else {
+                "Not restored.".into()
+            },
+        })
+    }
+
     async fn confirm_backup_key(
         &self,
         p: &Principal,
@@ -1140,6 +1164,7 @@ pub fn fields_for(path: &str) -> Vec<(&'static str, &'static str)> {
         "/returns/{id}/close" => vec![("note", "電話で確認しました"), ("office", OFFICE_A)],
         "/submissions/{id}/withdraw" => vec![("confirm", "1")],
         "/backups/key/confirm" => vec![("key_id", "0123456789abcdef")],
+        "/backups/restore" => vec![("site", "usb"), ("confirm", "1")],
         _ => Vec::new(),
     }
 }

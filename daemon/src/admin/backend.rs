@@ -42,8 +42,13 @@ pub struct AdminBackend {
     /// Store work running at once: more browsers than this wait their turn instead of each
     /// taking a thread and its memory.
     store_slots: Arc<tokio::sync::Semaphore>,
-    /// The backups and the signal that runs one now (none in tests of other pages).
-    backups: Option<(crate::backup::Backups, Arc<Notify>)>,
+    /// The backups, the signal that runs one now, and the daemon's stop (a restore chosen here
+    /// restarts it; none in tests of other pages).
+    backups: Option<(
+        crate::backup::Backups,
+        Arc<Notify>,
+        tokio_util::sync::CancellationToken,
+    )>,
 }
 
 /// Store calls the admin UI runs at once: two per core (at least four). A page's store work
@@ -137,8 +142,13 @@ impl AdminBackend {
     }
 
     /// Adds the backups page's data and its "back up now".
-    pub fn with_backups(mut self, backups: crate::backup::Backups, run_now: Arc<Notify>) -> Self {
-        self.backups = Some((backups, run_now));
+    pub fn with_backups(
+        mut self,
+        backups: crate::backup::Backups,
+        run_now: Arc<Notify>,
+        restart: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        self.backups = Some((backups, run_now, restart));
         self
     }
 
@@ -155,7 +165,14 @@ impl AdminBackend {
         .await
     }
 
-    fn backups_or_none(&self) -> BackendResult<&(crate::backup::Backups, Arc<Notify>)> {
+    #[allow(clippy::type_complexity)]
+    fn backups_or_none(
+        &self,
+    ) -> BackendResult<&(
+        crate::backup::Backups,
+        Arc<Notify>,
+        tokio_util::sync::CancellationToken,
+    )> {
         self.backups.as_ref().ok_or(BackendError::NotFound)
     }
 
@@ -1571,7 +1588,7 @@ impl Backend for AdminBackend {
 
     async fn backups(&self, p: &Principal) -> BackendResult<admin_ui::BackupsView> {
         self.admin_caller(p).await?;
-        let (backups, _) = self.backups_or_none()?.clone();
+        let backups = self.backups_or_none()?.0.clone();
         let _slot = self
             .store_slots
             .acquire()
@@ -1585,7 +1602,7 @@ impl Backend for AdminBackend {
 
     async fn backup_now(&self, p: &Principal) -> BackendResult<admin_ui::ActionOutcome> {
         let c = self.admin_caller(p).await?;
-        let (backups, run_now) = self.backups_or_none()?;
+        let (backups, run_now, _) = self.backups_or_none()?;
         if backups.sites().is_empty() {
             return Ok(admin_ui::ActionOutcome {
                 done: false,
@@ -1604,7 +1621,7 @@ impl Backend for AdminBackend {
 
     async fn backup_key_download(&self, p: &Principal) -> BackendResult<admin_ui::Download> {
         let c = self.admin_caller(p).await?;
-        let (backups, _) = self.backups_or_none()?;
+        let backups = &self.backups_or_none()?.0;
         let key = backups.key().ok_or(BackendError::NotFound)?;
         Self::audit(
             &self.store,
@@ -1626,7 +1643,7 @@ impl Backend for AdminBackend {
         key_id: &str,
     ) -> BackendResult<admin_ui::ActionOutcome> {
         let c = self.admin_caller(p).await?;
-        let (backups, _) = self.backups_or_none()?;
+        let backups = &self.backups_or_none()?.0;
         let key = backups.key().ok_or(BackendError::NotFound)?;
         if key_id != key.id() {
             return Ok(admin_ui::ActionOutcome {
@@ -1655,6 +1672,53 @@ impl Backend for AdminBackend {
             message_ja: "鍵を保管したことを記録しました。".into(),
             message_en: "Recorded that the key is kept safe.".into(),
         })
+    }
+
+    async fn restore_backup(
+        &self,
+        p: &Principal,
+        site: &str,
+        seq: Option<u64>,
+    ) -> BackendResult<admin_ui::ActionOutcome> {
+        let c = self.admin_caller(p).await?;
+        let (backups, _, restart) = self.backups_or_none()?;
+        match backups.stage_restore(site, seq, &c.account.id).await {
+            Ok(pending) => {
+                Self::audit(
+                    &self.store,
+                    &c,
+                    "backup_restore_staged",
+                    &format!("{}#{}", pending.site, pending.seq),
+                    String::new(),
+                );
+                // The daemon stops its stages, puts the copy in place and starts again.
+                restart.cancel();
+                Ok(admin_ui::ActionOutcome {
+                    done: true,
+                    message_ja: format!(
+                        "保存先「{}」のコピー #{}（{}）を取り出して確認しました。装置を再起動して、このコピーに置き換えます。1 分ほどしてから開き直してください。それまでのデータは残します。",
+                        pending.site,
+                        pending.seq,
+                        jst_minutes(pending.created_at)
+                    ),
+                    message_en: format!(
+                        "Copy #{} from site {} was downloaded and verified. The appliance restarts and puts it in place; reload in a minute. The data in place now is kept aside.",
+                        pending.seq, pending.site
+                    ),
+                })
+            }
+            Err(e) => {
+                warn!(
+                    error = format!("{e:#}"),
+                    "restore from the admin UI refused"
+                );
+                Ok(admin_ui::ActionOutcome {
+                    done: false,
+                    message_ja: format!("戻せませんでした。今のデータはそのままです: {e}"),
+                    message_en: format!("Not restored; the data in place is unchanged: {e}"),
+                })
+            }
+        }
     }
 }
 

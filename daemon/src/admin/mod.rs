@@ -50,7 +50,11 @@ pub fn start(
     store: &Store,
     offices_changed: Arc<Notify>,
     window: tokio::sync::watch::Receiver<Option<crate::federation::GatewayWindow>>,
-    backups: (crate::backup::Backups, Arc<Notify>),
+    backups: (
+        crate::backup::Backups,
+        Arc<Notify>,
+        tokio_util::sync::CancellationToken,
+    ),
 ) -> anyhow::Result<(String, AdminServer)> {
     let a = &settings.admin;
     let tls = tls::load_or_create(&settings.state_dir, a)?;
@@ -90,7 +94,7 @@ pub fn start(
         offices_changed,
         surroundings,
     )
-    .with_backups(backups.0, backups.1);
+    .with_backups(backups.0, backups.1, backups.2);
     let ui = admin_ui::AdminUi::new(Arc::new(backend))?;
     let url_file = settings.state_dir.join(crate::app::ADMIN_URL_FILE);
     std::fs::write(&url_file, format!("{url}\n"))

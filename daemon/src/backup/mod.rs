@@ -890,7 +890,11 @@ fn clean_work_dir(work: &Path) {
     if let Ok(entries) = std::fs::read_dir(work) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("snapshot-") || name.starts_with("restore-") {
+            if name.starts_with("snapshot-")
+                || name.starts_with("restore-")
+                    && !name.starts_with("restore-staged")
+                    && !name.starts_with("restore-pending")
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -1175,6 +1179,131 @@ pub async fn restore(
             .collect::<Vec<_>>()
             .join("; ")
     )))
+}
+
+const STAGED: &str = "restore-staged.redb";
+const PENDING: &str = "restore-pending.json";
+
+/// A restore chosen in the admin UI, waiting for the daemon's restart: the copy is already
+/// downloaded and verified (`restore-staged.redb` in the work folder); its digest is kept here so
+/// that it is verified once more before it is put in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRestore {
+    /// The site it came from.
+    pub site: String,
+    /// The copy.
+    pub seq: u64,
+    /// When the copy was taken.
+    pub created_at: Timestamp,
+    /// Who asked for it.
+    pub requested_by: String,
+    /// The schema version inside.
+    pub schema_version: u64,
+    /// Every table's digest.
+    pub tables: Vec<TableDigest>,
+}
+
+impl Backups {
+    /// Downloads and verifies copy `seq` (default: the newest complete one) of `site`, and
+    /// leaves it staged for [`apply_pending_restore`] at the daemon's next start. The live store
+    /// is not touched here.
+    pub async fn stage_restore(
+        &self,
+        site: &str,
+        seq: Option<u64>,
+        requested_by: &str,
+    ) -> Result<PendingRestore, BackupError> {
+        let s = self
+            .sites
+            .iter()
+            .find(|s| s.name() == site)
+            .ok_or_else(|| {
+                BackupError::NothingToRestore(format!(
+                    "保存先「{site}」は設定にありません (no such site)"
+                ))
+            })?;
+        let copies = list(s).await?;
+        let n = copies
+            .iter()
+            .rev()
+            .filter(|c| c.manifest.is_some())
+            .find(|c| seq.is_none_or(|n| n == c.seq))
+            .map(|c| c.seq)
+            .ok_or_else(|| {
+                BackupError::NothingToRestore(format!(
+                    "保存先「{site}」に使えるコピーがありません (no complete copy)"
+                ))
+            })?;
+        let work = &self.settings.work_dir;
+        let copy = fetch_verified(s, n, self.key.as_ref(), work, &|_, _| {}).await?;
+        let staged = work.join(STAGED);
+        std::fs::rename(&copy.path, &staged).map_err(io_err(&staged))?;
+        let pending = PendingRestore {
+            site: site.to_owned(),
+            seq: n,
+            created_at: copy.manifest.created_at,
+            requested_by: requested_by.to_owned(),
+            schema_version: copy.manifest.schema_version,
+            tables: copy.manifest.tables.clone(),
+        };
+        let path = work.join(PENDING);
+        let bytes = serde_json::to_vec_pretty(&pending)
+            .map_err(|e| BackupError::NothingToRestore(e.to_string()))?;
+        std::fs::write(&path, bytes)
+            .and_then(|()| std::fs::File::open(&path)?.sync_all())
+            .map_err(io_err(&path))?;
+        warn!(
+            site,
+            seq = n,
+            by = requested_by,
+            "restore staged; the daemon restarts to put it in place"
+        );
+        Ok(pending)
+    }
+}
+
+/// Whether a restore is staged for the next start.
+pub fn restore_pending(settings: &BackupSettings) -> bool {
+    settings.work_dir.join(PENDING).exists()
+}
+
+/// At start, before the store is opened: puts a staged restore in place once it verified again
+/// (the live file is kept aside). A staged copy that no longer verifies is set aside (`.failed`)
+/// and the live store stays; the error says why.
+pub fn apply_pending_restore(
+    settings: &BackupSettings,
+    store_path: &Path,
+) -> Result<Option<Restored>, BackupError> {
+    let (pending_path, staged) = (
+        settings.work_dir.join(PENDING),
+        settings.work_dir.join(STAGED),
+    );
+    let Ok(bytes) = std::fs::read(&pending_path) else {
+        return Ok(None);
+    };
+    let set_aside = |why: String| {
+        let _ = std::fs::rename(&pending_path, pending_path.with_extension("json.failed"));
+        let _ = std::fs::remove_file(&staged);
+        BackupError::NothingToRestore(format!(
+            "予約された復元を行えませんでした。今までのデータのまま起動します (the staged restore was not applied): {why}"
+        ))
+    };
+    let pending: PendingRestore =
+        serde_json::from_slice(&bytes).map_err(|e| set_aside(e.to_string()))?;
+    match crate::store::verify_snapshot(&staged) {
+        Ok(d) if d.tables == pending.tables && d.schema_version == pending.schema_version => {}
+        Ok(_) => return Err(set_aside("the staged copy changed".into())),
+        Err(e) => return Err(set_aside(e.to_string())),
+    }
+    let kept_aside = put_in_place(&staged, store_path)?;
+    std::fs::remove_file(&pending_path).map_err(io_err(&pending_path))?;
+    Ok(Some(Restored {
+        site: pending.site,
+        seq: pending.seq,
+        created_at: pending.created_at,
+        kept_aside,
+        skipped: Vec::new(),
+    }))
 }
 
 /// Renames the live file aside and moves the verified snapshot into its place.
