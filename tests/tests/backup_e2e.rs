@@ -348,3 +348,56 @@ credentials_file = "s3.credentials"
         "the copy predates the extra claim"
     );
 }
+
+/// A copy larger than one upload part goes to S3 as a multipart upload: every part but the last
+/// must be at least 5 MiB or a real S3 service refuses the upload (`EntityTooSmall`), which a
+/// small test store never shows. 25 MiB of random bytes make three parts.
+#[test]
+fn a_copy_larger_than_one_part_goes_up_in_parts_s3_accepts() {
+    kaigo_relay::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path(), BUCKET);
+    let site = kaigo_relay::backup::Site::new(&kaigo_relay::config::SiteSettings {
+        name: "s3".into(),
+        location: kaigo_relay::config::SiteLocation::S3 {
+            endpoint: s3.endpoint.clone(),
+            bucket: BUCKET.into(),
+            prefix: "big".into(),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: "test".into(),
+            secret_access_key: kaigo_relay::config::Secret::new("test-secret".into()),
+        },
+        encrypt: false,
+        retention: kaigo_relay::config::Retention {
+            hourly: 0,
+            daily: 0,
+            weekly: 0,
+            monthly: 0,
+        },
+    })
+    .unwrap();
+    let local = dir.path().join("big.bin");
+    let mut bytes = vec![0u8; 25 * 1024 * 1024 + 12_345];
+    fastrand::Rng::with_seed(8).fill(&mut bytes);
+    std::fs::write(&local, &bytes).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sent = rt
+        .block_on(site.put_file("copies/big.bin", &local))
+        .expect("a multipart upload that S3 accepts");
+    assert_eq!(sent.size, bytes.len() as u64);
+    assert_eq!(sent.sha256, sha256_hex(&bytes));
+    let back = dir.path().join("back.bin");
+    let got = rt
+        .block_on(site.get_file_progress("copies/big.bin", &back, &|_| {}))
+        .unwrap();
+    assert_eq!(got, sent);
+    assert!(
+        std::fs::read(&back).unwrap() == bytes,
+        "the bytes came back changed"
+    );
+    assert_eq!(s3.keys(BUCKET), vec!["big/copies/big.bin".to_owned()]);
+}

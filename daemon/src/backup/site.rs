@@ -23,6 +23,11 @@ use crate::config::{SiteLocation, SiteSettings};
 /// Read and write in pieces of this size.
 const PIECE: usize = 4 * 1024 * 1024;
 
+/// The part size of multipart uploads to object storage. S3 refuses every part but the last
+/// when it is under 5 MiB (`EntityTooSmall`), so this must stay above that; 10 MiB is also
+/// `object_store`'s own default.
+const S3_PART: usize = 10 * 1024 * 1024;
+
 /// What went wrong at a site.
 #[derive(Debug, thiserror::Error)]
 pub enum SiteError {
@@ -161,7 +166,7 @@ impl Site {
                 let path = Self::object_path(prefix, key);
                 let mut file = tokio::fs::File::open(local).await.map_err(io(local))?;
                 let mut writer =
-                    object_store::buffered::BufWriter::with_capacity(store.clone(), path, PIECE);
+                    object_store::buffered::BufWriter::with_capacity(store.clone(), path, S3_PART);
                 let mut hasher = Sha256::new();
                 let mut size = 0u64;
                 let mut buf = vec![0u8; PIECE];
