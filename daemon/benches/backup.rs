@@ -8,7 +8,8 @@
 //! - per-site upload times for a plain directory site, an encrypted directory site, and, with
 //!   `--s3 http://127.0.0.1:PORT` (a moto server with bucket `bench`), an encrypted S3 site.
 //!
-//! `cargo bench -p kaigo-relay --bench backup -- [--gib G | --notices N] [--dir D] [--s3 URL]`
+//! `cargo bench -p kaigo-relay --bench backup -- [--gib G | --notices N] [--dir D] [--s3 URL]
+//! [--store PATH]` (`--store`: fill that file once and reuse it on later runs).
 //!
 //! Page cache: nothing is dropped between steps, so `cp` and the backup read a warm store alike.
 
@@ -73,20 +74,26 @@ fn main() -> anyhow::Result<()> {
     let gib: f64 = arg("--gib").map_or(Ok(1.0), |s| s.parse())?;
     let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into()))?;
     let root = tmp.path();
-    let path = root.join("store.redb");
+    let kept = arg("--store").map(std::path::PathBuf::from);
+    let path = kept.clone().unwrap_or_else(|| root.join("store.redb"));
+    let fresh = !path.exists();
 
     // One fill of unique notices (about 2.8 KiB of store each: 380 000 make about 1 GiB).
     let store = Store::open(&path)?;
     let t = Instant::now();
     let total = arg("--notices").map_or(Ok((gib * 380_000.0) as u64), |s| s.parse())?;
-    let fill = NoticeFill::synthetic(total, 200, "200001".parse::<Month>()?);
-    let notices = fill
-        .fill(&store, |n, _| {
+    let notices = if fresh {
+        let fill = NoticeFill::synthetic(total, 200, "200001".parse::<Month>()?);
+        fill.fill(&store, |n, _| {
             if n % 100_000 < 500 {
                 eprintln!("  filled {n} notices");
             }
         })?
-        .notices;
+        .notices
+    } else {
+        eprintln!("  reusing {}", path.display());
+        store.notice_count()?
+    };
     let size = std::fs::metadata(&path)?.len();
     eprintln!("  fill took {:.0} s", secs(t.elapsed()));
 

@@ -84,29 +84,49 @@ macro_rules! snap_err {
     };
 }
 
-/// Hashes rows in the order they are read.
+/// Hashes rows in the order they are read. Rows are small, and BLAKE3 hashes many 1 KiB
+/// chunks at once (SIMD) only when it is given many at once, so rows are gathered into a
+/// buffer first: the hash is the same as feeding each row straight in, several times faster.
 struct RowHasher {
     hasher: blake3::Hasher,
+    buf: Vec<u8>,
     rows: u64,
 }
+
+/// The gathering buffer of [`RowHasher`].
+const HASH_BUFFER: usize = 64 * 1024;
 
 impl RowHasher {
     fn new() -> RowHasher {
         RowHasher {
             hasher: blake3::Hasher::new(),
+            buf: Vec::with_capacity(HASH_BUFFER),
             rows: 0,
         }
     }
 
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.buf.len() + bytes.len() > HASH_BUFFER {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+        if bytes.len() >= HASH_BUFFER {
+            self.hasher.update(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
     fn row(&mut self, key: &[u8], value: &[u8]) {
-        self.hasher.update(&(key.len() as u64).to_le_bytes());
-        self.hasher.update(key);
-        self.hasher.update(&(value.len() as u64).to_le_bytes());
-        self.hasher.update(value);
+        self.feed(&(key.len() as u64).to_le_bytes());
+        self.feed(key);
+        self.feed(&(value.len() as u64).to_le_bytes());
+        self.feed(value);
         self.rows += 1;
     }
 
-    fn finish(self, name: &str) -> TableDigest {
+    fn finish(mut self, name: &str) -> TableDigest {
+        self.hasher.update(&self.buf);
         TableDigest {
             name: name.to_owned(),
             rows: self.rows,
@@ -395,6 +415,43 @@ pub(crate) fn make_previous_schema(path: &Path) -> Result<(), SnapshotError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_gathered_row_hash_equals_feeding_each_row_straight_in() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut gathered = RowHasher::new();
+        let mut straight = blake3::Hasher::new();
+        // Sizes around the buffer's edges, including values larger than the buffer.
+        for len in [
+            0,
+            1,
+            100,
+            HASH_BUFFER - 8,
+            HASH_BUFFER,
+            HASH_BUFFER + 1,
+            3 * HASH_BUFFER,
+            7,
+        ]
+        .into_iter()
+        .cycle()
+        .take(40)
+        {
+            let key: Vec<u8> = (0..rng.usize(0..40)).map(|_| rng.u8(..)).collect();
+            let value: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+            gathered.row(&key, &value);
+            for part in [
+                &(key.len() as u64).to_le_bytes()[..],
+                &key,
+                &(value.len() as u64).to_le_bytes(),
+                &value,
+            ] {
+                straight.update(part);
+            }
+        }
+        let d = gathered.finish("t");
+        assert_eq!(d.rows, 40);
+        assert_eq!(d.blake3, straight.finalize().to_hex().to_string());
+    }
 
     #[test]
     fn every_registry_table_has_a_copier() {
