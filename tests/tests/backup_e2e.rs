@@ -3,7 +3,8 @@
 //! that finds one changed byte in the first site's copy and falls back to the next site, and a
 //! restored store that holds exactly what the snapshot's manifest says; then a backup killed with
 //! SIGKILL between a copy's object and its manifest, which leaves the live store intact and no
-//! copy counted complete (the next run removes the leftover).
+//! copy counted complete (the next run removes the leftover); and one killed right after its
+//! snapshot, which leaves nothing on any site.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step stops the test
 
@@ -231,9 +232,40 @@ credentials_file = "s3.credentials"
         submissions_in_copy
     );
 
+    // SIGKILL right after the snapshot, before any site is written: no site holds anything
+    // newer than the last complete copy, and the live store is intact.
+    let before = status_json(&config).unwrap();
+    let out = Command::new(&bins().relay)
+        .args(["backup", "run", "--config"])
+        .arg(&config)
+        .env("KAIGO_RELAY_FAILPOINTS", "backup.after_snapshot=1")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failpoint backup.after_snapshot hit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success());
+    let (ok, listed, text) = relay(&["backup", "list", "--json"], &config);
+    assert!(ok, "{text}");
+    for site in listed.as_array().unwrap() {
+        let newest = site["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["seq"].as_u64().unwrap())
+            .max();
+        assert_eq!(
+            newest,
+            Some(seq),
+            "nothing written after the snapshot: {site}"
+        );
+    }
+    assert_eq!(status_json(&config).unwrap(), before);
+
     // SIGKILL between a copy's object and its manifest (the daemon stopped: the command runs
     // the backup itself).
-    let before = status_json(&config).unwrap();
     let out = Command::new(&bins().relay)
         .args(["backup", "run", "--config"])
         .arg(&config)
