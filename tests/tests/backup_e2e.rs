@@ -33,6 +33,22 @@ fn relay(args: &[&str], config: &Path) -> (bool, Value, String) {
     (out.status.success(), json, format!("{stdout}\n{stderr}"))
 }
 
+/// Runs `kaigo-relay backup run` with a failpoint armed at `point` and checks that it died there.
+fn backup_killed_at(config: &Path, point: &str) {
+    let out = Command::new(&bins().relay)
+        .args(["backup", "run", "--config"])
+        .arg(config)
+        .env("KAIGO_RELAY_FAILPOINTS", format!("{point}=1"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("failpoint {point} hit: SIGKILL")),
+        "{stderr}"
+    );
+    assert!(!out.status.success(), "killed at {point}: {:?}", out.status);
+}
+
 fn names(subs: &[Value]) -> BTreeSet<String> {
     subs.iter()
         .map(|s| s["file_name"].as_str().unwrap_or_default().to_owned())
@@ -235,18 +251,7 @@ credentials_file = "s3.credentials"
     // SIGKILL right after the snapshot, before any site is written: no site holds anything
     // newer than the last complete copy, and the live store is intact.
     let before = status_json(&config).unwrap();
-    let out = Command::new(&bins().relay)
-        .args(["backup", "run", "--config"])
-        .arg(&config)
-        .env("KAIGO_RELAY_FAILPOINTS", "backup.after_snapshot=1")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("failpoint backup.after_snapshot hit"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success());
+    backup_killed_at(&config, "backup.after_snapshot");
     let (ok, listed, text) = relay(&["backup", "list", "--json"], &config);
     assert!(ok, "{text}");
     for site in listed.as_array().unwrap() {
@@ -266,18 +271,7 @@ credentials_file = "s3.credentials"
 
     // SIGKILL between a copy's object and its manifest (the daemon stopped: the command runs
     // the backup itself).
-    let out = Command::new(&bins().relay)
-        .args(["backup", "run", "--config"])
-        .arg(&config)
-        .env("KAIGO_RELAY_FAILPOINTS", "backup.after_object=1")
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("failpoint backup.after_object hit"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success());
+    backup_killed_at(&config, "backup.after_object");
     let (ok, listed, text) = relay(&["backup", "list", "--json"], &config);
     assert!(ok, "{text}");
     let incomplete: Vec<u64> = listed

@@ -183,17 +183,11 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
             for s in chosen {
                 let outcome = rt.block_on(async {
                     let copies = super::list(s).await?;
-                    let n = copies
-                        .iter()
-                        .rev()
-                        .filter(|c| c.manifest.is_some())
-                        .find(|c| seq.is_none_or(|n| n == c.seq))
-                        .map(|c| c.seq)
-                        .ok_or_else(|| {
-                            super::BackupError::NothingToRestore(
-                                "確認できるコピーがありません (no complete copy)".into(),
-                            )
-                        })?;
+                    let n = super::chosen_copy(&copies, seq).ok_or_else(|| {
+                        super::BackupError::NothingToRestore(
+                            "確認できるコピーがありません (no complete copy)".into(),
+                        )
+                    })?;
                     let copy = super::fetch_verified(s, n, key.as_ref(), &work, &|_, _| {}).await?;
                     let _ = std::fs::remove_file(&copy.path);
                     Ok::<_, super::BackupError>(copy.manifest)

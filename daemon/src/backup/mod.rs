@@ -220,6 +220,17 @@ pub struct CopyInfo {
     pub manifest: Option<Manifest>,
 }
 
+/// The copy to use from a site's listing (oldest first): copy `seq` when asked for, else the
+/// newest; only complete copies (with their manifest) count.
+pub fn chosen_copy(copies: &[CopyInfo], seq: Option<u64>) -> Option<u64> {
+    copies
+        .iter()
+        .rev()
+        .filter(|c| c.manifest.is_some())
+        .find(|c| seq.is_none_or(|n| n == c.seq))
+        .map(|c| c.seq)
+}
+
 /// A copy that was downloaded and verified: a plain redb file ready to be put in place.
 #[derive(Debug)]
 pub struct VerifiedCopy {
@@ -1130,12 +1141,7 @@ pub async fn restore(
     let mut skipped = Vec::new();
     for s in order {
         let candidate = match list(s).await {
-            Ok(copies) => copies
-                .iter()
-                .rev()
-                .filter(|c| c.manifest.is_some())
-                .find(|c| seq.is_none_or(|n| n == c.seq))
-                .map(|c| c.seq),
+            Ok(copies) => chosen_copy(&copies, seq),
             Err(e) => {
                 warn!(site = s.name(), error = %e, "site cannot be listed; trying the next");
                 skipped.push((s.name().to_owned(), e.to_string()));
@@ -1223,17 +1229,11 @@ impl Backups {
                 ))
             })?;
         let copies = list(s).await?;
-        let n = copies
-            .iter()
-            .rev()
-            .filter(|c| c.manifest.is_some())
-            .find(|c| seq.is_none_or(|n| n == c.seq))
-            .map(|c| c.seq)
-            .ok_or_else(|| {
-                BackupError::NothingToRestore(format!(
-                    "保存先「{site}」に使えるコピーがありません (no complete copy)"
-                ))
-            })?;
+        let n = chosen_copy(&copies, seq).ok_or_else(|| {
+            BackupError::NothingToRestore(format!(
+                "保存先「{site}」に使えるコピーがありません (no complete copy)"
+            ))
+        })?;
         let work = &self.settings.work_dir;
         let copy = fetch_verified(s, n, self.key.as_ref(), work, &|_, _| {}).await?;
         let staged = work.join(STAGED);
