@@ -418,6 +418,11 @@ impl App {
             error!("stages did not stop in time; aborting them");
             self.tasks.abort_all();
         }
+        // Everything the daemon has shown is made durable before it says it stopped: a stage's
+        // thread may hold the store past the runtime, and the process does not wait for it.
+        if let Err(e) = self.store.sync().await {
+            warn!(error = %e, "the last writes could not be made durable at the stop; the gateway is asked again at the next start");
+        }
         info!("kaigo-relay stopped");
         match failure {
             Some(e) => Err(e),

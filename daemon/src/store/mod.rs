@@ -616,6 +616,14 @@ impl Store {
             .unwrap_or_else(|_| Err(not_committed_with_group()))
     }
 
+    /// Makes every write committed so far durable: an empty durable commit persists the deferred
+    /// writes before it. The daemon calls this when it stops, so that a state it has shown
+    /// survives even when the last handle is held by a thread that outlives the runtime (the
+    /// process may exit before that thread lets go, and the close-time flush never runs).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.write_async(|_| Ok(())).await
+    }
+
     /// [`Store::write`] for async callers: the committer answers the task directly, with no
     /// blocking thread in between (a month-start burst makes thousands of these).
     pub async fn write_async<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -1482,6 +1490,81 @@ mod tests {
             "flushed by the durable commit after it"
         );
         assert!(state(2).note.is_some(), "a durable write is durable");
+    }
+
+    /// The child half of the sync test: a deferred write, a handle kept by a thread that never
+    /// ends, `sync` (unless told not to), and an exit that runs no destructors, as when `main`
+    /// returns while another thread still holds the store.
+    fn sync_child(path: &Path, sync: bool) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Store::open(path).unwrap();
+        let id = store
+            .record_new(sub("A.CSV", "aa", State::Sending), b"a".to_vec())
+            .unwrap()
+            .submission()
+            .id
+            .clone();
+        let held = store.clone();
+        std::thread::spawn(move || {
+            let _held = held;
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        });
+        rt.block_on(async {
+            store
+                .update_async_deferred(&id, |s| {
+                    s.transition(State::Arrived, "receipt", Timestamp::now())
+                })
+                .await
+                .unwrap();
+            if sync {
+                store.sync().await.unwrap();
+            }
+        });
+        println!("ready {id}");
+        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+        std::process::exit(0);
+    }
+
+    #[test]
+    fn sync_makes_a_deferred_write_durable_before_the_process_exits() {
+        if let Ok(path) = std::env::var("KAIGO_STORE_SYNC_CHILD") {
+            sync_child(Path::new(&path), std::env::var("KAIGO_STORE_SYNC").is_ok());
+            return;
+        }
+        let run = |sync: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.redb");
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "store::tests::sync_makes_a_deferred_write_durable_before_the_process_exits",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KAIGO_STORE_SYNC_CHILD", &path);
+            if sync {
+                cmd.env("KAIGO_STORE_SYNC", "1");
+            }
+            let out = cmd.output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let id = text
+                .split_once("ready ")
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_owned())
+                .unwrap_or_else(|| panic!("the child got through its writes: {text}"));
+            let store = Store::open(&path).unwrap();
+            store
+                .get(&SubmissionId::from_string(id))
+                .unwrap()
+                .unwrap()
+                .state
+        };
+        assert_eq!(run(true), State::Arrived, "synced before the exit");
+        // Without it the exit comes well inside the flush window: the write is gone, which is
+        // what the daemon's stop used to risk.
+        assert_eq!(run(false), State::Sending, "the deferred write was lost");
     }
 
     #[tokio::test]
