@@ -9,9 +9,12 @@
 //!   `--s3 http://127.0.0.1:PORT` (a moto server with bucket `bench`), an encrypted S3 site.
 //!
 //! `cargo bench -p kaigo-relay --bench backup -- [--gib G | --notices N] [--dir D] [--s3 URL]
-//! [--store PATH]` (`--store`: fill that file once and reuse it on later runs).
+//! [--store PATH] [--cold]` (`--store`: fill that file once and reuse it on later runs).
 //!
-//! Page cache: nothing is dropped between steps, so `cp` and the backup read a warm store alike.
+//! Page cache: by default nothing is dropped between steps, so `cp` and the backup read a warm
+//! store alike. With `--cold` (root only) the page cache is dropped before `cp` and before the
+//! whole local backup, so that both read the store from the disk, as on an appliance whose
+//! store is not in memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed step stops it
 
@@ -29,6 +32,13 @@ fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Writes dirty pages out and drops the page cache (needs root).
+fn drop_caches() {
+    let _ = timed(&mut std::process::Command::new("sync"));
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n")
+        .expect("--cold drops the page cache, which needs root");
 }
 
 fn secs(d: Duration) -> f64 {
@@ -71,6 +81,7 @@ fn settings(dir: &Path, sites: Vec<SiteSettings>) -> BackupSettings {
 
 fn main() -> anyhow::Result<()> {
     kaigo_relay::install_crypto_provider();
+    let cold = std::env::args().any(|a| a == "--cold");
     let gib: f64 = arg("--gib").map_or(Ok(1.0), |s| s.parse())?;
     let tmp = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| "/tmp".into()))?;
     let root = tmp.path();
@@ -99,11 +110,15 @@ fn main() -> anyhow::Result<()> {
 
     // cp of the same file on the same disk (warm cache, like the backup's read).
     let cp_path = root.join("cp-copy.redb");
-    let _ = timed(
-        std::process::Command::new("cat")
-            .arg(&path)
-            .stdout(std::process::Stdio::null()),
-    );
+    if cold {
+        drop_caches();
+    } else {
+        let _ = timed(
+            std::process::Command::new("cat")
+                .arg(&path)
+                .stdout(std::process::Stdio::null()),
+        );
+    }
     let cp = timed(std::process::Command::new("cp").arg(&path).arg(&cp_path));
     let sync = timed(std::process::Command::new("sync").arg(&cp_path));
     std::fs::remove_file(&cp_path)?;
@@ -136,6 +151,9 @@ fn main() -> anyhow::Result<()> {
         )],
     );
     let backups = Backups::new(store.clone(), local)?;
+    if cold {
+        drop_caches();
+    }
     let t = Instant::now();
     let run = rt.block_on(backups.run("bench"))?;
     let whole_local = t.elapsed();
@@ -189,7 +207,14 @@ fn main() -> anyhow::Result<()> {
     }
 
     let mib = size as f64 / 1048576.0;
-    println!("backup benchmark");
+    println!(
+        "backup benchmark ({})",
+        if cold {
+            "cold: page cache dropped before cp and before the whole local backup"
+        } else {
+            "warm page cache"
+        }
+    );
     println!(
         "  store: {mib:.0} MiB, {notices} notices, {} rows; snapshot file {:.0} MiB",
         digest.rows(),

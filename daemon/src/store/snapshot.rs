@@ -4,8 +4,10 @@
 //! header marks an open file as needing recovery). So a snapshot copies, from **one read
 //! transaction**, every table of the schema registry into a new file, row by row, and hashes
 //! each table while copying (its row count and a BLAKE3 over every key and value, length
-//! prefixed). The new file is then closed, reopened, checked with `check_integrity()`, and hashed
-//! again; only when both hashes agree is the snapshot returned.
+//! prefixed). One thread reads and hashes, another inserts into the new file: rows go between
+//! them in batches encoded exactly as they are hashed. The new file is then closed, reopened,
+//! checked with `check_integrity()`, and hashed again; only when both hashes agree is the
+//! snapshot returned.
 //!
 //! Invariants kept here:
 //! - **Backups never copy the live file**, and writers keep working throughout: a read
@@ -28,6 +30,11 @@ use super::{SCHEMA, SCHEMA_VERSION, Store, StoreError, parse_version};
 /// A fresh snapshot commits after this many bytes of rows, so that its write transaction does
 /// not hold a whole store's pages in memory (the commits are not durable; the last one is).
 const COMMIT_EVERY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Rows go from the reading thread to the inserting one in batches of about this many bytes.
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches in flight between the two threads (bounds the memory a snapshot takes).
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// What a snapshot holds, table by table: the basis of every later verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,47 +186,209 @@ impl<'a> Sink<'a> {
     }
 }
 
-/// Copies one table, hashing it; returns `None` when the source has no such table.
-fn copy_table<K: Key + 'static, V: Value + 'static>(
+/// Expands `$go!(K, V)` with the key and value types of the registry table `$name`; an
+/// unknown name is [`SnapshotError::UnknownTable`]. The one list of the registry's types: the
+/// reading, inserting and hashing sides all go through it, and a test walks the registry.
+macro_rules! by_table_types {
+    ($name:expr, $go:ident) => {
+        match $name {
+            "meta"
+            | "submissions"
+            | "blobs"
+            | "agenda"
+            | "alerts"
+            | "notices"
+            | "notice_bodies"
+            | "mirror_cursors"
+            | "return_items"
+            | "assessments"
+            | "submission_statements"
+            | "accounts"
+            | "corporations"
+            | "sessions"
+            | "offices"
+            | "backup_log" => {
+                $go!(&str, &[u8])
+            }
+            "submissions_by_sha256" | "pending_moves" | "return_items_by_office_month" => {
+                $go!(&str, &str)
+            }
+            "notices_by_office_month" | "return_items_pending" => $go!(&str, ()),
+            "audit_log" => $go!(u64, &[u8]),
+            "submissions_by_office_month" => $go!(&str, (&str, bool)),
+            "notice_reads" => $go!(&str, i64),
+            other => Err(SnapshotError::UnknownTable(other.to_owned())),
+        }
+    };
+}
+
+/// What the reading thread sends the inserting one.
+enum Piece {
+    /// The rows that follow belong to this table (created in the copy even when empty).
+    Table(&'static str),
+    /// Rows, each as `key length (u64 LE), key, value length (u64 LE), value`: the bytes the
+    /// table's hash is taken over.
+    Rows(Vec<u8>),
+    /// The end of the current table.
+    End,
+    /// Every table was read: the copy may be committed durably.
+    Done,
+}
+
+/// The inserting thread stopped (its error is the one to report).
+struct Hangup;
+
+fn push_row(batch: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    batch.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    batch.extend_from_slice(key);
+    batch.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    batch.extend_from_slice(value);
+}
+
+/// The rows of a batch made by [`push_row`].
+fn batch_rows(mut batch: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), SnapshotError>> {
+    fn take<'b>(rest: &mut &'b [u8]) -> Option<&'b [u8]> {
+        let (len, tail) = rest.split_first_chunk::<8>()?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+        if tail.len() < len {
+            return None;
+        }
+        let (part, tail) = tail.split_at(len);
+        *rest = tail;
+        Some(part)
+    }
+    std::iter::from_fn(move || {
+        if batch.is_empty() {
+            return None;
+        }
+        Some(match (take(&mut batch), take(&mut batch)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => {
+                batch = &[];
+                Err(SnapshotError::Mismatch(
+                    "a batch of rows was cut short".into(),
+                ))
+            }
+        })
+    })
+}
+
+/// The reading half of a copy: sends one table's rows in batches, hashing them; returns `None`
+/// when the source has no such table.
+fn read_table<K: Key + 'static, V: Value + 'static>(
+    name: &'static str,
     src: &ReadTransaction,
-    sink: &mut Sink<'_>,
-    def: TableDefinition<K, V>,
-) -> Result<Option<TableDigest>, SnapshotError> {
+    to: &std::sync::mpsc::SyncSender<Piece>,
+    def: TableDefinition<'static, K, V>,
+) -> Result<Result<Option<TableDigest>, Hangup>, SnapshotError> {
     let table = match src.open_table(def) {
         Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Ok(None)),
         Err(e) => return Err(SnapshotError::Store(StoreError::Db(e.into()))),
     };
-    let mut hasher = RowHasher::new();
-    snap_err!(sink.txn()?.open_table(def))?;
-    let mut iter = snap_err!(table.iter())?;
-    loop {
-        let mut pending = sink.pending_bytes;
-        let mut out = snap_err!(sink.txn()?.open_table(def))?;
-        let mut full = false;
-        for entry in iter.by_ref() {
-            let (k, v) = snap_err!(entry)?;
-            let (kv, vv) = (k.value(), v.value());
-            {
-                let (kb, vb) = (K::as_bytes(&kv), V::as_bytes(&vv));
-                hasher.row(kb.as_ref(), vb.as_ref());
-                pending += (kb.as_ref().len() + vb.as_ref().len()) as u64;
-            }
-            snap_err!(out.insert(&kv, &vv))?;
-            if pending >= COMMIT_EVERY_BYTES {
-                full = true;
-                break;
-            }
-        }
-        drop(out);
-        sink.pending_bytes = pending;
-        if !full {
-            break;
-        }
-        sink.commit(false)?;
-        sink.begin()?;
+    let send = |piece| to.send(piece).map_err(|_| Hangup);
+    if let Err(h) = send(Piece::Table(name)) {
+        return Ok(Err(h));
     }
-    Ok(Some(hasher.finish(def.name())))
+    let mut hasher = blake3::Hasher::new();
+    let mut rows = 0u64;
+    let mut batch = Vec::with_capacity(BATCH_BYTES + HASH_BUFFER);
+    for entry in snap_err!(table.iter())? {
+        let (k, v) = snap_err!(entry)?;
+        push_row(
+            &mut batch,
+            K::as_bytes(&k.value()).as_ref(),
+            V::as_bytes(&v.value()).as_ref(),
+        );
+        rows += 1;
+        if batch.len() >= BATCH_BYTES {
+            hasher.update(&batch);
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_BYTES + HASH_BUFFER));
+            if let Err(h) = send(Piece::Rows(full)) {
+                return Ok(Err(h));
+            }
+        }
+    }
+    hasher.update(&batch);
+    if !batch.is_empty()
+        && let Err(h) = send(Piece::Rows(batch))
+    {
+        return Ok(Err(h));
+    }
+    if let Err(h) = send(Piece::End) {
+        return Ok(Err(h));
+    }
+    Ok(Ok(Some(TableDigest {
+        name: def.name().to_owned(),
+        rows,
+        blake3: hasher.finalize().to_hex().to_string(),
+    })))
+}
+
+/// The inserting half of a copy: one table's batches, until its end.
+fn write_table<K: Key + 'static, V: Value + 'static>(
+    sink: &mut Sink<'_>,
+    from: &std::sync::mpsc::Receiver<Piece>,
+    def: TableDefinition<'static, K, V>,
+) -> Result<(), SnapshotError> {
+    snap_err!(sink.txn()?.open_table(def))?;
+    loop {
+        match from.recv() {
+            Ok(Piece::Rows(batch)) => {
+                if sink.pending_bytes >= COMMIT_EVERY_BYTES {
+                    sink.commit(false)?;
+                    sink.begin()?;
+                }
+                let mut out = snap_err!(sink.txn()?.open_table(def))?;
+                for row in batch_rows(&batch) {
+                    let (k, v) = row?;
+                    snap_err!(out.insert(K::from_bytes(k), V::from_bytes(v)))?;
+                }
+                drop(out);
+                sink.pending_bytes += batch.len() as u64;
+            }
+            Ok(Piece::End) => return Ok(()),
+            Ok(Piece::Table(_) | Piece::Done) => {
+                return Err(SnapshotError::Mismatch(format!(
+                    "table {} ended without its end mark",
+                    def.name()
+                )));
+            }
+            Err(_) => return Err(reader_stopped()),
+        }
+    }
+}
+
+fn reader_stopped() -> SnapshotError {
+    SnapshotError::Mismatch("the reading side of the copy stopped".into())
+}
+
+/// The inserting thread: creates `dest`, inserts every table it is sent, and commits durably
+/// only when the reader says every table was read.
+fn write_copy(dest: &Path, from: std::sync::mpsc::Receiver<Piece>) -> Result<(), SnapshotError> {
+    let db = snap_err!(Database::builder().create(dest))?;
+    let mut sink = Sink::new(&db)?;
+    loop {
+        match from.recv() {
+            Ok(Piece::Table(name)) => {
+                macro_rules! go {
+                    ($k:ty, $v:ty) => {{
+                        let def: TableDefinition<'static, $k, $v> = TableDefinition::new(name);
+                        write_table(&mut sink, &from, def)
+                    }};
+                }
+                by_table_types!(name, go)?;
+            }
+            Ok(Piece::Done) => break,
+            Ok(Piece::Rows(_) | Piece::End) => {
+                return Err(SnapshotError::Mismatch(
+                    "rows arrived outside a table".into(),
+                ));
+            }
+            Err(_) => return Err(reader_stopped()),
+        }
+    }
+    sink.commit(true)
 }
 
 /// Hashes one table of an opened copy.
@@ -243,56 +412,29 @@ fn hash_table<K: Key + 'static, V: Value + 'static>(
     Ok(Some(hasher.finish(def.name())))
 }
 
-/// What to do with a table: copy it into a sink, or only hash it.
-enum Job<'s, 'd> {
-    Copy(&'s mut Sink<'d>),
+/// What to do with a table: send its rows to the inserting thread, or only hash it.
+enum Job<'s> {
+    Read(&'s std::sync::mpsc::SyncSender<Piece>),
     Hash,
 }
 
 /// Dispatches a registry name to its typed table definition. Every name in [`SCHEMA`] has an
-/// arm (tested); an unknown name is an error.
+/// arm (tested); an unknown name is an error. `Ok(Err(Hangup))`: the inserting thread stopped.
 fn visit(
-    name: &str,
+    name: &'static str,
     src: &ReadTransaction,
-    job: &mut Job<'_, '_>,
-) -> Result<Option<TableDigest>, SnapshotError> {
+    job: &Job<'_>,
+) -> Result<Result<Option<TableDigest>, Hangup>, SnapshotError> {
     macro_rules! go {
         ($k:ty, $v:ty) => {{
-            let def: TableDefinition<$k, $v> = TableDefinition::new(name);
+            let def: TableDefinition<'static, $k, $v> = TableDefinition::new(name);
             match job {
-                Job::Copy(sink) => copy_table(src, sink, def),
-                Job::Hash => hash_table(src, def),
+                Job::Read(to) => read_table(name, src, to, def),
+                Job::Hash => hash_table(src, def).map(Ok),
             }
         }};
     }
-    match name {
-        "meta"
-        | "submissions"
-        | "blobs"
-        | "agenda"
-        | "alerts"
-        | "notices"
-        | "notice_bodies"
-        | "mirror_cursors"
-        | "return_items"
-        | "assessments"
-        | "submission_statements"
-        | "accounts"
-        | "corporations"
-        | "sessions"
-        | "offices"
-        | "backup_log" => {
-            go!(&str, &[u8])
-        }
-        "submissions_by_sha256" | "pending_moves" | "return_items_by_office_month" => {
-            go!(&str, &str)
-        }
-        "notices_by_office_month" | "return_items_pending" => go!(&str, ()),
-        "audit_log" => go!(u64, &[u8]),
-        "submissions_by_office_month" => go!(&str, (&str, bool)),
-        "notice_reads" => go!(&str, i64),
-        other => Err(SnapshotError::UnknownTable(other.to_owned())),
-    }
+    by_table_types!(name, go)
 }
 
 /// Refuses a file holding a table outside the registry (multimap tables included).
@@ -354,18 +496,37 @@ impl Store {
     fn snapshot_unchecked(&self, dest: &Path) -> Result<SnapshotDigest, SnapshotError> {
         let src = self.read()?;
         guard_unknown(&src)?;
-        let db = snap_err!(Database::builder().create(dest))?;
-        let mut sink = Sink::new(&db)?;
-        let mut tables = Vec::new();
-        for name in SCHEMA {
-            if let Some(d) = visit(name, &src, &mut Job::Copy(&mut sink))? {
-                tables.push(d);
+        let (to, from) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT);
+        std::thread::scope(|scope| {
+            let writer = std::thread::Builder::new()
+                .name("snapshot-insert".into())
+                .spawn_scoped(scope, move || write_copy(dest, from))
+                .map_err(|e| SnapshotError::Store(StoreError::Db(redb::Error::Io(e))))?;
+            let read = (|| {
+                let mut tables = Vec::new();
+                for name in SCHEMA {
+                    match visit(name, &src, &Job::Read(&to))? {
+                        Ok(Some(d)) => tables.push(d),
+                        Ok(None) => {}
+                        Err(Hangup) => return Ok(None),
+                    }
+                }
+                Ok(to.send(Piece::Done).ok().map(|()| tables))
+            })();
+            drop(to);
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(SnapshotError::Mismatch(
+                    "the inserting thread panicked".into(),
+                ))
+            });
+            // The reader's own error first; else the writer's (a hang-up means it has one).
+            match (read, written) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Err(e)) => Err(e),
+                (Ok(Some(tables)), Ok(())) => digest_of(&src, tables),
+                (Ok(None), Ok(())) => Err(reader_stopped()),
             }
-        }
-        sink.commit(true)?;
-        drop(sink);
-        drop(db);
-        digest_of(&src, tables)
+        })
     }
 }
 
@@ -381,7 +542,7 @@ pub fn verify_file(path: &Path) -> Result<SnapshotDigest, SnapshotError> {
     guard_unknown(&txn)?;
     let mut tables = Vec::new();
     for name in SCHEMA {
-        if let Some(d) = visit(name, &txn, &mut Job::Hash)? {
+        if let Ok(Some(d)) = visit(name, &txn, &Job::Hash)? {
             tables.push(d);
         }
     }
@@ -454,19 +615,64 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_reads_back_row_by_row_and_a_cut_batch_is_an_error() {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
+            .map(|i| (format!("k{i}").into_bytes(), vec![i as u8; i * 37]))
+            .collect();
+        let mut batch = Vec::new();
+        let mut hasher = RowHasher::new();
+        for (k, v) in &rows {
+            push_row(&mut batch, k, v);
+            hasher.row(k, v);
+        }
+        let back: Vec<(Vec<u8>, Vec<u8>)> = batch_rows(&batch)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect();
+        assert_eq!(back, rows);
+        // The batch is the bytes the hash is taken over.
+        assert_eq!(
+            blake3::hash(&batch).to_hex().to_string(),
+            hasher.finish("t").blake3
+        );
+        for cut in [1, 8, 9, batch.len() - 1] {
+            let results: Vec<_> = batch_rows(&batch[..cut]).collect();
+            assert!(
+                matches!(results.last(), Some(Err(SnapshotError::Mismatch(_)))),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_copy_that_cannot_be_written_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        for i in 0..2000 {
+            store.put_alert(&format!("k{i:05}"), vec![1; 2000]).unwrap();
+        }
+        // The inserting side fails at once; the reader must stop, not wait for it.
+        let dest = dir.path().join("no-such-folder").join("copy.redb");
+        match store.snapshot_to(&dest) {
+            Err(SnapshotError::Store(StoreError::Db(_))) => {}
+            other => panic!("expected the file error, got {other:?}"),
+        }
+        assert!(!dest.exists());
+    }
+
+    #[test]
     fn every_registry_table_has_a_copier() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         let txn = store.read().unwrap();
         for name in SCHEMA {
-            let r = visit(name, &txn, &mut Job::Hash);
+            let r = visit(name, &txn, &Job::Hash);
             assert!(
                 !matches!(r, Err(SnapshotError::UnknownTable(_))),
                 "{name} has no copier"
             );
         }
         assert!(matches!(
-            visit("not_a_table", &txn, &mut Job::Hash),
+            visit("not_a_table", &txn, &Job::Hash),
             Err(SnapshotError::UnknownTable(_))
         ));
     }
