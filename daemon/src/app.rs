@@ -77,6 +77,8 @@ struct Pipeline {
     changed: Arc<Notify>,
     /// The gateway's window, kept across pipeline restarts (the admin UI reads it).
     window: watch::Sender<Option<GatewayWindow>>,
+    /// The intake's scans, for the service watchdog.
+    heartbeat: crate::service::Heartbeat,
 }
 
 impl Pipeline {
@@ -124,7 +126,13 @@ impl Pipeline {
                 );
                 JoinSet::new()
             } else {
-                start_pipeline(&settings, &self.store, &self.window, token.clone())?
+                start_pipeline(
+                    &settings,
+                    &self.store,
+                    &self.window,
+                    &self.heartbeat,
+                    token.clone(),
+                )?
             };
             let reload = tokio::select! {
                 _ = shutdown.cancelled() => false,
@@ -176,6 +184,7 @@ fn start_pipeline(
     settings: &Settings,
     store: &Store,
     window_tx: &watch::Sender<Option<GatewayWindow>>,
+    heartbeat: &crate::service::Heartbeat,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<(&'static str, anyhow::Result<()>)>> {
     let store = store.clone();
@@ -194,6 +203,7 @@ fn start_pipeline(
         offices: Arc::new(settings.office_standings()),
         window: window_rx,
         relay_wakeup: wakeup.clone(),
+        heartbeat: heartbeat.clone(),
     };
     let desk = WithdrawDesk {
         store: store.clone(),
@@ -253,6 +263,8 @@ pub struct App {
     pub store: Store,
     /// Where the admin UI answers (`https://…/`), when it is enabled.
     pub admin_url: Option<String>,
+    /// Wakes the backup schedule for a run now (SIGUSR1).
+    backup_now: Arc<Notify>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -353,6 +365,18 @@ impl App {
         } else {
             None
         };
+        let heartbeat = crate::service::Heartbeat::default();
+        {
+            let (token, store, heartbeat) =
+                (shutdown.child_token(), store.clone(), heartbeat.clone());
+            let rescan = settings.intake.rescan_interval;
+            tasks.spawn(async move {
+                (
+                    "watchdog",
+                    crate::service::watchdog(store, heartbeat, rescan, token).await,
+                )
+            });
+        }
         let token = shutdown.child_token();
         let pipeline = Pipeline {
             settings: settings.clone(),
@@ -360,6 +384,7 @@ impl App {
             key,
             changed: offices_changed,
             window,
+            heartbeat,
         };
         tasks.spawn(async move { ("pipeline", pipeline.supervise(token).await) });
         info!(
@@ -372,11 +397,17 @@ impl App {
         Ok(App {
             store,
             admin_url,
+            backup_now,
             tasks,
             shutdown,
             // The pipeline drains within the relay's grace; the supervisor adds a little.
             grace: settings.relay.shutdown_grace + Duration::from_secs(2),
         })
+    }
+
+    /// Starts a backup now (what SIGUSR1 asks for).
+    pub fn backup_now(&self) -> Arc<Notify> {
+        self.backup_now.clone()
     }
 
     /// Waits until shutdown (or until a stage fails), then drains.

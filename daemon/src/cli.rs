@@ -305,21 +305,73 @@ fn settings_command(
 }
 
 fn run(config: PathBuf) -> Result<(), Failure> {
-    let settings = Settings::load(&config)?;
+    let mut settings = Settings::load(&config)?;
     init_logging("info");
     let rt = runtime()?;
     rt.block_on(async {
         let shutdown = CancellationToken::new();
-        crate::signals::shutdown_on_signals(shutdown.clone())?;
+        let mut commands = crate::signals::listen(shutdown.clone())?;
+        // The configuration that ran before a reload: if the new one does not start (a
+        // certificate that does not load, a port in use), the appliance goes back to it.
+        let mut previous: Option<Settings> = None;
         loop {
             // A restore chosen in the admin UI stops this run (its token only); the next start
-            // puts the verified copy in place.
-            let app = crate::app::App::start(settings.clone(), shutdown.child_token())?;
-            app.wait().await?;
-            if shutdown.is_cancelled() || !crate::backup::restore_pending(&settings.backup) {
-                return anyhow::Ok(());
+            // puts the verified copy in place. A reload (SIGHUP) stops it the same way.
+            let token = shutdown.child_token();
+            let app = match crate::app::App::start(settings.clone(), token.clone()) {
+                Ok(app) => app,
+                Err(e) => match previous.take() {
+                    Some(old) => {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "再読み込みした設定では起動できません。以前の設定で動き続けます (the reloaded configuration does not start; running on the previous one)"
+                        );
+                        settings = old;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+            };
+            previous = None;
+            crate::service::ready("受付中 (running)");
+            let backup_now = app.backup_now();
+            let mut wait = std::pin::pin!(app.wait());
+            let reloaded = loop {
+                tokio::select! {
+                    result = &mut wait => {
+                        result?;
+                        break None;
+                    }
+                    Some(command) = commands.recv() => match command {
+                        crate::signals::Command::BackupNow => {
+                            tracing::info!("a backup starts now (SIGUSR1)");
+                            backup_now.notify_one();
+                        }
+                        crate::signals::Command::Reload => match Settings::load(&config) {
+                            Ok(new) => {
+                                tracing::info!("reloading the configuration (SIGHUP): in-flight work is finished first");
+                                crate::service::reloading();
+                                token.cancel();
+                                (&mut wait).await?;
+                                break Some(new);
+                            }
+                            Err(e) => tracing::error!(
+                                error = %e,
+                                "設定ファイルに誤りがあるため再読み込みしません。今の設定で動き続けます (the configuration file has an error; not reloaded, the running configuration stays)"
+                            ),
+                        },
+                    },
+                }
+            };
+            match reloaded {
+                Some(new) => previous = Some(std::mem::replace(&mut settings, new)),
+                None if shutdown.is_cancelled()
+                    || !crate::backup::restore_pending(&settings.backup) =>
+                {
+                    return anyhow::Ok(());
+                }
+                None => tracing::warn!("restarting to put the restored store in place"),
             }
-            tracing::warn!("restarting to put the restored store in place");
         }
     })?;
     Ok(())

@@ -122,6 +122,8 @@ pub struct Intake {
     pub window: watch::Receiver<Option<GatewayWindow>>,
     /// Woken when a submission is queued.
     pub relay_wakeup: Arc<Notify>,
+    /// Beats at every completed scan (the service watchdog reads it).
+    pub heartbeat: crate::service::Heartbeat,
 }
 
 impl std::fmt::Debug for Intake {
@@ -210,6 +212,15 @@ impl Intake {
         let mut rescan = tokio::time::interval(self.settings.rescan_interval);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         info!(drop_dir = %self.settings.drop_dir.display(), mode = ?self.settings.mode, "intake started");
+        self.heartbeat.beat();
+        // However the loop ends, the watchdog expects no more scans from this run.
+        struct Idle(crate::service::Heartbeat);
+        impl Drop for Idle {
+            fn drop(&mut self) {
+                self.0.idle();
+            }
+        }
+        let _idle = Idle(self.heartbeat.clone());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -235,6 +246,7 @@ impl Intake {
                 _ = rescan.tick() => {
                     self.rescan(&mut candidates).await;
                     self.evaluate(&mut candidates, &shutdown).await;
+                    self.heartbeat.beat();
                 }
                 Ok(()) = self.window.changed() => {
                     for c in candidates.values_mut() {

@@ -27,6 +27,7 @@ pub mod notice;
 pub mod recent_log;
 pub mod relay;
 pub mod returns;
+pub mod service;
 pub mod setup;
 pub mod signals;
 pub mod status;
