@@ -95,7 +95,23 @@ impl Pipeline {
         for (number, e) in problems {
             error!(office = %number, error = %e, "a registered office cannot be used; it is not sent for until this is fixed");
         }
-        let roots = crate::transport::load_roots(&self.settings.gateway.ca_file)?;
+        if offices.is_empty() {
+            return Ok(offices);
+        }
+        let roots = match crate::transport::load_roots(&self.settings.gateway.ca_file) {
+            Ok(roots) => roots,
+            // Only registered offices: the appliance keeps running (UI, mirror of nothing,
+            // backups) and says what to fix. A config-file office makes it a config error.
+            Err(e) if self.settings.offices.is_empty() => {
+                error!(
+                    ca_file = %self.settings.gateway.ca_file.display(),
+                    error = format!("{e:#}"),
+                    "ゲートウェイの CA 証明書を読めないため、どの事業所の送信も始めません (the gateway CA cannot be read; no office is sent for until it is in place)"
+                );
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
         let mut usable = Vec::with_capacity(offices.len());
         for o in offices {
             let from_config = self

@@ -1385,7 +1385,29 @@ client_key_file = "c.key"
         // The example names absolute paths under /etc; point the password file at a real one.
         let pw = dir.path().join("pw");
         std::fs::write(&pw, "x\n").unwrap();
-        let text = example.replace(
+        // As installed, no office is configured (they are registered in the UI).
+        let installed = Settings::from_toml(example, &path).unwrap();
+        assert!(installed.offices.is_empty());
+        // The commented office block parses once its lines are uncommented.
+        let office_keys = [
+            "[[offices]]",
+            "office_number =",
+            "name =",
+            "federation_user_id =",
+            "federation_password_file =",
+            "client_cert_file =",
+            "client_key_file =",
+        ];
+        let start = example.find("\n# [[offices]]\n").unwrap();
+        let block: String = example[start..]
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if office_keys.iter().any(|k| rest.starts_with(k)) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = format!("{}{block}\n", &example[..start]).replace(
             "/etc/kaigo-relay/secrets/1379999996.password",
             pw.to_str().unwrap(),
         );
