@@ -344,12 +344,12 @@ fn run(config: PathBuf) -> Result<(), Failure> {
                     }
                     Some(command) = commands.recv() => match command {
                         crate::signals::Command::BackupNow => {
-                            tracing::info!("a backup starts now (SIGUSR1)");
+                            tracing::info!("バックアップを今すぐ始めます (a backup starts now: SIGUSR1)");
                             backup_now.notify_one();
                         }
                         crate::signals::Command::Reload => match Settings::load(&config) {
                             Ok(new) => {
-                                tracing::info!("reloading the configuration (SIGHUP): in-flight work is finished first");
+                                tracing::info!("設定を読み込み直します。処理中の送信を終えてから切り替えます (reloading the configuration: SIGHUP; in-flight work is finished first)");
                                 crate::service::reloading();
                                 token.cancel();
                                 (&mut wait).await?;

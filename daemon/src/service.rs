@@ -139,7 +139,7 @@ pub async fn watchdog(
             Err(why) => {
                 warn!(
                     ?why,
-                    "liveness check failed; the service manager's watchdog is not pinged"
+                    "動作確認に失敗しました。続くと systemd が再起動します (liveness check failed; the watchdog is not pinged, and systemd restarts the service if this goes on)"
                 )
             }
         }

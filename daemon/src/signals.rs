@@ -86,7 +86,10 @@ pub fn listen(shutdown: CancellationToken) -> anyhow::Result<mpsc::UnboundedRece
             };
             info!(signal, ?command, "signal received");
             if tx.send(command).is_err() {
-                warn!(signal, "the appliance is stopping; the signal is ignored");
+                warn!(
+                    signal,
+                    "停止中のため、このシグナルは無視します (the appliance is stopping; the signal is ignored)"
+                );
             }
         }
     });

@@ -43,6 +43,15 @@ fn chroot(root: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// `kaigo-relay ARGS… --config /etc/kaigo-relay/kaigo-relay.toml` in the root, as the service
+/// user (as the unit runs it).
+fn as_service(root: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["runuser", "-u", "kaigo-relay", "--", "kaigo-relay"];
+    all.extend_from_slice(args);
+    all.extend(["--config", "/etc/kaigo-relay/kaigo-relay.toml"]);
+    run(&mut chroot(root, &all))
+}
+
 /// The mirror of the machine's apt sources (deb822 or one-line form).
 fn mirror() -> String {
     let mut texts = Vec::new();
@@ -183,19 +192,7 @@ fn the_deb_installs_into_a_clean_debian_root_and_upgrades_with_a_backup() {
     );
 
     // The installed configuration passes the unit's ExecStartPre check, as the service user.
-    let check = text(&run(&mut chroot(
-        &root,
-        &[
-            "runuser",
-            "-u",
-            "kaigo-relay",
-            "--",
-            "kaigo-relay",
-            "check-config",
-            "--config",
-            "/etc/kaigo-relay/kaigo-relay.toml",
-        ],
-    )));
+    let check = text(&as_service(&root, &["check-config"]));
     assert!(check.contains("config OK"), "{check}");
     let demo = text(&run(&mut chroot(
         &root,
@@ -219,20 +216,7 @@ fn the_deb_installs_into_a_clean_debian_root_and_upgrades_with_a_backup() {
 
     // A store exists once the service has run: make one with a first backup, as the service
     // user, then upgrade (the same package again is an upgrade to dpkg).
-    run(&mut chroot(
-        &root,
-        &[
-            "runuser",
-            "-u",
-            "kaigo-relay",
-            "--",
-            "kaigo-relay",
-            "backup",
-            "run",
-            "--config",
-            "/etc/kaigo-relay/kaigo-relay.toml",
-        ],
-    ));
+    as_service(&root, &["backup", "run"]);
     let copies = root.join("var/backups/kaigo-relay/copies");
     assert!(copies.join("0000000001/manifest.json").exists());
     let config = root.join("etc/kaigo-relay/kaigo-relay.toml");

@@ -59,6 +59,19 @@ impl Manager {
     }
 }
 
+/// Each file reached the federation exactly once.
+fn assert_each_received_once(env: &Env, files: &[&[u8]]) {
+    let received = env.received();
+    for bytes in files {
+        let sha = sha256_hex(bytes);
+        let n = received
+            .iter()
+            .filter(|r| r["sha256"] == sha.as_str())
+            .count();
+        assert_eq!(n, 1, "{sha}");
+    }
+}
+
 fn write_config(env: &Env, edit: impl FnOnce(String) -> String) {
     let text = std::fs::read_to_string(&env.daemon_config).unwrap();
     std::fs::write(&env.daemon_config, edit(text)).unwrap();
@@ -121,15 +134,7 @@ fn readiness_watchdog_and_sighup_reload_with_a_bad_config_refused() {
     manager.wait_line(&env, "WATCHDOG=1");
 
     // Each claim reached the federation once, across the reload.
-    for bytes in [&first, &second, &third] {
-        let sha = sha256_hex(bytes);
-        let n = env
-            .received()
-            .iter()
-            .filter(|r| r["sha256"] == sha.as_str())
-            .count();
-        assert_eq!(n, 1, "{sha}");
-    }
+    assert_each_received_once(&env, &[&first, &second, &third]);
 
     let status = env.daemon().terminate();
     assert!(status.success(), "{status:?}\n{}", env.logs());
@@ -201,15 +206,8 @@ fn sigterm_drains_and_leaves_no_submission_half_sent() {
     for bytes in &claims {
         env.wait_state(&sha256_hex(bytes), "accepted", T);
     }
-    for bytes in &claims {
-        let sha = sha256_hex(bytes);
-        let n = env
-            .received()
-            .iter()
-            .filter(|r| r["sha256"] == sha.as_str())
-            .count();
-        assert_eq!(n, 1, "{sha}");
-    }
+    let all: Vec<&[u8]> = claims.iter().map(Vec::as_slice).collect();
+    assert_each_received_once(&env, &all);
     let status = env.daemon().terminate();
     assert!(status.success());
 }
