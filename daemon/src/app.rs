@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::deadline::DeadlineWatch;
+use crate::disk_guard::{DiskGate, DiskGuard};
 use crate::federation::{GatewayClient, GatewayWindow};
 use crate::intake::Intake;
 use crate::relay::Relay;
@@ -79,6 +80,8 @@ struct Pipeline {
     window: watch::Sender<Option<GatewayWindow>>,
     /// The intake's scans, for the service watchdog.
     heartbeat: crate::service::Heartbeat,
+    /// Closed while the store's disk is nearly full.
+    disk: DiskGate,
 }
 
 impl Pipeline {
@@ -147,6 +150,7 @@ impl Pipeline {
                     &self.store,
                     &self.window,
                     &self.heartbeat,
+                    &self.disk,
                     token.clone(),
                 )?
             };
@@ -201,6 +205,7 @@ fn start_pipeline(
     store: &Store,
     window_tx: &watch::Sender<Option<GatewayWindow>>,
     heartbeat: &crate::service::Heartbeat,
+    disk: &DiskGate,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<(&'static str, anyhow::Result<()>)>> {
     let store = store.clone();
@@ -220,6 +225,7 @@ fn start_pipeline(
         window: window_rx,
         relay_wakeup: wakeup.clone(),
         heartbeat: heartbeat.clone(),
+        disk: disk.clone(),
     };
     let desk = WithdrawDesk {
         store: store.clone(),
@@ -235,6 +241,7 @@ fn start_pipeline(
         users: crate::mirror::UserPlan::from_offices(&settings.offices),
         sent: sent.clone(),
         returns_hint: returns_hint.clone(),
+        disk: disk.clone(),
     };
     let relay = Relay {
         sent,
@@ -334,6 +341,12 @@ impl App {
             announce_first_admin(&password, &file);
         }
         Intake::prepare_folders(&settings.intake.drop_dir)?;
+        let (guard, disk) = DiskGuard::new(
+            store.clone(),
+            settings.intake.drop_dir.clone(),
+            settings.state_dir.clone(),
+            settings.disk,
+        );
 
         let backups = crate::backup::Backups::new(store.clone(), settings.backup.clone())
             .context("バックアップの準備ができません (cannot prepare the backups)")?;
@@ -342,6 +355,8 @@ impl App {
         let offices_changed = Arc::new(Notify::new());
         let (window, _) = watch::channel(None);
         let mut tasks = JoinSet::new();
+        let token = shutdown.child_token();
+        tasks.spawn(async move { ("disk", guard.run(token).await) });
         {
             let (token, state_dir, backups, now) = (
                 shutdown.child_token(),
@@ -401,6 +416,7 @@ impl App {
             changed: offices_changed,
             window,
             heartbeat,
+            disk,
         };
         tasks.spawn(async move { ("pipeline", pipeline.supervise(token).await) });
         info!(

@@ -58,6 +58,26 @@ struct RawConfig {
     offices: Vec<RawOffice>,
     #[serde(default)]
     backup: backup::RawBackup,
+    #[serde(default)]
+    disk: RawDisk,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDisk {
+    #[serde(default = "defaults::min_free_mib")]
+    min_free_mib: u64,
+    #[serde(default = "defaults::disk_check_interval_secs")]
+    check_interval_secs: u64,
+}
+
+impl Default for RawDisk {
+    fn default() -> Self {
+        RawDisk {
+            min_free_mib: defaults::min_free_mib(),
+            check_interval_secs: defaults::disk_check_interval_secs(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,6 +287,12 @@ mod defaults {
     pub fn rescan_interval_secs() -> u64 {
         10
     }
+    pub fn min_free_mib() -> u64 {
+        512
+    }
+    pub fn disk_check_interval_secs() -> u64 {
+        10
+    }
     pub fn settle_interval_ms() -> u64 {
         500
     }
@@ -389,6 +415,8 @@ pub struct Settings {
     pub offices: Vec<OfficeSettings>,
     /// Backups: schedule, drills and sites.
     pub backup: BackupSettings,
+    /// The low-disk guard of the drop and state volumes.
+    pub disk: crate::disk_guard::DiskSettings,
 }
 
 /// Admin web UI settings.
@@ -862,6 +890,14 @@ impl Settings {
             });
         }
 
+        let disk = crate::disk_guard::DiskSettings {
+            min_free_bytes: raw
+                .disk
+                .min_free_mib
+                .checked_mul(1 << 20)
+                .ok_or_else(|| invalid("disk.min_free_mib", "大きすぎます (too large)"))?,
+            check_interval: secs("disk.check_interval_secs", raw.disk.check_interval_secs, 1)?,
+        };
         Ok(Settings {
             config_path: path.to_owned(),
             state_dir: abs(&raw.state_dir),
@@ -872,6 +908,7 @@ impl Settings {
             admin,
             offices,
             backup,
+            disk,
         })
     }
 

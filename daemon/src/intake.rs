@@ -124,6 +124,8 @@ pub struct Intake {
     pub relay_wakeup: Arc<Notify>,
     /// Beats at every completed scan (the service watchdog reads it).
     pub heartbeat: crate::service::Heartbeat,
+    /// Closed while the store's disk is nearly full: files wait in the drop folder.
+    pub disk: crate::disk_guard::DiskGate,
 }
 
 impl std::fmt::Debug for Intake {
@@ -253,6 +255,12 @@ impl Intake {
                         c.retry_not_before = None;
                     }
                     self.evaluate(&mut candidates, &shutdown).await;
+                }
+                () = self.disk.changed() => {
+                    if !self.disk.store_paused() {
+                        self.rescan(&mut candidates).await;
+                        self.evaluate(&mut candidates, &shutdown).await;
+                    }
                 }
             }
         }
@@ -414,6 +422,15 @@ impl Intake {
         candidates: &mut HashMap<PathBuf, Candidate>,
         shutdown: &CancellationToken,
     ) {
+        if self.disk.store_paused() {
+            // Nothing new goes into the store until the disk guard sees space again; the files
+            // stay where they are (the guard has logged and raised the alert).
+            debug!(
+                waiting = candidates.len(),
+                "intake paused: the store's disk is nearly full"
+            );
+            return;
+        }
         let now = Instant::now();
         let settle = self.settings.settle_interval;
         // A stability check counts only if a full settle interval has passed since the last

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod demo;
+pub mod disk_guard;
 pub mod failpoint;
 pub mod federation;
 pub mod intake;

@@ -182,6 +182,8 @@ pub struct Mirror<G> {
     pub sent: Arc<Notify>,
     /// Wakes the returns linker after notices were stored.
     pub returns_hint: Arc<Notify>,
+    /// Closed while the store's disk is nearly full: notices wait at the federation.
+    pub disk: crate::disk_guard::DiskGate,
 }
 
 impl<G: GatewayApi + NoticeSource> Mirror<G> {
@@ -215,6 +217,15 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
             }
             if shutdown.is_cancelled() {
                 return Ok(());
+            }
+            if self.disk.store_paused() {
+                // The federation keeps the notices; they are fetched once there is space.
+                let mut gate = self.disk.clone();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    () = gate.changed() => {}
+                }
+                continue;
             }
             match self.pass_all(&shutdown).await {
                 Ok(()) => {

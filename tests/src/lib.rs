@@ -181,6 +181,8 @@ pub struct EnvOptions {
     pub intake_mode: &'static str,
     /// Extra lines of the `[admin]` section.
     pub admin_toml: String,
+    /// Extra sections at the end of the config file (`[disk]`, …).
+    pub extra_toml: String,
 }
 
 impl Default for EnvOptions {
@@ -193,6 +195,7 @@ impl Default for EnvOptions {
             health_refresh_secs: 60,
             intake_mode: "watch",
             admin_toml: String::new(),
+            extra_toml: String::new(),
         }
     }
 }
@@ -314,8 +317,10 @@ shutdown_grace_secs = 5
 [admin]
 listen = "127.0.0.1:0"
 {admin_toml}
-{office_blocks}"#,
+{office_blocks}
+{extra_toml}"#,
             admin_toml = opts.admin_toml,
+            extra_toml = opts.extra_toml,
             rescan = opts.rescan_interval_secs,
             settle = opts.settle_interval_ms,
             grace = opts.incomplete_grace_secs,
@@ -508,6 +513,22 @@ where
 
 /// `kaigo-relay status --json --config CONFIG`'s submissions, or what went wrong.
 pub fn status_json(config: &Path) -> Result<Vec<Value>, String> {
+    Ok(status_doc(config)?["submissions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// The current alerts as `kaigo-relay status --json` shows them.
+pub fn status_alerts(config: &Path) -> Result<Vec<Value>, String> {
+    Ok(status_doc(config)?["alerts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// The whole document of `kaigo-relay status --json --config CONFIG`.
+pub fn status_doc(config: &Path) -> Result<Value, String> {
     let out = Command::new(&bins().relay)
         .args(["status", "--json", "--config"])
         .arg(config)
@@ -519,9 +540,7 @@ pub fn status_json(config: &Path) -> Result<Vec<Value>, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let doc: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))?;
-    Ok(doc["submissions"].as_array().cloned().unwrap_or_default())
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("status JSON: {e}"))
 }
 
 /// Lower-case hex SHA-256.
