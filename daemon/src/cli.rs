@@ -120,6 +120,17 @@ enum Command {
         #[arg(long, requires = "close")]
         note: Option<String>,
     },
+    /// サポート用資料を 1 つのファイルにまとめる（秘密は含まない）/ Collect version, config (secrets
+    /// redacted), health and recent logs into one file for support.
+    SupportBundle {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// 書き出すファイル（既定: カレントフォルダーの kaigo-relay-support-日時.tar.gz）/
+        /// Output file (default: kaigo-relay-support-<time>.tar.gz here).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
     CheckConfig {
         /// 設定ファイル / Config file.
@@ -194,12 +205,45 @@ impl From<ConfigError> for Failure {
     }
 }
 
+/// Whether stderr is the journal: systemd sets `JOURNAL_STREAM` to the `device:inode` of the
+/// stream it connected (a child that inherited the variable but writes elsewhere must not
+/// switch).
+fn stderr_is_journal() -> bool {
+    let Ok(wanted) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = rustix::fs::fstat(std::io::stderr()) else {
+        return false;
+    };
+    wanted == format!("{}:{}", st.st_dev, st.st_ino)
+}
+
 fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal as _;
     use tracing_subscriber::prelude::*;
+    // Under systemd each event goes to the journal with its fields as journal fields
+    // (`journalctl -u kaigo-relay OFFICE=…`, the claim span's `SUBMISSION=…`); elsewhere
+    // it is a line on stderr, coloured only for a terminal.
+    let journal = if stderr_is_journal() {
+        tracing_journald::layer()
+            .map(|l| {
+                l.with_field_prefix(None)
+                    .with_syslog_identifier("kaigo-relay".to_owned())
+            })
+            .ok()
+    } else {
+        None
+    };
+    let stderr = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(journal)
+        .with(stderr)
         .with(crate::recent_log::RecentLog)
         .try_init();
 }
@@ -219,6 +263,7 @@ pub fn main() -> ExitCode {
         Command::Demo { dir, setup_only } => demo(dir, setup_only),
         Command::Status { config, json } => status(config, json),
         Command::CheckConfig { config } => check_config(config),
+        Command::SupportBundle { config, output } => support_bundle(config, output),
         Command::Notices {
             config,
             json,
@@ -621,6 +666,17 @@ fn setup_command(
     };
     let settings = Settings::load(&config)?;
     f(&settings)?;
+    Ok(())
+}
+
+fn support_bundle(config: PathBuf, output: Option<PathBuf>) -> Result<(), Failure> {
+    let output = output.unwrap_or_else(|| crate::support::default_output(jiff::Timestamp::now()));
+    let names = crate::support::make(&config, &output)?;
+    println!(
+        "サポート用資料を作成しました (support bundle written): {}\n  {}",
+        output.display(),
+        names.join(", ")
+    );
     Ok(())
 }
 

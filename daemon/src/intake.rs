@@ -51,6 +51,11 @@ pub const ERROR_DIR: &str = "エラー";
 pub const REASON_SUFFIX: &str = ".エラー.txt";
 /// Suffix of the result file next to a file in `送信済/`: where the claim stands now.
 pub const RESULT_SUFFIX: &str = ".結果.txt";
+/// Mode of `送信済/` and `エラー/`: the office PCs (the Samba share gives them the daemon's
+/// group) may read the results but neither add, rename nor delete anything there.
+pub const RESULT_DIR_MODE: u32 = 0o750;
+/// Mode of the result and reason notes: readable by the daemon's group, written by it only.
+pub const NOTE_MODE: u32 = 0o640;
 
 /// Names intake never takes: temporary files of editors and copy tools, and files Windows
 /// Explorer leaves in shared folders.
@@ -175,12 +180,14 @@ enum TakeOutcome {
 }
 
 impl Intake {
-    /// Creates the drop folder and its `送信済/` and `エラー/` folders if missing.
+    /// Creates the drop folder and its `送信済/` and `エラー/` folders if missing, and gives the
+    /// two result folders [`RESULT_DIR_MODE`] (whatever the daemon's umask).
     pub fn prepare_folders(drop_dir: &Path) -> anyhow::Result<()> {
-        for dir in [
-            drop_dir.to_owned(),
-            drop_dir.join(SENT_DIR),
-            drop_dir.join(ERROR_DIR),
+        use std::os::unix::fs::PermissionsExt as _;
+        for (dir, mode) in [
+            (drop_dir.to_owned(), None),
+            (drop_dir.join(SENT_DIR), Some(RESULT_DIR_MODE)),
+            (drop_dir.join(ERROR_DIR), Some(RESULT_DIR_MODE)),
         ] {
             std::fs::create_dir_all(&dir).with_context(|| {
                 format!(
@@ -188,6 +195,14 @@ impl Intake {
                     dir.display()
                 )
             })?;
+            if let Some(mode) = mode
+                && let Err(e) =
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            {
+                // Made by someone else (an administrator by hand): it still works, but the
+                // PCs' rights there are whatever that person gave.
+                warn!(folder = %dir.display(), error = %e, "フォルダーの権限を設定できません (cannot set the folder's mode)");
+            }
         }
         Ok(())
     }
@@ -1316,6 +1331,7 @@ fn write_note_file(path: &Path, text: &str) -> anyhow::Result<()> {
                 .unwrap_or_default();
             let tmp = path.with_file_name(format!(".{name}.tmp"));
             std::fs::write(&tmp, &wanted)
+                .and_then(|()| set_note_mode(&tmp))
                 .with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, path).with_context(|| {
                 format!("cannot rename {} to {}", tmp.display(), path.display())
@@ -1326,9 +1342,17 @@ fn write_note_file(path: &Path, text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Gives a note [`NOTE_MODE`]: the daemon's umask (077 under systemd) would keep it from the
+/// office PCs.
+fn set_note_mode(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(NOTE_MODE))
+}
+
 fn write_reason_file(path: &Path, sub: &Submission) -> anyhow::Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    set_note_mode(path)?;
     f.write_all(b"\xEF\xBB\xBF")?;
     f.write_all(reason_text(sub).as_bytes())?;
     f.sync_all()?;

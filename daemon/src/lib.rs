@@ -34,6 +34,7 @@ pub mod signals;
 pub mod status;
 pub mod store;
 pub mod submission;
+pub mod support;
 pub mod timefmt;
 pub mod transport;
 pub mod validate;

@@ -140,13 +140,15 @@ pub enum Query {
     Office {
         office: crate::setup::OfficeCommand,
     },
+    /// `kaigo-relay support-bundle`: the daemon's own figures and recent log.
+    Support,
 }
 
 impl Query {
     /// Whether answering it writes to the store.
     pub fn writes(&self) -> bool {
         match self {
-            Query::Notices | Query::Returns | Query::NoticeBody { .. } => false,
+            Query::Notices | Query::Returns | Query::NoticeBody { .. } | Query::Support => false,
             Query::User {
                 user: crate::setup::UserCommand::List,
             }
@@ -179,6 +181,8 @@ pub fn answer(ctl: &Control, q: &Query) -> anyhow::Result<serde_json::Value> {
     Ok(match q {
         Query::User { user } => crate::setup::user(ctl, user)?,
         Query::Office { office } => crate::setup::office(ctl, office)?,
+        // Asked of the daemon itself; answered by whatever process holds the store.
+        Query::Support => crate::support::daemon_figures(),
         Query::Notices => {
             let mut doc = NoticesDocument::default();
             store.each_notice(|n| {
@@ -215,6 +219,10 @@ pub fn answer(ctl: &Control, q: &Query) -> anyhow::Result<serde_json::Value> {
 pub fn query(state_dir: &Path, store_path: &Path, q: &Query) -> anyhow::Result<serde_json::Value> {
     let writes = q.writes();
     crate::status::ask_or_open(state_dir, store_path, q, writes, |store| {
+        if matches!(q, Query::Support) {
+            // Only a running daemon has figures and a recent log of its own.
+            return Ok(serde_json::json!({ "running": false }));
+        }
         let ctl = Control {
             store: store.clone(),
             state_dir: state_dir.to_owned(),

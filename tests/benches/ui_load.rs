@@ -41,26 +41,12 @@ use kaigo_relay::bench_support::{NoticeFill, office_number};
 use kaigo_relay::claim::Month;
 use kaigo_relay::config::Settings;
 use kaigo_relay::store::Store;
+use tests::measure::{arg, arg_str, clock_ticks, machine_ticks, mib, proc_ticks, status_kib};
 use tests::{CARE_OFFICE, Env, PLAN_OFFICE};
 
 const SESSION_COOKIE: &str = "__Host-kaigo_session";
 const TARGET_P99_MS: f64 = 20.0;
 const TARGET_CONNECTIONS: u64 = 200;
-
-fn arg_str(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    arg_str(name).map_or(default, |v| {
-        v.replace('_', "")
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
-    })
-}
 
 // ---- wrk's output ------------------------------------------------------------------------
 
@@ -150,55 +136,6 @@ fn parse_wrk(out: &str) -> Option<WrkRun> {
 
 // ---- the daemon's process and the machine -----------------------------------------------
 
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in ticks.
-fn proc_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|w| w.parse().unwrap_or(0))
-        .collect();
-    // Fields 14 and 15 of stat(5); `after` starts at field 3.
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
-}
-
-/// (busy, total) ticks of all CPUs of the machine.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|w| w.parse().unwrap_or(0))
-        .collect();
-    let total: u64 = v.iter().sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Resets the process's VmHWM to its current RSS (`clear_refs` 5); false when not allowed.
 fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
@@ -246,10 +183,6 @@ fn log_problems(log: &str) -> (usize, Vec<(usize, String)>) {
     top.sort_by_key(|t| std::cmp::Reverse(t.0));
     top.truncate(5);
     (n, top)
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 // ---- the pages ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod browser;
+pub mod measure;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -183,6 +184,10 @@ pub struct EnvOptions {
     pub admin_toml: String,
     /// Extra sections at the end of the config file (`[disk]`, …).
     pub extra_toml: String,
+    /// Offices beyond the two the tests send for, registered at the simulator and in the
+    /// config (`bench_support::office_number(100 + i)`, user `KJ2000000i`): for benchmarks of
+    /// an appliance with many offices.
+    pub extra_offices: usize,
 }
 
 impl Default for EnvOptions {
@@ -196,6 +201,7 @@ impl Default for EnvOptions {
             intake_mode: "watch",
             admin_toml: String::new(),
             extra_toml: String::new(),
+            extra_offices: 0,
         }
     }
 }
@@ -235,10 +241,21 @@ impl Env {
         let bins = bins();
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let offices = [
+        let mut offices: Vec<(String, String, String, String)> = [
             (CARE_OFFICE, "テスト訪問介護", "KJ10000001", "pw-care-1"),
             (PLAN_OFFICE, "テスト居宅介護支援", "KJ10000002", "pw-plan-2"),
-        ];
+        ]
+        .iter()
+        .map(|(n, name, user, pw)| ((*n).into(), (*name).into(), (*user).into(), (*pw).into()))
+        .collect();
+        offices.extend((0..opts.extra_offices).map(|i| {
+            (
+                kaigo_relay::bench_support::office_number(100 + i),
+                format!("ベンチ事業所{i}"),
+                format!("KJ2{i:07}"),
+                format!("pw-extra-{i}"),
+            )
+        }));
         let mut sim_config = SimConfig::new(root.join("sim-state"));
         sim_config.gateway_listen = "127.0.0.1:0".parse().expect("addr");
         sim_config.control_listen = "127.0.0.1:0".parse().expect("addr");
@@ -246,10 +263,10 @@ impl Env {
         sim_config.offices = offices
             .iter()
             .map(|(n, name, user, pw)| OfficeConfig {
-                office_number: (*n).into(),
-                name: (*name).into(),
-                user_id: (*user).into(),
-                password: (*pw).into(),
+                office_number: n.clone(),
+                name: name.clone(),
+                user_id: user.clone(),
+                password: pw.clone(),
                 certificate_fingerprints: vec![],
             })
             .collect();
@@ -264,7 +281,7 @@ impl Env {
             sim.set_clock(CLOCK.parse().expect("clock"))
                 .expect("set clock");
             std::fs::copy(sim.ca_cert_path(), certs.join("ca.pem")).expect("copy CA");
-            for (n, name, user, pw) in offices {
+            for (n, name, user, pw) in &offices {
                 let (cert, key) = sim.client_identity(n).expect("client certificate");
                 std::fs::copy(cert, certs.join(format!("{n}.pem"))).expect("copy cert");
                 std::fs::copy(key, certs.join(format!("{n}.key"))).expect("copy key");
@@ -350,10 +367,23 @@ listen = "127.0.0.1:0"
     /// Starts `kaigo-relay run` as a process with extra environment variables (for example
     /// `KAIGO_RELAY_FAILPOINTS`).
     pub fn start_daemon_with_env(&mut self, vars: &[(&str, &str)]) {
+        self.start_daemon_via(&[], vars);
+    }
+
+    /// Starts `kaigo-relay run` as the last arguments of `wrapper` (a program and its first
+    /// arguments, e.g. `unshare …`), with `vars` set.
+    pub fn start_daemon_via(&mut self, wrapper: &[&std::ffi::OsStr], vars: &[(&str, &str)]) {
         self.daemon_starts += 1;
         // The new daemon says where its admin UI answers; never read the last one's.
         let _ = std::fs::remove_file(self.state_dir().join("admin-url"));
-        let mut cmd = Command::new(&bins().relay);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bins().relay);
+                cmd
+            }
+            None => Command::new(&bins().relay),
+        };
         cmd.args(["run", "--config"]).arg(&self.daemon_config);
         cmd.env("RUST_LOG", "info,kaigo_relay=debug");
         // Armed only when a test asks, never inherited from the shell running the tests.

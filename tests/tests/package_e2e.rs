@@ -159,8 +159,18 @@ fn the_deb_installs_into_a_clean_debian_root_and_upgrades_with_a_backup() {
         &["getent", "passwd", "kaigo-relay"],
     )));
     assert!(user.contains(":/var/lib/kaigo-relay:"), "{user}");
+    let group = text(&run(&mut chroot(&root, &["getent", "group", "kaigo-drop"])));
+    assert!(
+        group.starts_with("kaigo-drop:"),
+        "the PCs' Samba group: {group}"
+    );
+    assert!(
+        root.join("usr/share/doc/kaigo-relay/samba/kaigo-relay-share.conf")
+            .is_file(),
+        "the Samba share snippet is installed"
+    );
     for (path, want) in [
-        ("/srv/kaigo-relay/drop", "kaigo-relay 770"),
+        ("/srv/kaigo-relay/drop", "kaigo-relay 1770"),
         ("/var/lib/kaigo-relay", "kaigo-relay 700"),
         ("/var/backups/kaigo-relay", "kaigo-relay 700"),
         ("/etc/kaigo-relay/kaigo-relay.toml", "root 640"),
