@@ -270,7 +270,6 @@ fn a_claim_written_slowly_through_the_samba_share_is_relayed_once_and_the_share_
         local.write_all(&claim[written..cut]).unwrap();
         drop(local);
         written = cut;
-        let _ = i;
         writeln!(stdin, "put {name} {name}").unwrap();
         stdin.flush().unwrap();
         if cut == claim.len() {
