@@ -116,15 +116,9 @@ fn redact_lines(text: &str) -> String {
 
 /// The default name of a bundle made now.
 pub fn default_name(now: Timestamp) -> String {
-    let z = now.to_zoned_datetime(crate::timefmt::jst());
     format!(
-        "kaigo-relay-support-{}{:02}{:02}-{:02}{:02}{:02}.tar.gz",
-        z.year(),
-        z.month(),
-        z.day(),
-        z.hour(),
-        z.minute(),
-        z.second()
+        "kaigo-relay-support-{}.tar.gz",
+        crate::timefmt::jst_file_stamp(now)
     )
 }
 

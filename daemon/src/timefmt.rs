@@ -25,6 +25,20 @@ pub fn jst_minutes(t: Timestamp) -> String {
     )
 }
 
+/// `20261203-100507` in JST, for file names.
+pub fn jst_file_stamp(t: Timestamp) -> String {
+    let z = t.to_zoned_datetime(jst());
+    format!(
+        "{}{:02}{:02}-{:02}{:02}{:02}",
+        z.year(),
+        z.month(),
+        z.day(),
+        z.hour(),
+        z.minute(),
+        z.second()
+    )
+}
+
 /// `10:05:07`, for progress lines.
 pub fn jst_clock(t: Timestamp) -> String {
     let z = t.to_zoned_datetime(jst());
