@@ -643,6 +643,117 @@ pub struct BackupKeyView {
     pub confirmed: bool,
 }
 
+/// One group of alerts a person may choose on the account page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertGroupChoice {
+    /// The form value (`returns`, …).
+    pub value: String,
+    /// Japanese label.
+    pub ja: String,
+    /// English label.
+    pub en: String,
+    /// Chosen (or, with no choice made, the role's default).
+    pub checked: bool,
+}
+
+/// The principal's alert preferences (the account page).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertPrefsView {
+    /// Where alerts go (empty: none by mail).
+    pub email: String,
+    /// The groups this role may choose, and which are chosen.
+    pub groups: Vec<AlertGroupChoice>,
+    /// One mail a day instead of one each.
+    pub digest: bool,
+    /// `ja`, `en` or `both`.
+    pub language: String,
+    /// Whether the appliance has a mail server configured.
+    pub mail_configured: bool,
+    /// When the digest goes out (`08:00`).
+    pub digest_at: String,
+}
+
+/// The alert preferences posted from the account page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertPrefsForm {
+    /// E-mail address (empty: no mail).
+    pub email: String,
+    /// Chosen group values.
+    pub groups: Vec<String>,
+    /// Daily digest.
+    pub digest: bool,
+    /// `ja`, `en` or `both`.
+    pub language: String,
+}
+
+/// One current alert on the alerts page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertRow {
+    /// Its kind's title, Japanese.
+    pub title_ja: String,
+    /// English.
+    pub title_en: String,
+    /// `error`, `warning` or `info`.
+    pub severity: String,
+    /// The offices concerned, as names (the viewer's only).
+    pub offices: String,
+    /// What happened and what to do, Japanese.
+    pub message_ja: String,
+    /// English.
+    pub message_en: String,
+    /// First seen (JST).
+    pub raised_at: String,
+    /// The page to act on it.
+    pub link: String,
+}
+
+/// One delivery on the alerts page (administrator only).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeliveryRow {
+    /// When it happened (JST).
+    pub at: String,
+    /// What (the kind's title, with 解決 for a resolution).
+    pub what_ja: String,
+    /// English.
+    pub what_en: String,
+    /// `mail:…` or `webhook:…`.
+    pub destination: String,
+    /// `pending`, `sent` or `gave_up`.
+    pub state: String,
+    /// Japanese label of the state (with tries).
+    pub state_ja: String,
+    /// English.
+    pub state_en: String,
+    /// The last failure.
+    pub error: String,
+}
+
+/// The alerts page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertsView {
+    /// Current conditions and recent events the viewer may see.
+    pub current: Vec<AlertRow>,
+    /// The newest deliveries (administrator only; empty otherwise).
+    pub deliveries: Vec<DeliveryRow>,
+    /// Whether a mail server is configured.
+    pub mail_configured: bool,
+    /// Configured webhooks' names (administrator only).
+    pub webhooks: Vec<String>,
+    /// Configured recipients (`name <address>`, administrator only).
+    pub recipients: Vec<String>,
+}
+
+/// The outcome of a test alert at one destination.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TestAlertRow {
+    /// `mail:…` or `webhook:…`.
+    pub destination: String,
+    /// Accepted.
+    pub ok: bool,
+    /// Why not.
+    pub error: String,
+}
+
 /// One audit log entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRow {
@@ -1062,4 +1173,28 @@ pub trait Backend: Send + Sync + 'static {
         p: &Principal,
         key_id: &str,
     ) -> impl Future<Output = BackendResult<ActionOutcome>> + Send;
+
+    /// The principal's alert preferences.
+    fn alert_prefs(
+        &self,
+        p: &Principal,
+    ) -> impl Future<Output = BackendResult<AlertPrefsView>> + Send;
+
+    /// Sets the principal's own alert preferences; audited.
+    fn set_alert_prefs(
+        &self,
+        p: &Principal,
+        prefs: AlertPrefsForm,
+    ) -> impl Future<Output = BackendResult<()>> + Send;
+
+    /// The alerts page: the current alerts of the offices the principal may see, and for the
+    /// administrator the recent deliveries and the configured destinations.
+    fn alerts(&self, p: &Principal) -> impl Future<Output = BackendResult<AlertsView>> + Send;
+
+    /// Sends a test alert now to every configured destination and the principal's own
+    /// address (administrator only); one outcome per destination.
+    fn send_test_alert(
+        &self,
+        p: &Principal,
+    ) -> impl Future<Output = BackendResult<Vec<TestAlertRow>>> + Send;
 }

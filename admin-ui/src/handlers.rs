@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::Inner;
 use crate::backend::{
-    AccountView, Backend, BackendError, Client, LoginOutcome, NewAccount, OfficeRef, Principal,
-    Role,
+    AccountView, AlertPrefsForm, Backend, BackendError, Client, LoginOutcome, NewAccount,
+    OfficeRef, Principal, Role, TestAlertRow,
 };
 use crate::forms::Form;
 use crate::lists::{self, chosen_office, office_ref};
@@ -447,11 +447,66 @@ impl<B: Backend> Inner<B> {
             ("GET", "/") => self.home(p, StatusCode::OK, None).await,
             ("POST", "/office") => self.post_office(req, p).await,
             ("GET", "/account") => {
-                let msg = (req.query.get("changed") == Some("1"))
-                    .then(|| Msg::info("パスワードを変更しました。", "Your password was changed."));
+                let msg = if req.query.get("changed") == Some("1") {
+                    Some(Msg::info(
+                        "パスワードを変更しました。",
+                        "Your password was changed.",
+                    ))
+                } else if req.query.get("alerts") == Some("1") {
+                    Some(Msg::info(
+                        "通知の設定を保存しました。",
+                        "Your alert settings were saved.",
+                    ))
+                } else {
+                    None
+                };
                 self.account_page(p, StatusCode::OK, msg).await
             }
             ("POST", "/account/sessions/revoke") => self.post_revoke(req, p).await,
+            ("POST", "/account/alerts") => {
+                let form = AlertPrefsForm {
+                    email: req.form.text("email").trim().to_owned(),
+                    groups: req.form.all("group"),
+                    digest: req.form.get("digest") == Some("1"),
+                    language: req.form.text("language").trim().to_owned(),
+                };
+                match self.backend.set_alert_prefs(p, form).await {
+                    Ok(()) => pages::redirect("/account?alerts=1"),
+                    Err(BackendError::Invalid {
+                        message_ja,
+                        message_en,
+                    }) => {
+                        self.account_page(
+                            p,
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            Some(Msg::error(&message_ja, &message_en)),
+                        )
+                        .await
+                    }
+                    Err(e) => self.fail(Some(p), e),
+                }
+            }
+            ("GET", "/alerts") => self.alerts_page(p, None, Vec::new()).await,
+            ("POST", "/alerts/test") => {
+                let outcomes = or_fail!(self, Some(p), self.backend.send_test_alert(p).await);
+                let msg = if outcomes.is_empty() {
+                    Msg::error(
+                        "送り先がありません。自分のアカウントにメールアドレスを登録するか、設定ファイルに宛先を書いてください。",
+                        "There is no destination: add your e-mail address on your account page, or configure recipients.",
+                    )
+                } else if outcomes.iter().all(|o| o.ok) {
+                    Msg::info(
+                        "テスト通知を送りました。届いたか確認してください。",
+                        "The test alert was accepted; check that it arrived.",
+                    )
+                } else {
+                    Msg::error(
+                        "届かなかった宛先があります。下の結果を確認してください。",
+                        "Some destinations did not accept it; see below.",
+                    )
+                };
+                self.alerts_page(p, Some(msg), outcomes).await
+            }
             ("GET", "/accounts") => {
                 let accounts = or_fail!(self, Some(p), self.backend.accounts(p).await);
                 self.render(View::new("accounts.html", Some(p)).with("accounts", &accounts))
@@ -731,11 +786,29 @@ impl<B: Backend> Inner<B> {
         }
     }
 
+    async fn alerts_page(
+        &self,
+        p: &Principal,
+        msg: Option<Msg>,
+        outcomes: Vec<TestAlertRow>,
+    ) -> Resp {
+        let alerts = or_fail!(self, Some(p), self.backend.alerts(p).await);
+        let mut view = View::new("alerts.html", Some(p))
+            .with("alerts", &alerts)
+            .with("outcomes", &outcomes);
+        if let Some(m) = msg {
+            view = view.message(m);
+        }
+        self.render(view)
+    }
+
     async fn account_page(&self, p: &Principal, status: StatusCode, msg: Option<Msg>) -> Resp {
         let sessions = or_fail!(self, Some(p), self.backend.sessions(p).await);
+        let prefs = or_fail!(self, Some(p), self.backend.alert_prefs(p).await);
         let mut view = View::new("account.html", Some(p))
             .status(status)
-            .with("sessions", &sessions);
+            .with("sessions", &sessions)
+            .with("prefs", &prefs);
         if let Some(m) = msg {
             view = view.message(m);
         }

@@ -76,6 +76,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../templates/audit.html")),
     ("system.html", include_str!("../templates/system.html")),
     ("backups.html", include_str!("../templates/backups.html")),
+    ("alerts.html", include_str!("../templates/alerts.html")),
     (
         "restarting.html",
         include_str!("../templates/restarting.html"),

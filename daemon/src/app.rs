@@ -396,6 +396,19 @@ impl App {
         } else {
             None
         };
+        {
+            let base_url = settings
+                .alerts
+                .admin_url
+                .clone()
+                .or_else(|| admin_url.clone())
+                .unwrap_or_else(|| format!("https://{}", settings.admin.listen));
+            let dispatcher =
+                crate::alerts::dispatch::Dispatcher::new(store.clone(), &settings, base_url)
+                    .context("通知の送信の準備ができません (cannot prepare alert delivery)")?;
+            let token = shutdown.child_token();
+            tasks.spawn(async move { ("alerts", dispatcher.run(token).await) });
+        }
         let heartbeat = crate::service::Heartbeat::default();
         {
             let (token, store, heartbeat) =

@@ -131,6 +131,11 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// 通知（メール・Webhook）/ Alerts by mail and webhook.
+    Alert {
+        #[command(subcommand)]
+        command: AlertArgs,
+    },
     /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
     CheckConfig {
         /// 設定ファイル / Config file.
@@ -182,6 +187,23 @@ enum Command {
         /// JSON で出力する / Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertArgs {
+    /// テスト通知を設定済みのすべての宛先に今すぐ送り、宛先ごとの結果を表示する /
+    /// Send a test alert now to every configured destination and show each outcome.
+    ///
+    /// 終了コード: すべて届いた 0、届かない宛先があれば 1 / exit 0 when every destination
+    /// accepted it, 1 otherwise.
+    Test {
+        /// 設定ファイル / Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// このアドレスにも送る / Also send to this address.
+        #[arg(long, value_name = "ADDRESS")]
+        to: Vec<String>,
     },
 }
 
@@ -263,6 +285,9 @@ pub fn main() -> ExitCode {
         Command::Demo { dir, setup_only } => demo(dir, setup_only),
         Command::Status { config, json } => status(config, json),
         Command::CheckConfig { config } => check_config(config),
+        Command::Alert {
+            command: AlertArgs::Test { config, to },
+        } => return alert_test(config, to),
         Command::SupportBundle { config, output } => support_bundle(config, output),
         Command::Notices {
             config,
@@ -667,6 +692,74 @@ fn setup_command(
     let settings = Settings::load(&config)?;
     f(&settings)?;
     Ok(())
+}
+
+fn alert_test(config: PathBuf, to: Vec<String>) -> ExitCode {
+    let settings = match Settings::load(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("設定エラー (configuration error): {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    for a in &to {
+        if a.parse::<lettre::Address>().is_err() {
+            eprintln!("{a} はメールアドレスではありません (not a mail address)");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
+    // The administrators' addresses, read alongside a running daemon when there is a store.
+    let accounts = crate::store::Store::open_for_reading(&settings.store_path())
+        .and_then(|s| s.accounts())
+        .unwrap_or_default();
+    let extra: Vec<(String, String)> = to.into_iter().map(|a| (String::new(), a)).collect();
+    let dests = crate::alerts::trial::destinations(&settings.alerts, &accounts, &extra);
+    if dests.is_empty() {
+        eprintln!(
+            "送り先がありません。設定ファイルの [[alerts.recipient]] か [[alerts.webhook]]、または --to で宛先を指定してください (no destination: configure [[alerts.recipient]] or [[alerts.webhook]], or give --to)"
+        );
+        return ExitCode::from(1);
+    }
+    let base_url = settings
+        .alerts
+        .admin_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", settings.admin.listen));
+    let outcomes = match runtime().and_then(|rt| {
+        rt.block_on(async {
+            let senders = crate::alerts::dispatch::Senders::new(&settings.alerts)?;
+            anyhow::Ok(
+                crate::alerts::trial::send(&senders, dests, "kaigo-relay alert test", &base_url)
+                    .await,
+            )
+        })
+    }) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("通知の準備ができません (cannot prepare alert delivery): {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut failed = 0;
+    for o in &outcomes {
+        match &o.result {
+            Ok(()) => println!("✓ {}  送信しました (accepted)", o.destination.label()),
+            Err(e) => {
+                failed += 1;
+                println!("✗ {}  {}", o.destination.label(), e.text);
+            }
+        }
+    }
+    if failed == 0 {
+        println!(
+            "テスト通知を {} 件の宛先に送りました (test alert accepted by every destination)",
+            outcomes.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} 件の宛先に届きませんでした (not accepted by {failed} destination(s))");
+        ExitCode::from(1)
+    }
 }
 
 fn support_bundle(config: PathBuf, output: Option<PathBuf>) -> Result<(), Failure> {

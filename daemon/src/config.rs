@@ -14,7 +14,11 @@ use serde::Deserialize;
 
 use crate::claim::{FederationUserId, OfficeNumber};
 
+mod alerts;
 mod backup;
+pub use alerts::{
+    AlertSettings, Language, MailSecurity, MailSettings, RecipientSettings, Scope, WebhookSettings,
+};
 pub use backup::{BackupSettings, Retention, SiteLocation, SiteSettings};
 
 /// Why a configuration was refused; each message names the key and says what to do.
@@ -60,6 +64,8 @@ struct RawConfig {
     backup: backup::RawBackup,
     #[serde(default)]
     disk: RawDisk,
+    #[serde(default)]
+    alerts: alerts::RawAlerts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -417,6 +423,8 @@ pub struct Settings {
     pub backup: BackupSettings,
     /// The low-disk guard of the drop and state volumes.
     pub disk: crate::disk_guard::DiskSettings,
+    /// Alert delivery: mail, webhooks, recipients, limits.
+    pub alerts: AlertSettings,
 }
 
 /// Admin web UI settings.
@@ -711,6 +719,7 @@ impl Settings {
         };
 
         let backup = backup::validate(raw.backup, &abs(&raw.state_dir), &abs)?;
+        let alerts = alerts::validate(raw.alerts, &abs)?;
 
         let a = raw.admin;
         let listen: std::net::SocketAddr = a.listen.parse().map_err(|_| {
@@ -909,6 +918,7 @@ impl Settings {
             offices,
             backup,
             disk,
+            alerts,
         })
     }
 

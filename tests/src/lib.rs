@@ -7,6 +7,7 @@
 // This crate only serves tests: a failed set-up step must stop the test with its message.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod alert_sinks;
 pub mod browser;
 pub mod measure;
 

@@ -479,6 +479,7 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             ("GET", "/"),
             ("GET", "/account"),
             ("GET", "/account/password"),
+            ("GET", "/alerts"),
         ] {
             walk.mark(m, p);
             check(who, p, &b.get(p), gate(true, Expect::Page));
@@ -757,6 +758,40 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             "/backups/run",
             &b.post("/backups/run", &[("csrf_token", &token)]),
             gate(who == Who::Admin, Expect::Done),
+        );
+
+        // Everyone sets their own alert address; a malformed one is refused. Only the
+        // administrator sends a test (no destination is configured here: the page says so).
+        walk.mark("POST", "/account/alerts");
+        check(
+            who,
+            "POST /account/alerts",
+            &b.post(
+                "/account/alerts",
+                &[
+                    ("csrf_token", &token),
+                    ("email", "jimu@example.jp"),
+                    ("group", "returns"),
+                    ("language", "ja"),
+                ],
+            ),
+            gate(true, Expect::Done),
+        );
+        check(
+            who,
+            "POST /account/alerts (bad address)",
+            &b.post(
+                "/account/alerts",
+                &[("csrf_token", &token), ("email", "not an address")],
+            ),
+            gate(true, Expect::Rejected),
+        );
+        walk.mark("POST", "/alerts/test");
+        check(
+            who,
+            "POST /alerts/test",
+            &b.post("/alerts/test", &[("csrf_token", &token)]),
+            gate(who == Who::Admin, Expect::Page),
         );
 
         // Ending another account's session by naming it: never (checked after the walk).

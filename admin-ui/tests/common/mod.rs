@@ -28,6 +28,8 @@ pub const MUTATING: &[&str] = &[
     "backup_now",
     "confirm_backup_key",
     "restore_backup",
+    "set_alert_prefs",
+    "send_test_alert",
     "resend",
     "withdraw",
 ];
@@ -956,6 +958,101 @@ impl Backend for Fake {
             },
         })
     }
+
+    async fn alert_prefs(&self, p: &Principal) -> BackendResult<AlertPrefsView> {
+        self.record("alert_prefs", Some(p), "");
+        Ok(AlertPrefsView {
+            email: format!("{}@example.jp", p.account_id),
+            groups: vec![
+                AlertGroupChoice {
+                    value: "returns".into(),
+                    ja: "新しい返戻".into(),
+                    en: "new returns".into(),
+                    checked: true,
+                },
+                AlertGroupChoice {
+                    value: "payment".into(),
+                    ja: NASTY.into(),
+                    en: "payment".into(),
+                    checked: false,
+                },
+            ],
+            digest: false,
+            language: "ja".into(),
+            mail_configured: p.is_admin,
+            digest_at: "08:00".into(),
+        })
+    }
+
+    async fn set_alert_prefs(&self, p: &Principal, prefs: AlertPrefsForm) -> BackendResult<()> {
+        self.record(
+            "set_alert_prefs",
+            Some(p),
+            &format!(
+                "{}|{}|{}|{}",
+                prefs.email,
+                prefs.groups.join(","),
+                prefs.digest,
+                prefs.language
+            ),
+        );
+        if prefs.email.contains(' ') {
+            return Err(BackendError::Invalid {
+                message_ja: "メールアドレスが正しくありません。".into(),
+                message_en: "Not a mail address.".into(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn alerts(&self, p: &Principal) -> BackendResult<AlertsView> {
+        self.record("alerts", Some(p), "");
+        Ok(AlertsView {
+            current: vec![AlertRow {
+                title_ja: "受付締切が近づいています".into(),
+                title_en: "Window closing".into(),
+                severity: "error".into(),
+                offices: NASTY.into(),
+                message_ja: NASTY.into(),
+                message_en: "Send it.".into(),
+                raised_at: "2026年12月10日 12:00".into(),
+                link: "/".into(),
+            }],
+            deliveries: if p.is_admin {
+                vec![DeliveryRow {
+                    at: "2026年12月10日 12:01".into(),
+                    what_ja: "受付締切が近づいています".into(),
+                    what_en: "Window closing".into(),
+                    destination: "mail:a@example.jp".into(),
+                    state: "gave_up".into(),
+                    state_ja: "届けられませんでした".into(),
+                    state_en: "gave up".into(),
+                    error: NASTY.into(),
+                }]
+            } else {
+                Vec::new()
+            },
+            mail_configured: p.is_admin,
+            webhooks: vec!["chat".into()],
+            recipients: vec!["本部 <honbu@example.jp>".into()],
+        })
+    }
+
+    async fn send_test_alert(&self, p: &Principal) -> BackendResult<Vec<TestAlertRow>> {
+        self.record("send_test_alert", Some(p), "");
+        Ok(vec![
+            TestAlertRow {
+                destination: "mail:a@example.jp".into(),
+                ok: true,
+                error: String::new(),
+            },
+            TestAlertRow {
+                destination: "webhook:chat".into(),
+                ok: false,
+                error: NASTY.into(),
+            },
+        ])
+    }
 }
 
 // ---- requests ---------------------------------------------------------------------------
@@ -1164,6 +1261,13 @@ pub fn fields_for(path: &str) -> Vec<(&'static str, &'static str)> {
         "/returns/{id}/close" => vec![("note", "電話で確認しました"), ("office", OFFICE_A)],
         "/submissions/{id}/withdraw" => vec![("confirm", "1")],
         "/backups/key/confirm" => vec![("key_id", "0123456789abcdef")],
+        "/account/alerts" => vec![
+            ("email", "clerk@example.jp"),
+            ("group", "returns"),
+            ("group", "payment"),
+            ("digest", "1"),
+            ("language", "both"),
+        ],
         "/backups/restore" => vec![("site", "usb"), ("confirm", "1")],
         _ => Vec::new(),
     }

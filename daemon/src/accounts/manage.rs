@@ -220,6 +220,7 @@ pub fn create(
         disabled: false,
         created_at: now,
         password_changed_at: now,
+        alerts: Default::default(),
     };
     let mut new_corporation = None;
     match role {
@@ -543,6 +544,7 @@ pub fn ensure_admin(
         disabled: false,
         created_at: now,
         password_changed_at: now,
+        alerts: Default::default(),
     };
     let path = write_password_file(state_dir, ADMIN_ID, &first)?;
     store.put_account(
@@ -593,6 +595,7 @@ pub fn reset_admin(
             disabled: false,
             created_at: now,
             password_changed_at: now,
+            alerts: Default::default(),
         },
     };
     account.password_hash = password::hash(&fresh)?;

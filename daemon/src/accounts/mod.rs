@@ -87,9 +87,33 @@ pub struct Account {
     pub created_at: Timestamp,
     /// When its password was last set.
     pub password_changed_at: Timestamp,
+    /// Its e-mail address and which alerts it wants.
+    #[serde(default)]
+    pub alerts: crate::alerts::routing::AlertPrefs,
 }
 
 impl Account {
+    /// An account with no password, for tests of who sees what.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: &str, role: Role) -> Account {
+        let now = Timestamp::now();
+        Account {
+            id: id.into(),
+            display_name: id.into(),
+            role,
+            corporation: None,
+            office_number: None,
+            grants: BTreeSet::new(),
+            password_hash: String::new(),
+            must_change_password: false,
+            lockout: guard::Lockout::default(),
+            disabled: false,
+            created_at: now,
+            password_changed_at: now,
+            alerts: Default::default(),
+        }
+    }
+
     /// Whether this account may see (and, by its role, work on) `office`.
     pub fn may_see(&self, office: &str, corporations: &[Corporation]) -> bool {
         match self.role {
@@ -151,6 +175,7 @@ mod tests {
             disabled: false,
             created_at: now,
             password_changed_at: now,
+            alerts: Default::default(),
         }
     }
 

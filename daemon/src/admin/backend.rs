@@ -49,6 +49,8 @@ pub struct AdminBackend {
         Arc<Notify>,
         tokio_util::sync::CancellationToken,
     )>,
+    /// The alert settings and senders (none in tests of other pages).
+    alerts: Option<Arc<super::alerts_page::AlertDesk>>,
 }
 
 /// Store calls the admin UI runs at once: two per core (at least four). A page's store work
@@ -138,7 +140,14 @@ impl AdminBackend {
             surroundings: Arc::new(surroundings),
             store_slots: Arc::new(tokio::sync::Semaphore::new(store_slot_count())),
             backups: None,
+            alerts: None,
         }
+    }
+
+    /// Adds the alert screens' settings and the test button's senders.
+    pub fn with_alerts(mut self, desk: Arc<super::alerts_page::AlertDesk>) -> Self {
+        self.alerts = Some(desk);
+        self
     }
 
     /// Adds the backups page's data and its "back up now".
@@ -1672,6 +1681,104 @@ impl Backend for AdminBackend {
             message_ja: "鍵を保管したことを記録しました。".into(),
             message_en: "Recorded that the key is kept safe.".into(),
         })
+    }
+
+    async fn alert_prefs(&self, p: &Principal) -> BackendResult<admin_ui::AlertPrefsView> {
+        let p = p.clone();
+        let desk = self.alerts.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            Ok(super::alerts_page::prefs_view(
+                &c.account,
+                desk.as_deref().map(|d| &d.settings),
+            ))
+        })
+        .await
+    }
+
+    async fn set_alert_prefs(
+        &self,
+        p: &Principal,
+        prefs: admin_ui::AlertPrefsForm,
+    ) -> BackendResult<()> {
+        let p = p.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            let mut account = c.account.clone();
+            super::alerts_page::apply_prefs(&mut account, prefs)?;
+            let groups: Vec<&str> = account
+                .alerts
+                .groups
+                .iter()
+                .flatten()
+                .map(|g| g.as_str())
+                .collect();
+            let detail = format!(
+                "メール {} / 種類 {} / まとめ {} / mail {}, groups {}, digest {}",
+                account.alerts.email.as_deref().unwrap_or("なし"),
+                groups.join(","),
+                if account.alerts.digest {
+                    "あり"
+                } else {
+                    "なし"
+                },
+                account.alerts.email.as_deref().unwrap_or("none"),
+                groups.join(","),
+                account.alerts.digest
+            );
+            s.put_account(
+                account,
+                crate::store::Put::Replace,
+                Some(NewAudit {
+                    actor: Some(c.account.id.clone()),
+                    address: Some(c.session.address.clone()),
+                    action: "alert_prefs_changed".into(),
+                    target: Some(c.account.id.clone()),
+                    detail,
+                }),
+            )
+            .map_err(|e| internal("save alert preferences", e))
+        })
+        .await
+    }
+
+    async fn alerts(&self, p: &Principal) -> BackendResult<admin_ui::AlertsView> {
+        let p = p.clone();
+        let desk = self.alerts.clone();
+        self.blocking(move |s| {
+            let c = Self::caller(s, &p)?;
+            super::alerts_page::alerts_view(
+                s,
+                &c.account,
+                &c.corps,
+                desk.as_deref().map(|d| &d.settings),
+            )
+            .map_err(|e| internal("read alerts", e))
+        })
+        .await
+    }
+
+    async fn send_test_alert(&self, p: &Principal) -> BackendResult<Vec<admin_ui::TestAlertRow>> {
+        let c = self.admin_caller(p).await?;
+        let Some(desk) = self.alerts.clone() else {
+            return Ok(Vec::new());
+        };
+        let accounts = self
+            .blocking(|s| s.accounts().map_err(|e| internal("read accounts", e)))
+            .await?;
+        let rows = super::alerts_page::send_test(&desk, &c.account, &accounts).await;
+        let summary: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} {}", r.destination, if r.ok { "OK" } else { "NG" }))
+            .collect();
+        Self::audit(
+            &self.store,
+            &c,
+            "alert_test_sent",
+            "alerts",
+            summary.join(", "),
+        );
+        Ok(rows)
     }
 
     async fn restore_backup(

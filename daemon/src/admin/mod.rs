@@ -6,6 +6,7 @@
 //! submission, notice or return item the principal may not see answers `NotFound`, exactly
 //! like one that does not exist.
 
+mod alerts_page;
 pub mod backend;
 mod backups_page;
 pub mod dashboard;
@@ -94,7 +95,11 @@ pub fn start(
         offices_changed,
         surroundings,
     )
-    .with_backups(backups.0, backups.1, backups.2);
+    .with_backups(backups.0, backups.1, backups.2)
+    .with_alerts(
+        alerts_page::AlertDesk::new(&settings.alerts, &url)
+            .context("通知の送信の準備ができません (cannot prepare alert delivery)")?,
+    );
     let ui = admin_ui::AdminUi::new(Arc::new(backend))?;
     let url_file = settings.state_dir.join(crate::app::ADMIN_URL_FILE);
     std::fs::write(&url_file, format!("{url}\n"))

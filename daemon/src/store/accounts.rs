@@ -340,6 +340,7 @@ mod tests {
             disabled: false,
             created_at: now,
             password_changed_at: now,
+            alerts: Default::default(),
         }
     }
 

@@ -44,7 +44,10 @@ use serde::{Deserialize, Serialize};
 mod accounts;
 mod by_office;
 mod notices;
+mod outbox;
 mod snapshot;
+
+pub(crate) use outbox::enqueue_event_in;
 
 pub use accounts::{AuditEntry, NewAudit, Put};
 pub use by_office::{OfficeReturn, OfficeSubmission};
@@ -72,7 +75,7 @@ macro_rules! db_err {
 /// 6: the indexes of submissions and return items by office and month, built from the records
 /// when an older file is opened for writing, and the accounts' notice read marks (empty).
 /// 7: the backup log (runs, restore drills, key confirmations), created empty.
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 /// Most writes run in one group transaction.
 const MAX_GROUP: usize = 512;
@@ -123,6 +126,9 @@ pub const SCHEMA: &[&str] = &[
     "sessions",
     "offices",
     "backup_log",
+    "alert_outbox",
+    "alert_deliveries",
+    "alert_events",
 ];
 
 /// What the relay needs to plan its work, kept for every active (non-final) submission in
@@ -514,6 +520,9 @@ impl Store {
             db_err!(txn.open_table(accounts::AUDIT))?;
             db_err!(txn.open_table(accounts::SESSIONS))?;
             db_err!(txn.open_table(accounts::OFFICES))?;
+            db_err!(txn.open_table(outbox::ALERT_OUTBOX))?;
+            db_err!(txn.open_table(outbox::ALERT_DELIVERIES))?;
+            db_err!(txn.open_table(outbox::ALERT_EVENTS))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));
             match found {
@@ -1032,6 +1041,7 @@ fn record_new_in(
     }
     db_err!(subs.insert(sub.id.as_str(), record.as_slice()))?;
     by_office::index_submission(txn, None, &sub)?;
+    crate::alerts::events::on_submission(txn, None, &sub)?;
     if !sub.state.is_final() {
         let mut table = db_err!(txn.open_table(AGENDA))?;
         db_err!(table.insert(sub.id.as_str(), agenda.as_slice()))?;
@@ -1058,12 +1068,14 @@ fn update_in(
         None => return Err(StoreError::NotFound(id.to_string())),
     };
     let old_key = by_office::submission_key(&sub);
+    let before = sub.state;
     f(&mut sub);
     let record = encode(&sub)?;
     agenda_value(&sub)?; // fails here, before any write, if it cannot be encoded
     db_err!(subs.insert(id.as_str(), record.as_slice()))?;
     index_agenda(txn, &sub)?;
     by_office::index_submission(txn, old_key, &sub)?;
+    crate::alerts::events::on_submission(txn, Some(before), &sub)?;
     if sub.moved_to.is_some() {
         let mut pending = db_err!(txn.open_table(PENDING_MOVES))?;
         let ours =

@@ -250,6 +250,7 @@ fn store_page_in(
         }
     }
     crate::returns::apply(&mut TxnBook { txn }, &derived, now)?;
+    crate::alerts::events::on_notices(txn, &derived)?;
     let mut cursors = db_err!(txn.open_table(MIRROR_CURSORS))?;
     db_err!(cursors.insert(user_id, cursor_bytes.as_slice()))?;
     Ok(out)

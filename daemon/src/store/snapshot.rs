@@ -207,7 +207,9 @@ macro_rules! by_table_types {
             | "corporations"
             | "sessions"
             | "offices"
-            | "backup_log" => {
+            | "backup_log"
+            | "alert_outbox"
+            | "alert_deliveries" => {
                 $go!(&str, &[u8])
             }
             "submissions_by_sha256" | "pending_moves" | "return_items_by_office_month" => {
@@ -216,7 +218,7 @@ macro_rules! by_table_types {
             "notices_by_office_month" | "return_items_pending" => $go!(&str, ()),
             "audit_log" => $go!(u64, &[u8]),
             "submissions_by_office_month" => $go!(&str, (&str, bool)),
-            "notice_reads" => $go!(&str, i64),
+            "notice_reads" | "alert_events" => $go!(&str, i64),
             other => Err(SnapshotError::UnknownTable(other.to_owned())),
         }
     };

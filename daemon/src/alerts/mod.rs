@@ -1,11 +1,25 @@
-//! Alerts: conditions that need a person (today the reception window closing with offices that
-//! have sent nothing), kept in the store by a de-duplication key so that one condition is one
-//! alert however often it is seen, and removed when it is resolved. `status` shows them; the
-//! delivery by mail and webhook (issue 10) reads the same records.
+//! Alerts: everything that needs a person. Stages report here: conditions (the window closing
+//! with offices that have sent nothing, a low disk, a stale backup, a certificate expiring, a
+//! notice missing) are raised and resolved by a de-duplication key, and one-time events (a
+//! claim refused or not sendable, new returns, a payment notice) are recorded by theirs. Each
+//! new condition, resolution and event becomes one message in a durable outbox; the dispatcher
+//! routes it to the people who subscribe (per office and corporation, by kind), and delivers it
+//! by e-mail and webhook with retries, a rate limit and a daily digest.
 //!
 //! Invariant: an alert's key names its condition (`window_closing/202611`); raising the same
-//! key again updates the text but keeps the time it was first raised, so a condition that
-//! persists is one alert, not one per check.
+//! key again updates the text but keeps the time it was first raised and sends nothing, so a
+//! condition that persists is one message (and one "resolved" message), not one per check.
+
+pub mod dispatch;
+pub mod events;
+pub mod kinds;
+pub mod mail;
+pub mod outbox;
+pub mod render;
+pub mod routing;
+pub mod sweep;
+pub mod trial;
+pub mod webhook;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -45,35 +59,56 @@ pub enum Raised {
     Same,
 }
 
-/// Raises (or refreshes) an alert. The first-raised time of an existing key is kept.
-pub fn raise(store: &Store, mut alert: Alert) -> Result<Raised, StoreError> {
-    let previous = store
-        .alerts()?
-        .into_iter()
-        .find(|(k, _)| *k == alert.key)
-        .and_then(|(_, v)| serde_json::from_slice::<Alert>(&v).ok());
-    let raised = match &previous {
-        None => Raised::New,
-        Some(p) => {
-            alert.raised_at = p.raised_at;
-            if p.offices == alert.offices && p.message_ja == alert.message_ja {
-                Raised::Same
-            } else {
-                Raised::Changed
-            }
-        }
-    };
-    let bytes = serde_json::to_vec(&alert).map_err(|source| StoreError::Record {
-        id: alert.key.clone(),
-        source,
-    })?;
-    store.put_alert(&alert.key, bytes)?;
-    Ok(raised)
+/// Raises (or refreshes) an alert. The first-raised time of an existing key is kept; a new
+/// condition's message is queued with it.
+pub fn raise(store: &Store, alert: Alert) -> Result<Raised, StoreError> {
+    store.raise_alert(alert)
 }
 
-/// Resolves an alert; true if there was one.
+/// Resolves an alert; true if there was one (and then its "resolved" message is queued).
 pub fn resolve(store: &Store, key: &str) -> Result<bool, StoreError> {
-    Ok(store.remove_alert(key)?.is_some())
+    store.resolve_alert(key)
+}
+
+/// The outbox message that tells of `alert` beginning or ending.
+pub fn message_of(alert: &Alert, phase: outbox::Phase) -> outbox::Message {
+    let (severity, ja, en, at) = match phase {
+        outbox::Phase::Resolved => (
+            "info",
+            format!("解決しました: {}", alert.message_ja),
+            format!("Resolved: {}", alert.message_en),
+            jiff::Timestamp::now(),
+        ),
+        _ => (
+            alert.severity.as_str(),
+            alert.message_ja.clone(),
+            alert.message_en.clone(),
+            alert.updated_at,
+        ),
+    };
+    outbox::Message::new(
+        alert.key.clone(),
+        phase,
+        &alert.kind,
+        severity,
+        alert.offices.clone(),
+        ja,
+        en,
+        None,
+        at,
+    )
+}
+
+static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Tells the dispatcher that the outbox has something new (called by the store after queueing).
+pub fn wake() {
+    WAKE.notify_one();
+}
+
+/// Waits until [`wake`] is called (or was called since the last wait).
+pub async fn woken() {
+    WAKE.notified().await;
 }
 
 /// Every current alert, oldest first. Unreadable records are skipped (and logged).

@@ -1,0 +1,266 @@
+//! The store's alert tables: the current conditions (`alerts`, owned by the `alerts` module),
+//! the outbox of messages not yet routed, the deliveries (pending, sent, given up) and the keys
+//! of one-time events already told.
+//!
+//! Invariants: raising a new condition, resolving one and recording a one-time event each write
+//! their message in the same transaction as the change itself; an event key is told at most
+//! once; a message leaves the outbox only in the transaction that writes its deliveries.
+
+use jiff::Timestamp;
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+use super::{ALERTS, Store, StoreError, read_table};
+use crate::alerts::outbox::{Delivery, DeliveryState, Message, Phase};
+use crate::alerts::{Alert, Raised};
+
+macro_rules! db_err {
+    ($e:expr) => {
+        $e.map_err(|e| StoreError::Db(e.into()))
+    };
+}
+
+/// Message id → message (JSON), waiting to be routed.
+pub(super) const ALERT_OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_outbox");
+/// Delivery id → delivery (JSON).
+pub(super) const ALERT_DELIVERIES: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("alert_deliveries");
+/// One-time event key → when it was first told (Unix ms).
+pub(super) const ALERT_EVENTS: TableDefinition<&str, i64> = TableDefinition::new("alert_events");
+
+fn json<T: serde::Serialize>(id: &str, v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|source| StoreError::Record {
+        id: id.to_owned(),
+        source,
+    })
+}
+
+fn unjson<T: for<'de> serde::Deserialize<'de>>(id: &str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|source| StoreError::Record {
+        id: id.to_owned(),
+        source,
+    })
+}
+
+/// Puts `message` in the outbox (inside the caller's transaction). The dispatcher finds it at
+/// its next look (within seconds); callers outside a transaction also [`crate::alerts::wake`] it.
+pub(crate) fn enqueue_in(txn: &WriteTransaction, message: &Message) -> Result<(), StoreError> {
+    let bytes = json(&message.id, message)?;
+    let mut t = db_err!(txn.open_table(ALERT_OUTBOX))?;
+    db_err!(t.insert(message.id.as_str(), bytes.as_slice()))?;
+    Ok(())
+}
+
+/// Puts a one-time event's message in the outbox unless its key was told before; true if it
+/// was queued.
+pub(crate) fn enqueue_event_in(
+    txn: &WriteTransaction,
+    message: &Message,
+) -> Result<bool, StoreError> {
+    let bytes = json(&message.id, message)?;
+    let mut events = db_err!(txn.open_table(ALERT_EVENTS))?;
+    if db_err!(events.get(message.key.as_str()))?.is_some() {
+        return Ok(false);
+    }
+    db_err!(events.insert(message.key.as_str(), message.at.as_millisecond()))?;
+    let mut t = db_err!(txn.open_table(ALERT_OUTBOX))?;
+    db_err!(t.insert(message.id.as_str(), bytes.as_slice()))?;
+    Ok(true)
+}
+
+impl Store {
+    /// Raises (or refreshes) a condition; a new one puts its message in the outbox in the same
+    /// transaction. The first-raised time of a known key is kept.
+    pub fn raise_alert(&self, mut alert: Alert) -> Result<Raised, StoreError> {
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(ALERTS))?;
+            let previous = db_err!(t.get(alert.key.as_str()))?
+                .and_then(|v| serde_json::from_slice::<Alert>(v.value()).ok());
+            let raised = match &previous {
+                None => Raised::New,
+                Some(p) => {
+                    alert.raised_at = p.raised_at;
+                    if p.offices == alert.offices && p.message_ja == alert.message_ja {
+                        Raised::Same
+                    } else {
+                        Raised::Changed
+                    }
+                }
+            };
+            let bytes = json(&alert.key, &alert)?;
+            db_err!(t.insert(alert.key.as_str(), bytes.as_slice()))?;
+            drop(t);
+            if raised == Raised::New {
+                enqueue_in(txn, &crate::alerts::message_of(&alert, Phase::Raised))?;
+            }
+            Ok(raised)
+        })
+        .inspect(|r| {
+            if *r == Raised::New {
+                crate::alerts::wake();
+            }
+        })
+    }
+
+    /// Resolves a condition; true if there was one, and then its "resolved" message is put in
+    /// the outbox in the same transaction.
+    pub fn resolve_alert(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(ALERTS))?;
+            let old = db_err!(t.remove(key.as_str()))?.map(|v| v.value().to_vec());
+            drop(t);
+            let Some(old) = old else { return Ok(false) };
+            match serde_json::from_slice::<Alert>(&old) {
+                Ok(alert) => enqueue_in(txn, &crate::alerts::message_of(&alert, Phase::Resolved))?,
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "unreadable alert record resolved")
+                }
+            }
+            Ok(true)
+        })
+        .inspect(|resolved| {
+            if *resolved {
+                crate::alerts::wake();
+            }
+        })
+    }
+
+    /// Records a one-time event (a claim refused, new returns); false if its key was told
+    /// before.
+    pub fn record_event(&self, message: Message) -> Result<bool, StoreError> {
+        self.write(move |txn| enqueue_event_in(txn, &message))
+            .inspect(|queued| {
+                if *queued {
+                    crate::alerts::wake();
+                }
+            })
+    }
+
+    /// The messages waiting to be routed, oldest first.
+    pub fn outbox(&self) -> Result<Vec<Message>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, ALERT_OUTBOX)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(t.iter())? {
+            let (k, v) = db_err!(entry)?;
+            match unjson::<Message>(k.value(), v.value()) {
+                Ok(m) => out.push(m),
+                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable outbox message"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Routes a message: writes its deliveries and takes it out of the outbox, together.
+    pub fn route_message(
+        &self,
+        message_id: &str,
+        deliveries: Vec<Delivery>,
+    ) -> Result<(), StoreError> {
+        let message_id = message_id.to_owned();
+        let mut encoded = Vec::with_capacity(deliveries.len());
+        for d in &deliveries {
+            encoded.push((d.id.clone(), json(&d.id, d)?));
+        }
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(ALERT_DELIVERIES))?;
+            for (id, bytes) in &encoded {
+                db_err!(t.insert(id.as_str(), bytes.as_slice()))?;
+            }
+            let mut o = db_err!(txn.open_table(ALERT_OUTBOX))?;
+            db_err!(o.remove(message_id.as_str()))?;
+            Ok(())
+        })
+    }
+
+    /// Every delivery, oldest first (`pending_only`: those not yet sent or given up).
+    pub fn deliveries(&self, pending_only: bool) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, ALERT_DELIVERIES)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(t.iter())? {
+            let (k, v) = db_err!(entry)?;
+            match unjson::<Delivery>(k.value(), v.value()) {
+                Ok(d) if !pending_only || d.state == DeliveryState::Pending => out.push(d),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable alert delivery"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` deliveries, newest first (for the UI).
+    pub fn recent_deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let txn = self.read()?;
+        let Some(t) = read_table(&txn, ALERT_DELIVERIES)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in db_err!(t.iter())?.rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = db_err!(entry)?;
+            if let Ok(d) = unjson::<Delivery>(k.value(), v.value()) {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes deliveries back (after a try), in one transaction.
+    pub fn put_deliveries(&self, deliveries: Vec<Delivery>) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(deliveries.len());
+        for d in &deliveries {
+            encoded.push((d.id.clone(), json(&d.id, d)?));
+        }
+        self.write(move |txn| {
+            let mut t = db_err!(txn.open_table(ALERT_DELIVERIES))?;
+            for (id, bytes) in &encoded {
+                db_err!(t.insert(id.as_str(), bytes.as_slice()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets sent and given-up deliveries older than `before`, and event keys older than
+    /// `events_before`; returns how many rows went.
+    pub fn prune_alert_history(
+        &self,
+        before: Timestamp,
+        events_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.write(move |txn| {
+            let mut gone = 0;
+            let mut t = db_err!(txn.open_table(ALERT_DELIVERIES))?;
+            let old: Vec<String> = {
+                let mut ids = Vec::new();
+                for entry in db_err!(t.iter())? {
+                    let (k, v) = db_err!(entry)?;
+                    let Ok(d) = unjson::<Delivery>(k.value(), v.value()) else {
+                        continue;
+                    };
+                    let done_at = d.sent_at.unwrap_or(d.next_attempt_at);
+                    if d.state != DeliveryState::Pending && done_at < before {
+                        ids.push(k.value().to_owned());
+                    }
+                }
+                ids
+            };
+            for id in old {
+                db_err!(t.remove(id.as_str()))?;
+                gone += 1;
+            }
+            let mut e = db_err!(txn.open_table(ALERT_EVENTS))?;
+            let cutoff = events_before.as_millisecond();
+            let before_len = db_err!(e.len())?;
+            db_err!(e.retain(|_, at| at >= cutoff))?;
+            gone += usize::try_from(before_len - db_err!(e.len())?).unwrap_or(usize::MAX);
+            Ok(gone)
+        })
+    }
+}

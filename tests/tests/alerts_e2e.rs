@@ -1,0 +1,371 @@
+//! Alerts end to end: a real SMTP submission server (aiosmtpd with STARTTLS and AUTH) and an
+//! HTTPS webhook receiver on loopback, a daemon that refuses a claim file, one whose
+//! certificate alerts are raised while the mail server is down, and `kaigo-relay alert test`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed step stops the test
+
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+use serde_json::Value;
+use tests::alert_sinks::{Sink, SinkCerts, free_port};
+use tests::{CARE_OFFICE, Env, EnvOptions, PLAN_OFFICE, bins, sha256_hex, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+const SECRET: &str = "webhook-secret-for-tests-0123456789";
+
+/// The `[alerts]` section for receivers on these ports.
+fn alerts_toml(smtp_port: u16, hook_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[alerts]
+admin_url = "https://relay.example.local:8443"
+retry_initial_secs = 1
+retry_max_secs = 2
+{extra}
+[alerts.mail]
+server = "127.0.0.1"
+port = {smtp_port}
+security = "starttls"
+username = "relay"
+password_file = "certs/smtp.password"
+from = "kaigo-relay <relay@example.jp>"
+ca_file = "certs/sink-ca.pem"
+timeout_secs = 5
+
+[[alerts.recipient]]
+name = "本部 事務"
+email = "honbu@example.jp"
+
+[[alerts.webhook]]
+name = "chat"
+url = "https://127.0.0.1:{hook_port}/hooks/kaigo"
+secret_file = "certs/webhook.secret"
+ca_file = "certs/sink-ca.pem"
+timeout_secs = 5
+"#
+    )
+}
+
+struct Setup {
+    env: Env,
+    certs: SinkCerts,
+    smtp_port: u16,
+    hook_port: u16,
+}
+
+fn setup(extra: &str) -> Setup {
+    let (smtp_port, hook_port) = (free_port(), free_port());
+    let env = Env::with_options(EnvOptions {
+        extra_toml: alerts_toml(smtp_port, hook_port, extra),
+        ..EnvOptions::default()
+    });
+    let certs = SinkCerts::make(&env.dir.path().join("certs"));
+    std::fs::write(env.dir.path().join("certs/smtp.password"), "smtp-pass-42\n").unwrap();
+    std::fs::write(
+        env.dir.path().join("certs/webhook.secret"),
+        format!("{SECRET}\n"),
+    )
+    .unwrap();
+    Setup {
+        env,
+        certs,
+        smtp_port,
+        hook_port,
+    }
+}
+
+impl Setup {
+    fn smtp(&self) -> Sink {
+        Sink::start(
+            "smtp",
+            self.smtp_port,
+            &self.env.dir.path().join("mail"),
+            &self.certs,
+            ("relay", "smtp-pass-42"),
+        )
+    }
+
+    fn webhook(&self) -> Sink {
+        Sink::start(
+            "webhook",
+            self.hook_port,
+            &self.env.dir.path().join("hook"),
+            &self.certs,
+            ("", ""),
+        )
+    }
+}
+
+fn header<'a>(v: &'a Value, name: &str) -> &'a str {
+    v["headers"][name].as_str().unwrap_or_default()
+}
+
+/// Checks the webhook's signature as a receiver would.
+fn assert_signed(req: &Value) {
+    let ts = header(req, "x-kaigo-relay-timestamp");
+    let sig = header(req, "x-kaigo-relay-signature");
+    let body = req["body"].as_str().unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{ts}.{body}").as_bytes());
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(sig, want, "signature over timestamp.body");
+    let age = jiff::Timestamp::now().as_second() - ts.parse::<i64>().unwrap();
+    assert!((0..300).contains(&age), "the timestamp is now ({age} s)");
+    // A tampered body does not verify.
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{ts}.{body} ").as_bytes());
+    assert_ne!(
+        sig,
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    );
+}
+
+fn wait_count(sink: &Sink, n: usize, what: &str, logs: impl Fn() -> String) -> Vec<Value> {
+    wait_until(T, || {
+        let r = sink.received();
+        (r.len() >= n).then_some(r)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: fewer than {n} received: {:?}\n{}",
+            sink.received(),
+            logs()
+        )
+    })
+}
+
+#[test]
+fn a_refused_claim_reaches_mail_and_webhook_once_in_japanese_with_a_link_and_a_signature() {
+    let mut s = setup("");
+    let smtp = s.smtp();
+    let hook = s.webhook();
+    s.env.start_daemon();
+
+    let insured = "1000000025";
+    let refused = {
+        let bytes = s.env.claim(&[insured], 2);
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"\"7111\"")
+            .expect("the invoice record");
+        let mut b = bytes.clone();
+        b.insert(at + 5, b'\'');
+        b
+    };
+    s.env.drop_atomic("KK02.CSV", &refused);
+    let sub = s.env.wait_state(&sha256_hex(&refused), "refused", T);
+    let id = sub["id"].as_str().unwrap().to_owned();
+
+    let mails = wait_count(&smtp, 1, "mail", || s.env.logs());
+    let m = &mails[0];
+    assert_eq!(m["tls"], true, "sent after STARTTLS");
+    assert_eq!(m["login"], "relay", "authenticated");
+    assert_eq!(m["mail_from"], "relay@example.jp");
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["honbu@example.jp"]));
+    let subject = m["subject"].as_str().unwrap();
+    assert!(
+        subject.starts_with("[kaigo-relay] 【要対応】請求ファイルにエラーがあり送信していません"),
+        "{subject}"
+    );
+    assert!(
+        subject.contains("テスト訪問介護"),
+        "the office's name: {subject}"
+    );
+    assert!(
+        m["raw_headers"]
+            .as_str()
+            .unwrap()
+            .contains("Subject: [kaigo-relay] =?utf-8?b?"),
+        "the subject is RFC 2047 encoded: {}",
+        m["raw_headers"]
+    );
+    assert_eq!(m["content_type"], "text/plain");
+    assert_eq!(m["charset"], "utf-8");
+    assert!(header(m, "to").contains("honbu@example.jp"));
+    assert!(header(m, "message-id").ends_with("@example.jp>"));
+    assert!(!header(m, "date").is_empty());
+    assert_eq!(header(m, "x-kaigo-relay-kind"), "claim_refused");
+    assert_eq!(header(m, "auto-submitted"), "auto-generated");
+    let body = m["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("事業所: テスト訪問介護（{CARE_OFFICE}）")),
+        "{body}"
+    );
+    assert!(body.contains("「KK02.CSV」にエラーが"), "{body}");
+    assert!(body.contains("請求ソフトで直して"), "what to do: {body}");
+    assert!(
+        body.contains(&format!(
+            "https://relay.example.local:8443/submissions/{id}"
+        )),
+        "a link to the submission: {body}"
+    );
+    assert!(
+        !body.contains(insured),
+        "no insured number in the mail: {body}"
+    );
+    assert!(!body.contains("English"), "Japanese only by default");
+
+    let hooks = wait_count(&hook, 1, "webhook", || s.env.logs());
+    let h = &hooks[0];
+    assert_eq!(h["path"], "/hooks/kaigo");
+    assert_signed(h);
+    assert!(header(h, "content-type").starts_with("application/json"));
+    assert_eq!(header(h, "x-kaigo-relay-event"), "claim_refused");
+    let doc: Value = serde_json::from_str(h["body"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["delivery_id"], header(h, "x-kaigo-relay-delivery"));
+    assert_eq!(doc["kind"], "claim_refused");
+    assert_eq!(doc["group"], "claims");
+    assert_eq!(doc["phase"], "event");
+    assert_eq!(doc["offices"][0]["number"], CARE_OFFICE);
+    assert_eq!(doc["offices"][0]["name"], "テスト訪問介護");
+    assert_eq!(
+        doc["url"],
+        format!("https://relay.example.local:8443/submissions/{id}")
+    );
+    assert!(doc["text"].as_str().unwrap().contains("【要対応】"));
+    assert!(!h["body"].as_str().unwrap().contains(insured));
+
+    // The refusal is not told again, however many passes the dispatcher makes.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(smtp.received().len(), 1, "one mail for one refusal");
+    assert_eq!(hook.received().len(), 1, "one webhook for one refusal");
+}
+
+#[test]
+fn alerts_raised_while_the_mail_server_is_down_are_delivered_once_when_it_returns() {
+    // Every certificate is "about to expire" with a warning period this long: a condition
+    // that persists, one per office, raised at start.
+    let mut s = setup("certificate_warning_days = 1000000");
+    let hook = s.webhook();
+    s.env.start_daemon();
+    let hooks = wait_count(&hook, 2, "webhook", || {
+        format!(
+            "alerts: {:?}\n{}",
+            tests::status_alerts(&s.env.daemon_config),
+            s.env.logs()
+        )
+    });
+    assert!(
+        hooks
+            .iter()
+            .all(|h| header(h, "x-kaigo-relay-event") == "certificate_expiring")
+    );
+    // Mail is failing and being retried.
+    wait_until(T, || {
+        (s.env
+            .logs()
+            .matches("alert delivery failed; will retry")
+            .count()
+            >= 2)
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no retry seen\n{}", s.env.logs()));
+    // A crash while the server is down loses nothing.
+    s.env.daemon().kill9();
+    s.env.start_daemon();
+    std::thread::sleep(Duration::from_secs(2));
+    let smtp = s.smtp();
+    let mails = wait_count(&smtp, 2, "mail", || s.env.logs());
+    let mut offices: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            let body = m["body"].as_str().unwrap();
+            assert!(
+                m["subject"]
+                    .as_str()
+                    .unwrap()
+                    .contains("クライアント証明書の有効期限が近づいています"),
+                "{}",
+                m["subject"]
+            );
+            assert!(body.contains("/offices"), "{body}");
+            if body.contains(CARE_OFFICE) {
+                CARE_OFFICE
+            } else {
+                PLAN_OFFICE
+            }
+            .to_owned()
+        })
+        .collect();
+    offices.sort();
+    assert_eq!(
+        offices,
+        vec![PLAN_OFFICE.to_owned(), CARE_OFFICE.to_owned()]
+    );
+    // The condition persists through many passes and another restart: still one message each.
+    std::thread::sleep(Duration::from_secs(5));
+    s.env.daemon().terminate();
+    s.env.start_daemon();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        smtp.received().len(),
+        2,
+        "one mail per condition, not per poll"
+    );
+    let phases: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|h| {
+            let doc: Value = serde_json::from_str(h["body"].as_str().unwrap()).unwrap();
+            format!("{} {} {}", doc["phase"], doc["key"], doc["at"])
+        })
+        .collect();
+    assert_eq!(
+        phases.len(),
+        2,
+        "one webhook per condition, not per poll: {phases:?}"
+    );
+    let status = tests::status_alerts(&s.env.daemon_config).unwrap();
+    assert_eq!(
+        status
+            .iter()
+            .filter(|a| a["kind"] == "certificate_expiring")
+            .count(),
+        2,
+        "{status:?}"
+    );
+}
+
+#[test]
+fn the_alert_test_command_reports_each_destination() {
+    let s = setup("");
+    let smtp = s.smtp();
+    let hook = s.webhook();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(&bins().relay)
+            .args(["alert", "test", "--config"])
+            .arg(&s.env.daemon_config)
+            .args(extra)
+            .output()
+            .expect("run kaigo-relay alert test");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["--to", "kanri@example.jp"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("✓ mail:kanri@example.jp"), "{out}");
+    assert!(out.contains("✓ mail:honbu@example.jp"), "{out}");
+    assert!(out.contains("✓ webhook:chat"), "{out}");
+    let mails = smtp.received();
+    assert_eq!(mails.len(), 2);
+    assert!(mails.iter().all(|m| {
+        m["subject"]
+            .as_str()
+            .unwrap()
+            .contains("【テスト】テスト通知")
+    }));
+    let hooks = hook.received();
+    assert_eq!(hooks.len(), 1);
+    assert_signed(&hooks[0]);
+    assert_eq!(header(&hooks[0], "x-kaigo-relay-event"), "test");
+
+    // A receiver that answers 503: the command says which and exits 1.
+    std::fs::write(s.env.dir.path().join("hook/FAIL"), "").unwrap();
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("✗ webhook:chat"), "{out}");
+    assert!(out.contains("503"), "{out}");
+    assert!(out.contains("✓ mail:honbu@example.jp"), "{out}");
+}
