@@ -1425,6 +1425,104 @@ client_key_file = "c.key"
     }
 
     #[test]
+    fn the_alerts_section_is_checked_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        write_password(dir.path());
+        let path = dir.path().join("k.toml");
+        let good = format!(
+            "{MINIMAL}\n[alerts]\nlanguage = \"both\"\ndigest_at_jst = \"07:30\"\n[alerts.mail]\nserver = \"smtp.example.jp\"\nusername = \"relay\"\npassword_file = \"pw\"\nfrom = \"kaigo-relay <relay@example.jp>\"\n[[alerts.recipient]]\nname = \"本部\"\nemail = \"honbu@example.jp\"\ncorporation = \"C1\"\ngroups = [\"returns\", \"payment\"]\ndigest = true\n[[alerts.webhook]]\nname = \"chat\"\nurl = \"https://hooks.example.jp/x\"\nsecret_file = \"pw\"\noffices = [\"1379999996\"]\n"
+        );
+        let s = Settings::from_toml(&good, &path).unwrap();
+        let a = &s.alerts;
+        assert_eq!(a.language, Language::Both);
+        assert_eq!(a.digest_at_jst, (7, 30));
+        let mail = a.mail.as_ref().unwrap();
+        assert_eq!((mail.port, mail.security), (587, MailSecurity::StartTls));
+        assert_eq!(mail.credentials.as_ref().unwrap().1.expose(), "s3cret");
+        assert!(a.recipients[0].scope.digest);
+        assert_eq!(a.recipients[0].scope.corporation.as_deref(), Some("C1"));
+        assert_eq!(a.webhooks[0].secret.expose(), "s3cret");
+        assert!(!a.webhooks[0].scope.is_everything());
+        // Without the section: no mail, Japanese, the defaults.
+        let d = Settings::from_toml(MINIMAL, &path).unwrap().alerts;
+        assert!(d.mail.is_none() && d.webhooks.is_empty());
+        assert_eq!(d.max_per_destination_per_hour, 12);
+
+        let bad = |extra: &str| {
+            Settings::from_toml(&format!("{MINIMAL}\n{extra}"), &path)
+                .unwrap_err()
+                .to_string()
+        };
+        let mail = "[alerts.mail]\nserver = \"smtp.example.jp\"\nfrom = \"r@example.jp\"\n";
+        for (extra, key, english) in [
+            ("[alerts]\nlanguag = \"ja\"\n", "languag", "unknown field"),
+            (
+                "[alerts]\nlanguage = \"fr\"\n",
+                "alerts.language",
+                "use ja, en or both",
+            ),
+            (
+                "[alerts.mail]\nserver = \"smtp.example.jp\"\nsecurity = \"none\"\nfrom = \"r@example.jp\"\n",
+                "alerts.mail.security",
+                "only to a server on this machine",
+            ),
+            (
+                "[alerts.mail]\nserver = \"smtp.example.jp\"\nusername = \"u\"\nfrom = \"r@example.jp\"\n",
+                "alerts.mail.username",
+                "give both",
+            ),
+            (
+                "[alerts.mail]\nserver = \"smtp.example.jp\"\nfrom = \"not an address\"\n",
+                "alerts.mail.from",
+                "not a mail address",
+            ),
+            (
+                "[[alerts.recipient]]\nname = \"x\"\nemail = \"x@example.jp\"\n",
+                "alerts.mail",
+                "recipients need [alerts.mail]",
+            ),
+            (
+                &format!("{mail}[[alerts.recipient]]\nname = \"x\"\nemail = \"x@\"\n"),
+                "alerts.recipient[0].email",
+                "not a mail address",
+            ),
+            (
+                &format!(
+                    "{mail}[[alerts.recipient]]\nname = \"x\"\nemail = \"x@example.jp\"\ngroups = [\"everything\"]\n"
+                ),
+                "alerts.recipient[0].groups",
+                "not a group",
+            ),
+            (
+                &format!(
+                    "{mail}[[alerts.recipient]]\nname = \"x\"\nemail = \"x@example.jp\"\ncolour = \"red\"\n"
+                ),
+                "colour",
+                "unknown field",
+            ),
+            (
+                "[[alerts.webhook]]\nname = \"w\"\nurl = \"http://hooks.example.jp\"\nsecret_file = \"pw\"\n",
+                "alerts.webhook[0].url",
+                "https URL",
+            ),
+            (
+                "[[alerts.webhook]]\nname = \"w\"\nurl = \"https://h.example.jp\"\nsecret_file = \"missing\"\n",
+                "alerts.webhook[0].secret_file",
+                "cannot read",
+            ),
+            (
+                "[[alerts.webhook]]\nname = \"w\"\nurl = \"https://h.example.jp\"\nsecret_file = \"pw\"\noffices = [\"123\"]\n",
+                "alerts.webhook[0].offices",
+                "not a 10-digit office number",
+            ),
+        ] {
+            let err = bad(extra);
+            assert!(err.contains(key), "{extra}: {err}");
+            assert!(err.contains(english), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn the_example_config_parses() {
         let example = include_str!("../../config/kaigo-relay.example.toml");
         let dir = tempfile::tempdir().unwrap();

@@ -54,9 +54,14 @@ struct Setup {
 }
 
 fn setup(extra: &str) -> Setup {
+    setup_with(extra, "")
+}
+
+/// `extra` goes into `[alerts]`, `sections` after it.
+fn setup_with(extra: &str, sections: &str) -> Setup {
     let (smtp_port, hook_port) = (free_port(), free_port());
     let env = Env::with_options(EnvOptions {
-        extra_toml: alerts_toml(smtp_port, hook_port, extra),
+        extra_toml: format!("{}\n{sections}", alerts_toml(smtp_port, hook_port, extra)),
         ..EnvOptions::default()
     });
     let certs = SinkCerts::make(&env.dir.path().join("certs"));
@@ -368,4 +373,214 @@ fn the_alert_test_command_reports_each_destination() {
     assert!(out.contains("✗ webhook:chat"), "{out}");
     assert!(out.contains("503"), "{out}");
     assert!(out.contains("✓ mail:honbu@example.jp"), "{out}");
+}
+
+#[test]
+fn a_clerk_who_registers_an_address_in_the_ui_hears_of_their_office_only() {
+    let mut s = setup("");
+    let smtp = s.smtp();
+    let _hook = s.webhook();
+    s.env.start_daemon();
+    let _ = s.env.admin_url();
+    // Two clerks, one per office, each registering an address on their account page.
+    for (id, office, pw, mail) in [
+        (
+            "care-clerk",
+            CARE_OFFICE,
+            "haru-no-hi-pass-2026",
+            "care@example.jp",
+        ),
+        (
+            "plan-clerk",
+            PLAN_OFFICE,
+            "aki-no-yo-pass-2026",
+            "plan@example.jp",
+        ),
+    ] {
+        let one_time = s
+            .env
+            .add_user(&["--id", id, "--role", "staff", "--grant", office]);
+        let mut b = s.env.browser();
+        b.first_login(id, &one_time, pw);
+        let token = b.csrf();
+        let bad = b.post(
+            "/account/alerts",
+            &[("csrf_token", &token), ("email", "care at example")],
+        );
+        assert_eq!(bad.status, 422, "a malformed address is refused");
+        assert!(bad.text().contains("メールアドレスとして正しくありません"));
+        let saved = b.post(
+            "/account/alerts",
+            &[
+                ("csrf_token", &token),
+                ("email", mail),
+                ("group", "claims"),
+                ("group", "returns"),
+                ("language", "both"),
+            ],
+        );
+        assert_eq!(saved.status, 303, "{}", saved.text());
+        let page = b.get("/account?alerts=1");
+        assert!(page.text().contains("通知の設定を保存しました"));
+        assert_eq!(page.input_values("email"), vec![mail.to_owned()]);
+        let alerts = b.get("/alerts");
+        assert_eq!(alerts.status, 200);
+    }
+
+    // A refused file of the care office.
+    let refused = {
+        let bytes = s.env.claim(&["1000000033"], 3);
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"\"7111\"")
+            .expect("the invoice record");
+        let mut b = bytes.clone();
+        b.insert(at + 5, b'\'');
+        b
+    };
+    s.env.drop_atomic("KK03.CSV", &refused);
+    s.env.wait_state(&sha256_hex(&refused), "refused", T);
+    let mails = wait_count(&smtp, 2, "mail", || s.env.logs());
+    std::thread::sleep(Duration::from_secs(4));
+    let mails = if smtp.received().len() > mails.len() {
+        smtp.received()
+    } else {
+        mails
+    };
+    let mut to: Vec<String> = mails
+        .iter()
+        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_owned())
+        .collect();
+    to.sort();
+    assert_eq!(
+        to,
+        vec!["care@example.jp".to_owned(), "honbu@example.jp".to_owned()],
+        "the care office's clerk and the head office; not the other office's clerk"
+    );
+    let clerk = mails
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "care@example.jp")
+        .unwrap();
+    let body = clerk["body"].as_str().unwrap();
+    assert!(body.contains("---- English ----"), "both languages: {body}");
+    assert!(body.contains("The claim file \"KK03.CSV\" has"), "{body}");
+    assert!(
+        header(clerk, "to").contains("care-clerk"),
+        "{}",
+        header(clerk, "to")
+    );
+
+    // The administrator's alerts page keeps the delivery log; a clerk's has none.
+    let out = tests::relay_ok([
+        "user",
+        "reset-admin",
+        "--config",
+        s.env.daemon_config.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let pw = text
+        .lines()
+        .find_map(|l| {
+            l.split_once("new password: ")
+                .map(|(_, p)| p.trim().to_owned())
+        })
+        .expect("reset-admin prints the new password");
+    let mut admin = s.env.browser();
+    admin.first_login("admin", &pw, "kanri-sha-pass-2026");
+    let page = admin.get("/alerts").text();
+    assert!(page.contains("mail:care@example.jp"), "{page}");
+    assert!(page.contains("webhook:chat"), "{page}");
+    assert!(page.contains("送信済み"), "{page}");
+    assert!(page.contains("テスト通知を送る"), "{page}");
+}
+
+#[test]
+fn new_returns_and_the_payment_notices_are_told_once_with_counts_only() {
+    // The mirror keeps polling every second, as in the days after a submission.
+    let mut s = setup_with(
+        "",
+        "[mirror]\nidle_interval_minutes = 1\nafter_submission_interval_secs = 1\nafter_submission_minutes = 600",
+    );
+    let hook = s.webhook();
+    s.env.start_daemon();
+    // …7 is returned by the simulator's month-end rules.
+    let claim = s.env.claim(&["1000000017", "1000000041"], 1);
+    s.env.drop_atomic("KK01.CSV", &claim);
+    let sha = sha256_hex(&claim);
+    s.env.wait_for("the claim accepted", T, |env| {
+        env.status()
+            .iter()
+            .find(|x| x["sha256"] == sha.as_str())
+            .filter(|x| x["state"] == "accepted" || x["state"] == "accepted_with_returns")
+            .map(|_| ())
+    });
+    let advance = |phase: &str| {
+        let v = tests::http_json(
+            "POST",
+            &format!("{}/sim/advance", s.env.control_url),
+            Some(&serde_json::json!({ "phase": phase })),
+        );
+        assert_eq!(v["phase"], phase, "{v}");
+    };
+    let kinds = |kind: &str| -> Vec<Value> {
+        hook.received()
+            .into_iter()
+            .filter(|h| header(h, "x-kaigo-relay-event") == kind)
+            .collect()
+    };
+    advance("month_end");
+    let returns = wait_until(T, || Some(kinds("returns_new")).filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| panic!("no returns_new: {:?}\n{}", hook.received(), s.env.logs()));
+    let doc: Value = serde_json::from_str(returns[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["offices"][0]["number"], CARE_OFFICE);
+    assert!(
+        doc["text"].as_str().unwrap().contains("1 件の返戻"),
+        "{doc}"
+    );
+    assert_eq!(doc["url"], "https://relay.example.local:8443/returns");
+    let raw = returns[0]["body"].as_str().unwrap();
+    assert!(!raw.contains("1000000017"), "no insured number: {raw}");
+    advance("payment");
+    wait_until(T, || {
+        Some(kinds("payment_notice")).filter(|v| !v.is_empty())
+    })
+    .unwrap_or_else(|| panic!("no payment_notice: {:?}\n{}", hook.received(), s.env.logs()));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        kinds("returns_new").len(),
+        1,
+        "one returns list, one message"
+    );
+    let out = tests::relay_ok([
+        "notices",
+        "--json",
+        "--config",
+        s.env.daemon_config.to_str().unwrap(),
+    ]);
+    let notices: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let payment_notices = notices["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["office_number"] == CARE_OFFICE
+                && matches!(
+                    n["kind_id"].as_str().unwrap_or_default(),
+                    "7513" | "7521" | "7541" | "7611" | "7621" | "7631"
+                )
+        })
+        .count();
+    assert!(
+        payment_notices >= 2,
+        "the payment cycle brought {payment_notices} notices"
+    );
+    let payments = kinds("payment_notice");
+    assert_eq!(
+        payments.len(),
+        1,
+        "one message per office and month, however many payment notices: {payments:?}"
+    );
+    for h in hook.received() {
+        assert_signed(&h);
+    }
 }

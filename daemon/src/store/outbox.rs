@@ -264,3 +264,121 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::outbox::Destination;
+    use crate::config::Language;
+    use crate::submission::{State, Submission};
+
+    fn alert(key: &str, text: &str) -> Alert {
+        let now = Timestamp::now();
+        Alert {
+            key: key.into(),
+            kind: "disk_low".into(),
+            severity: "error".into(),
+            offices: vec![],
+            message_ja: text.into(),
+            message_en: text.into(),
+            raised_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn phases(store: &Store) -> Vec<(String, Phase)> {
+        store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.key, m.phase))
+            .collect()
+    }
+
+    #[test]
+    fn a_condition_queues_one_message_when_it_begins_and_one_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        assert_eq!(
+            store.raise_alert(alert("disk_low/state", "a")).unwrap(),
+            Raised::New
+        );
+        assert_eq!(
+            store.raise_alert(alert("disk_low/state", "a")).unwrap(),
+            Raised::Same
+        );
+        assert_eq!(
+            store.raise_alert(alert("disk_low/state", "b")).unwrap(),
+            Raised::Changed
+        );
+        assert_eq!(
+            phases(&store),
+            vec![("disk_low/state".into(), Phase::Raised)]
+        );
+        assert!(store.resolve_alert("disk_low/state").unwrap());
+        assert!(!store.resolve_alert("disk_low/state").unwrap());
+        assert_eq!(
+            phases(&store),
+            vec![
+                ("disk_low/state".into(), Phase::Raised),
+                ("disk_low/state".into(), Phase::Resolved)
+            ]
+        );
+        // Routing takes a message out and puts its deliveries in, together.
+        let first = store.outbox().unwrap().remove(0);
+        let d = Delivery::new(
+            first.clone(),
+            Destination::Webhook { name: "w".into() },
+            Language::Ja,
+            false,
+            None,
+            Timestamp::now(),
+        );
+        store.route_message(&first.id, vec![d.clone()]).unwrap();
+        assert_eq!(store.outbox().unwrap().len(), 1);
+        assert_eq!(store.deliveries(true).unwrap(), vec![d.clone()]);
+        let mut sent = d;
+        sent.state = DeliveryState::Sent;
+        sent.sent_at = Some(Timestamp::now());
+        store.put_deliveries(vec![sent.clone()]).unwrap();
+        assert!(store.deliveries(true).unwrap().is_empty());
+        assert_eq!(store.recent_deliveries(10).unwrap(), vec![sent]);
+        // History older than the cutoff goes; newer stays.
+        let past = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::from_hours(1))
+            .unwrap();
+        assert_eq!(store.prune_alert_history(past, past).unwrap(), 0);
+        let future = Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_hours(1))
+            .unwrap();
+        assert_eq!(store.prune_alert_history(future, past).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_state_change_queues_its_event_once_in_its_own_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut sub = Submission::new("A.CSV".into(), "ab".repeat(32), 3, Timestamp::now());
+        sub.transition(State::Queued, "taken", Timestamp::now());
+        let id = sub.id.clone();
+        store.record_new(sub, b"abc".to_vec()).unwrap();
+        assert!(store.outbox().unwrap().is_empty(), "queued needs nobody");
+        store
+            .update(&id, |s| {
+                s.transition(State::FailedNeedsAttention, "no", Timestamp::now())
+            })
+            .unwrap();
+        // The same state written again (a retry of the update) tells nothing new.
+        store.update(&id, |s| s.note = None).unwrap();
+        let out = store.outbox().unwrap();
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].kind, "claim_failed");
+        assert_eq!(out[0].key, format!("claim_failed/{id}"));
+        assert_eq!(
+            out[0].link.as_deref(),
+            Some(format!("/submissions/{id}").as_str())
+        );
+        // An event key is told once, even if recorded again.
+        assert!(!store.record_event(out[0].clone()).unwrap());
+    }
+}
