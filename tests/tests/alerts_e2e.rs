@@ -584,3 +584,65 @@ fn new_returns_and_the_payment_notices_are_told_once_with_counts_only() {
         assert_signed(&h);
     }
 }
+
+#[test]
+fn a_digest_recipient_gets_one_message_with_everything_at_its_hour() {
+    // The digest goes out at the start of the minute after next (JST), so that both refusals
+    // below are in it.
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(120))
+        .unwrap()
+        .to_zoned_datetime(jiff::tz::TimeZone::fixed(jiff::tz::offset(9)));
+    let mut s = setup_with(
+        &format!("digest_at_jst = \"{:02}:{:02}\"", at.hour(), at.minute()),
+        "",
+    );
+    // The head office takes its alerts as a digest.
+    let cfg = std::fs::read_to_string(&s.env.daemon_config).unwrap();
+    let cfg = cfg.replace(
+        "email = \"honbu@example.jp\"\n",
+        "email = \"honbu@example.jp\"\ndigest = true\n",
+    );
+    std::fs::write(&s.env.daemon_config, cfg).unwrap();
+    let smtp = s.smtp();
+    let hook = s.webhook();
+    s.env.start_daemon();
+    for (name, no) in [("KK04.CSV", 4), ("KK05.CSV", 5)] {
+        let bytes = s.env.claim(&["1000000058"], no);
+        let at = bytes
+            .windows(6)
+            .position(|w| w == b"\"7111\"")
+            .expect("the invoice record");
+        let mut b = bytes.clone();
+        b.insert(at + 5, b'\'');
+        s.env.drop_atomic(name, &b);
+        s.env.wait_state(&sha256_hex(&b), "refused", T);
+    }
+    // The webhook is immediate; the mail waits for the digest.
+    wait_count(&hook, 2, "webhook", || s.env.logs());
+    assert!(
+        smtp.received().is_empty(),
+        "nothing before the digest's hour"
+    );
+    let mails = wait_until(Duration::from_secs(200), || {
+        Some(smtp.received()).filter(|m| !m.is_empty())
+    })
+    .unwrap_or_else(|| panic!("no digest\n{}", s.env.logs()));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(smtp.received().len(), 1, "one digest");
+    let m = &mails[0];
+    assert_eq!(m["subject"], "[kaigo-relay] 通知のまとめ（2 件）");
+    let body = m["body"].as_str().unwrap();
+    assert!(
+        body.contains("1. 【要対応】請求ファイルにエラーがあり送信していません"),
+        "{body}"
+    );
+    assert!(
+        body.contains("2. 【要対応】請求ファイルにエラーがあり送信していません"),
+        "{body}"
+    );
+    assert!(
+        body.contains("「KK04.CSV」") && body.contains("「KK05.CSV」"),
+        "{body}"
+    );
+}
