@@ -731,7 +731,7 @@ pub struct DeliveryRow {
 /// The alerts page.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AlertsView {
-    /// Current conditions and recent events the viewer may see.
+    /// The current conditions the viewer may see (events are on their own pages).
     pub current: Vec<AlertRow>,
     /// The newest deliveries (administrator only; empty otherwise).
     pub deliveries: Vec<DeliveryRow>,

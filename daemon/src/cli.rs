@@ -791,11 +791,35 @@ fn check_config(config: PathBuf) -> Result<(), Failure> {
             message: format!("{e:#}"),
         })?;
     }
+    // The alert senders read their CA files and the system's roots.
+    crate::alerts::dispatch::Senders::new(&settings.alerts).map_err(|e| ConfigError::Invalid {
+        key: "alerts".into(),
+        message: format!("{e:#}"),
+    })?;
     println!(
         "設定は正しく読めました: 事業所 {} 件、投入フォルダー {} (config OK)",
         settings.offices.len(),
         settings.intake.drop_dir.display()
     );
+    let a = &settings.alerts;
+    match &a.mail {
+        Some(m) => println!(
+            "通知: メール {}:{}、宛先 {} 件、Webhook {} 件。`kaigo-relay alert test` で届くか確認できます (alerts: mail via {}:{}, {} recipient(s), {} webhook(s))",
+            m.server,
+            m.port,
+            a.recipients.len(),
+            a.webhooks.len(),
+            m.server,
+            m.port,
+            a.recipients.len(),
+            a.webhooks.len()
+        ),
+        None => println!(
+            "通知: メールサーバーが未設定のため、通知は管理画面にだけ表示されます（Webhook {} 件） (alerts: no mail server; {} webhook(s))",
+            a.webhooks.len(),
+            a.webhooks.len()
+        ),
+    }
     Ok(())
 }
 

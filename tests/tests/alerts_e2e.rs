@@ -492,6 +492,34 @@ fn a_clerk_who_registers_an_address_in_the_ui_hears_of_their_office_only() {
     assert!(page.contains("webhook:chat"), "{page}");
     assert!(page.contains("送信済み"), "{page}");
     assert!(page.contains("テスト通知を送る"), "{page}");
+    // The button sends a test to every destination at once and shows each outcome.
+    let before = smtp.received().len();
+    let token = admin.csrf();
+    let tested = admin.post("/alerts/test", &[("csrf_token", &token)]);
+    assert_eq!(tested.status, 200);
+    let text = tested.text();
+    assert!(text.contains("テスト通知を送りました"), "{text}");
+    assert!(
+        text.contains("mail:honbu@example.jp") && text.contains("webhook:chat"),
+        "{text}"
+    );
+    let tests_sent: Vec<Value> = smtp.received().split_off(before);
+    assert_eq!(
+        tests_sent.len(),
+        1,
+        "the head office (the administrator has no address)"
+    );
+    assert!(
+        tests_sent[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("【テスト】テスト通知")
+    );
+    let body = tests_sent[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("テスト通知です") && body.contains("（admin）"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -644,5 +672,55 @@ fn a_digest_recipient_gets_one_message_with_everything_at_its_hour() {
     assert!(
         body.contains("「KK04.CSV」") && body.contains("「KK05.CSV」"),
         "{body}"
+    );
+}
+
+#[test]
+fn mail_goes_over_implicit_tls_too_and_a_wrong_password_is_reported() {
+    let s = setup("");
+    let cfg = std::fs::read_to_string(&s.env.daemon_config).unwrap();
+    std::fs::write(
+        &s.env.daemon_config,
+        cfg.replace("security = \"starttls\"", "security = \"tls\""),
+    )
+    .unwrap();
+    let smtps = Sink::start(
+        "smtps",
+        s.smtp_port,
+        &s.env.dir.path().join("mail"),
+        &s.certs,
+        ("relay", "smtp-pass-42"),
+    );
+    let _hook = s.webhook();
+    let run = || {
+        let out = std::process::Command::new(&bins().relay)
+            .args(["alert", "test", "--config"])
+            .arg(&s.env.daemon_config)
+            .output()
+            .expect("run kaigo-relay alert test");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    let mails = smtps.received();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0]["tls"], true, "implicit TLS");
+    assert_eq!(mails[0]["login"], "relay");
+    // A wrong password: the server refuses AUTH and the command says so.
+    std::fs::write(s.env.dir.path().join("certs/smtp.password"), "wrong\n").unwrap();
+    let (code, out) = run();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("✗ mail:honbu@example.jp"), "{out}");
+    assert!(
+        out.contains("535") || out.to_lowercase().contains("auth"),
+        "{out}"
+    );
+    assert_eq!(
+        smtps.received().len(),
+        1,
+        "nothing accepted without the password"
     );
 }

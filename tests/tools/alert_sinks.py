@@ -4,6 +4,7 @@
 smtp:    a real SMTP submission server (aiosmtpd) that requires STARTTLS and AUTH, and writes
          every accepted message as NNNN.eml plus NNNN.json (envelope, TLS, login, and the
          message parsed by Python's email package: headers, subject, text body).
+smtps:   the same with implicit TLS (port 465 style) instead of STARTTLS.
 webhook: an HTTPS server that writes every POST as NNNN.json (path, headers, body as text) and
          answers 200, or 503 while a file named FAIL exists in its folder.
 
@@ -29,7 +30,7 @@ def write_json(folder, n, doc):
     os.replace(tmp, os.path.join(folder, f"{n:04}.json"))
 
 
-def smtp(args):
+def smtp(args, implicit=False):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -57,7 +58,8 @@ def smtp(args):
                 {
                     "mail_from": envelope.mail_from,
                     "rcpt_tos": envelope.rcpt_tos,
-                    "tls": session.ssl is not None,
+                    "tls": session.ssl is not None
+                    or server.transport.get_extra_info("ssl_object") is not None,
                     "login": session.auth_data.login.decode()
                     if isinstance(session.auth_data, LoginPassword)
                     else None,
@@ -73,17 +75,19 @@ def smtp(args):
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(args.cert, args.key)
+    if implicit:
+        # aiosmtpd counts only STARTTLS as TLS for AUTH; the whole connection is TLS here.
+        tls = {"ssl_context": ctx, "auth_require_tls": False}
+    else:
+        tls = {"tls_context": ctx, "require_starttls": True, "auth_require_tls": True}
     controller = Controller(
         Sink(),
         hostname="127.0.0.1",
         port=args.port,
-        tls_context=ctx,
-        require_starttls=True,
         authenticator=authenticator,
         auth_required=True,
-        auth_require_tls=True,
-        server_hostname="127.0.0.1",
         ready_timeout=30,
+        **tls,
     )
     controller.start()
     print("READY", flush=True)
@@ -134,7 +138,7 @@ def webhook(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["smtp", "webhook"])
+    p.add_argument("mode", choices=["smtp", "smtps", "webhook"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--dir", required=True)
     p.add_argument("--cert", required=True)
@@ -143,7 +147,10 @@ def main():
     p.add_argument("--password", default="")
     args = p.parse_args()
     os.makedirs(args.dir, exist_ok=True)
-    (smtp if args.mode == "smtp" else webhook)(args)
+    if args.mode == "webhook":
+        webhook(args)
+    else:
+        smtp(args, implicit=args.mode == "smtps")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ pub const SCHEMA: &[&str] = &[
     "backup_log",
     "alert_outbox",
     "alert_deliveries",
+    "alert_deliveries_pending",
     "alert_events",
 ];
 
@@ -522,6 +523,7 @@ impl Store {
             db_err!(txn.open_table(accounts::OFFICES))?;
             db_err!(txn.open_table(outbox::ALERT_OUTBOX))?;
             db_err!(txn.open_table(outbox::ALERT_DELIVERIES))?;
+            db_err!(txn.open_table(outbox::ALERT_PENDING))?;
             db_err!(txn.open_table(outbox::ALERT_EVENTS))?;
             let mut meta = db_err!(txn.open_table(META))?;
             let found = db_err!(meta.get("schema_version"))?.map(|v| parse_version(v.value()));

@@ -24,6 +24,10 @@ pub(super) const ALERT_OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::n
 /// Delivery id → delivery (JSON).
 pub(super) const ALERT_DELIVERIES: TableDefinition<&str, &[u8]> =
     TableDefinition::new("alert_deliveries");
+/// Delivery id → (): the deliveries not yet sent or given up, so that the dispatcher's look
+/// every few seconds reads those and not the whole history.
+pub(super) const ALERT_PENDING: TableDefinition<&str, ()> =
+    TableDefinition::new("alert_deliveries_pending");
 /// One-time event key → when it was first told (Unix ms).
 pub(super) const ALERT_EVENTS: TableDefinition<&str, i64> = TableDefinition::new("alert_events");
 
@@ -65,6 +69,24 @@ pub(crate) fn enqueue_event_in(
     let mut t = db_err!(txn.open_table(ALERT_OUTBOX))?;
     db_err!(t.insert(message.id.as_str(), bytes.as_slice()))?;
     Ok(true)
+}
+
+/// Writes deliveries and keeps the pending index in step (inside the caller's transaction).
+fn put_deliveries_in(
+    txn: &WriteTransaction,
+    encoded: &[(String, DeliveryState, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let mut t = db_err!(txn.open_table(ALERT_DELIVERIES))?;
+    let mut p = db_err!(txn.open_table(ALERT_PENDING))?;
+    for (id, state, bytes) in encoded {
+        db_err!(t.insert(id.as_str(), bytes.as_slice()))?;
+        if *state == DeliveryState::Pending {
+            db_err!(p.insert(id.as_str(), ()))?;
+        } else {
+            db_err!(p.remove(id.as_str()))?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -162,26 +184,43 @@ impl Store {
         let message_id = message_id.to_owned();
         let mut encoded = Vec::with_capacity(deliveries.len());
         for d in &deliveries {
-            encoded.push((d.id.clone(), json(&d.id, d)?));
+            encoded.push((d.id.clone(), d.state, json(&d.id, d)?));
         }
         self.write(move |txn| {
-            let mut t = db_err!(txn.open_table(ALERT_DELIVERIES))?;
-            for (id, bytes) in &encoded {
-                db_err!(t.insert(id.as_str(), bytes.as_slice()))?;
-            }
+            put_deliveries_in(txn, &encoded)?;
             let mut o = db_err!(txn.open_table(ALERT_OUTBOX))?;
             db_err!(o.remove(message_id.as_str()))?;
             Ok(())
         })
     }
 
-    /// Every delivery, oldest first (`pending_only`: those not yet sent or given up).
+    /// Every delivery, oldest first (`pending_only`: those not yet sent or given up, read
+    /// through their index).
     pub fn deliveries(&self, pending_only: bool) -> Result<Vec<Delivery>, StoreError> {
         let txn = self.read()?;
         let Some(t) = read_table(&txn, ALERT_DELIVERIES)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        if pending_only {
+            let Some(p) = read_table(&txn, ALERT_PENDING)? else {
+                return Ok(Vec::new());
+            };
+            for entry in db_err!(p.iter())? {
+                let (k, _) = db_err!(entry)?;
+                let Some(v) = db_err!(t.get(k.value()))? else {
+                    continue;
+                };
+                match unjson::<Delivery>(k.value(), v.value()) {
+                    Ok(d) if d.state == DeliveryState::Pending => out.push(d),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(id = k.value(), error = %e, "unreadable alert delivery")
+                    }
+                }
+            }
+            return Ok(out);
+        }
         for entry in db_err!(t.iter())? {
             let (k, v) = db_err!(entry)?;
             match unjson::<Delivery>(k.value(), v.value()) {
@@ -216,15 +255,9 @@ impl Store {
     pub fn put_deliveries(&self, deliveries: Vec<Delivery>) -> Result<(), StoreError> {
         let mut encoded = Vec::with_capacity(deliveries.len());
         for d in &deliveries {
-            encoded.push((d.id.clone(), json(&d.id, d)?));
+            encoded.push((d.id.clone(), d.state, json(&d.id, d)?));
         }
-        self.write(move |txn| {
-            let mut t = db_err!(txn.open_table(ALERT_DELIVERIES))?;
-            for (id, bytes) in &encoded {
-                db_err!(t.insert(id.as_str(), bytes.as_slice()))?;
-            }
-            Ok(())
-        })
+        self.write(move |txn| put_deliveries_in(txn, &encoded))
     }
 
     /// Forgets sent and given-up deliveries older than `before`, and event keys older than

@@ -215,7 +215,9 @@ macro_rules! by_table_types {
             "submissions_by_sha256" | "pending_moves" | "return_items_by_office_month" => {
                 $go!(&str, &str)
             }
-            "notices_by_office_month" | "return_items_pending" => $go!(&str, ()),
+            "notices_by_office_month" | "return_items_pending" | "alert_deliveries_pending" => {
+                $go!(&str, ())
+            }
             "audit_log" => $go!(u64, &[u8]),
             "submissions_by_office_month" => $go!(&str, (&str, bool)),
             "notice_reads" | "alert_events" => $go!(&str, i64),
