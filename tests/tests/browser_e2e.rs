@@ -949,6 +949,26 @@ fn a_corporation_user_works_through_the_admin_ui_in_chromium() {
     );
     chrome.shot("13-password-changed-again");
 
+    // 6b. Register an address for alerts on the same page, then open the alerts page.
+    chrome.fill("alert-email", "sakura-jimu@example.jp");
+    let save = chrome.css("main form[action='/account/alerts'] button[type='submit']");
+    chrome.click(&save);
+    chrome.wait_path("/account?alerts=1");
+    assert!(
+        chrome
+            .text("main .message")
+            .contains("通知の設定を保存しました")
+    );
+    let kept = chrome.css("#alert-email");
+    assert_eq!(
+        chrome.attr(&kept, "value").as_deref(),
+        Some("sakura-jimu@example.jp")
+    );
+    chrome.shot("13b-alert-settings-saved");
+    chrome.menu("/alerts");
+    chrome.wait_text("main h1", "通知");
+    chrome.shot("13c-alerts");
+
     // 7. Log out: every page then asks for a login.
     let logout = chrome.css("header form.logout button[type='submit']");
     chrome.click(&logout);
