@@ -44,15 +44,24 @@ fn is_secret_key(key: &str) -> bool {
     .any(|w| k.contains(w))
 }
 
-/// `scheme://user:password@host…` without the credentials.
+/// `scheme://user:password@host/path?query` without the credentials, and without the path and
+/// query (a chat tool's webhook URL carries its secret there): `scheme://***@host/***`.
 fn redact_url(s: &str) -> String {
-    if let Some((scheme, rest)) = s.split_once("://") {
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            return format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]);
-        }
-    }
-    s.to_owned()
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("{REDACTED}@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    let tail = if tail.is_empty() || tail == "/" {
+        tail.to_owned()
+    } else {
+        format!("/{REDACTED}")
+    };
+    format!("{scheme}://{host}{tail}")
 }
 
 fn redact_value(key: Option<&str>, v: &mut toml::Value) {
@@ -433,6 +442,8 @@ url = "https://gw.example:8443"
 [gateway.proxy]
 url = "http://proxyuser:hunter2@proxy.lan:3128"
 proxy_password = "hunter2"
+[[alerts.webhook]]
+url = "https://hooks.example.jp/services/T0/B0/XoXoSlackToken?key=QueryToken"
 [[backup.sites]]
 name = "s3"
 secret_access_key = "AKIAxxxxSECRET"
@@ -440,12 +451,21 @@ access_key_id = "AKIAID"
 port = 9000
 "#;
         let out = redact_config(text);
-        for secret in ["abc123", "hunter2", "AKIAxxxxSECRET", "AKIAID", "proxyuser"] {
+        for secret in [
+            "abc123",
+            "hunter2",
+            "AKIAxxxxSECRET",
+            "AKIAID",
+            "proxyuser",
+            "XoXoSlackToken",
+            "QueryToken",
+        ] {
             assert!(!out.contains(secret), "{secret} leaked:\n{out}");
         }
         for kept in [
             "/etc/kaigo-relay/secrets/metrics.token",
             "https://gw.example:8443",
+            "https://hooks.example.jp/***",
             "proxy.lan:3128",
             "/var/lib/kaigo-relay",
             "9000",
