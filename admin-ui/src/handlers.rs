@@ -470,21 +470,8 @@ impl<B: Backend> Inner<B> {
                     digest: req.form.get("digest") == Some("1"),
                     language: req.form.text("language").trim().to_owned(),
                 };
-                match self.backend.set_alert_prefs(p, form).await {
-                    Ok(()) => pages::redirect("/account?alerts=1"),
-                    Err(BackendError::Invalid {
-                        message_ja,
-                        message_en,
-                    }) => {
-                        self.account_page(
-                            p,
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            Some(Msg::error(&message_ja, &message_en)),
-                        )
-                        .await
-                    }
-                    Err(e) => self.fail(Some(p), e),
-                }
+                let r = self.backend.set_alert_prefs(p, form).await;
+                self.after_own_account_form(p, r, "/account?alerts=1").await
             }
             ("GET", "/alerts") => self.alerts_page(p, None, Vec::new()).await,
             ("POST", "/alerts/test") => {
@@ -816,12 +803,22 @@ impl<B: Backend> Inner<B> {
     }
 
     async fn post_revoke(&self, req: &Req, p: &Principal) -> Resp {
-        match self
+        let r = self
             .backend
             .revoke_session(p, req.form.text("session_id").trim())
-            .await
-        {
-            Ok(()) => pages::redirect("/account"),
+            .await;
+        self.after_own_account_form(p, r, "/account").await
+    }
+
+    /// After a form of the account page: on to `done`, or the page again with the refusal.
+    async fn after_own_account_form(
+        &self,
+        p: &Principal,
+        r: Result<(), BackendError>,
+        done: &str,
+    ) -> Resp {
+        match r {
+            Ok(()) => pages::redirect(done),
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,

@@ -468,6 +468,18 @@ listen = "127.0.0.1:0"
         sample::care_claim(&care, &plan, self.month, insured, file_no)
     }
 
+    /// A claim of `claim` with a single quote put into its invoice record: one the checker
+    /// refuses (a character the interface spec does not allow).
+    pub fn refused_claim(&self, insured: &[&str], file_no: u32) -> Vec<u8> {
+        let mut b = self.claim(insured, file_no);
+        let at = b
+            .windows(6)
+            .position(|w| w == b"\"7111\"")
+            .expect("the invoice record");
+        b.insert(at + 5, b'\'');
+        b
+    }
+
     /// Creates an admin-UI account with `kaigo-relay user add --json ARGS` and returns its
     /// one-time password.
     pub fn add_user(&self, args: &[&str]) -> String {

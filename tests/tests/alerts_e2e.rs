@@ -101,6 +101,20 @@ impl Setup {
     }
 }
 
+/// Runs `kaigo-relay alert test` with `extra` arguments: its exit code and what it printed.
+fn alert_test(env: &Env, extra: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(&bins().relay)
+        .args(["alert", "test", "--config"])
+        .arg(&env.daemon_config)
+        .args(extra)
+        .output()
+        .expect("run kaigo-relay alert test");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn header<'a>(v: &'a Value, name: &str) -> &'a str {
     v["headers"][name].as_str().unwrap_or_default()
 }
@@ -147,16 +161,7 @@ fn a_refused_claim_reaches_mail_and_webhook_once_in_japanese_with_a_link_and_a_s
     s.env.start_daemon();
 
     let insured = "1000000025";
-    let refused = {
-        let bytes = s.env.claim(&[insured], 2);
-        let at = bytes
-            .windows(6)
-            .position(|w| w == b"\"7111\"")
-            .expect("the invoice record");
-        let mut b = bytes.clone();
-        b.insert(at + 5, b'\'');
-        b
-    };
+    let refused = s.env.refused_claim(&[insured], 2);
     s.env.drop_atomic("KK02.CSV", &refused);
     let sub = s.env.wait_state(&sha256_hex(&refused), "refused", T);
     let id = sub["id"].as_str().unwrap().to_owned();
@@ -336,18 +341,7 @@ fn the_alert_test_command_reports_each_destination() {
     let s = setup("");
     let smtp = s.smtp();
     let hook = s.webhook();
-    let run = |extra: &[&str]| {
-        let out = std::process::Command::new(&bins().relay)
-            .args(["alert", "test", "--config"])
-            .arg(&s.env.daemon_config)
-            .args(extra)
-            .output()
-            .expect("run kaigo-relay alert test");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let run = |extra: &[&str]| alert_test(&s.env, extra);
     let (code, out) = run(&["--to", "kanri@example.jp"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("✓ mail:kanri@example.jp"), "{out}");
@@ -428,16 +422,7 @@ fn a_clerk_who_registers_an_address_in_the_ui_hears_of_their_office_only() {
     }
 
     // A refused file of the care office.
-    let refused = {
-        let bytes = s.env.claim(&["1000000033"], 3);
-        let at = bytes
-            .windows(6)
-            .position(|w| w == b"\"7111\"")
-            .expect("the invoice record");
-        let mut b = bytes.clone();
-        b.insert(at + 5, b'\'');
-        b
-    };
+    let refused = s.env.refused_claim(&["1000000033"], 3);
     s.env.drop_atomic("KK03.CSV", &refused);
     s.env.wait_state(&sha256_hex(&refused), "refused", T);
     let mails = wait_count(&smtp, 2, "mail", || s.env.logs());
@@ -636,13 +621,7 @@ fn a_digest_recipient_gets_one_message_with_everything_at_its_hour() {
     let hook = s.webhook();
     s.env.start_daemon();
     for (name, no) in [("KK04.CSV", 4), ("KK05.CSV", 5)] {
-        let bytes = s.env.claim(&["1000000058"], no);
-        let at = bytes
-            .windows(6)
-            .position(|w| w == b"\"7111\"")
-            .expect("the invoice record");
-        let mut b = bytes.clone();
-        b.insert(at + 5, b'\'');
+        let b = s.env.refused_claim(&["1000000058"], no);
         s.env.drop_atomic(name, &b);
         s.env.wait_state(&sha256_hex(&b), "refused", T);
     }
@@ -692,17 +671,7 @@ fn mail_goes_over_implicit_tls_too_and_a_wrong_password_is_reported() {
         ("relay", "smtp-pass-42"),
     );
     let _hook = s.webhook();
-    let run = || {
-        let out = std::process::Command::new(&bins().relay)
-            .args(["alert", "test", "--config"])
-            .arg(&s.env.daemon_config)
-            .output()
-            .expect("run kaigo-relay alert test");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let run = || alert_test(&s.env, &[]);
     let (code, out) = run();
     assert_eq!(code, Some(0), "{out}");
     let mails = smtps.received();

@@ -37,15 +37,7 @@ fn filters_unread_marks_export_and_a_withdrawal_from_the_page() {
 
     // One claim with a statement the simulator returns (…7), one refused by the checker.
     let returned = env.claim(&["1000000017"], 1);
-    let refused = {
-        let mut b = env.claim(&["1000000025"], 2);
-        let at = b
-            .windows(6)
-            .position(|w| w == b"\"7111\"")
-            .expect("the invoice record");
-        b.insert(at + 5, b'\'');
-        b
-    };
+    let refused = env.refused_claim(&["1000000025"], 2);
     env.drop_atomic("KK01.CSV", &returned);
     env.drop_atomic("KK02.CSV", &refused);
     env.wait_state(&sha256_hex(&refused), "refused", T);

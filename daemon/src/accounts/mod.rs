@@ -161,22 +161,11 @@ mod tests {
         office: Option<&str>,
         grants: &[&str],
     ) -> Account {
-        let now = Timestamp::now();
-        Account {
-            id: id.into(),
-            display_name: id.into(),
-            role,
-            corporation: corp.map(Into::into),
-            office_number: office.map(Into::into),
-            grants: grants.iter().map(|s| (*s).to_owned()).collect(),
-            password_hash: String::new(),
-            must_change_password: false,
-            lockout: guard::Lockout::default(),
-            disabled: false,
-            created_at: now,
-            password_changed_at: now,
-            alerts: Default::default(),
-        }
+        let mut a = Account::for_tests(id, role);
+        a.corporation = corp.map(Into::into);
+        a.office_number = office.map(Into::into);
+        a.grants = grants.iter().map(|s| (*s).to_owned()).collect();
+        a
     }
 
     #[test]

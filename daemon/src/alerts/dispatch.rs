@@ -246,7 +246,7 @@ impl Dispatcher {
                 Err(e) => {
                     warn!(
                         error = format!("{e:#}"),
-                        "alert dispatch pass failed; retrying"
+                        "通知の送信処理に失敗しました。数秒後にやり直します (alert dispatch pass failed; retrying)"
                     );
                     POLL
                 }
@@ -435,7 +435,7 @@ impl Dispatcher {
                 }
             }
             if ds.is_empty() && m.phase != Phase::Resolved {
-                info!(kind = %m.kind, key = %m.key, "alert has no recipient (shown in the admin UI only)");
+                info!(kind = %m.kind, key = %m.key, "この通知の宛先がありません。管理画面にだけ表示します (alert has no recipient; shown in the admin UI only)");
             }
             let store = self.store.clone();
             let id = m.id.clone();
@@ -476,7 +476,7 @@ impl Said {
                 kind,
                 items,
                 combined,
-            } => info!(%destination, %kind, items, ?combined, "alert delivered"),
+            } => info!(%destination, %kind, items, ?combined, "通知を送りました (alert delivered)"),
             Said::Retry {
                 destination,
                 kind,
@@ -489,7 +489,7 @@ impl Said {
                 attempts,
                 retry_in_secs,
                 %error,
-                "alert delivery failed; will retry"
+                "通知を送れませんでした。あとで送り直します (alert delivery failed; will retry)"
             ),
             Said::GaveUp {
                 destination,

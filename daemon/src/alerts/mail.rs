@@ -127,19 +127,10 @@ impl Mailer {
             .map_err(|e| MailError::Settings(e.to_string()))?;
         match self.transport.send(email).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(MailError::Refused(chain(&e))),
-            Err(e) => Err(MailError::Failed(chain(&e))),
+            Err(e) if e.is_permanent() => {
+                Err(MailError::Refused(crate::transport::error_chain(&e)))
+            }
+            Err(e) => Err(MailError::Failed(crate::transport::error_chain(&e))),
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

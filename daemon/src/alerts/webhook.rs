@@ -116,7 +116,7 @@ impl Hook {
             .body(bytes)
             .send()
             .await
-            .map_err(|e| WebhookError::Failed(chain(&e)))?;
+            .map_err(|e| WebhookError::Failed(crate::transport::error_chain(&e)))?;
         let status = answer.status().as_u16();
         match status {
             200..=299 => Ok(()),
@@ -125,17 +125,6 @@ impl Hook {
             _ => Err(WebhookError::Failed(format!("HTTP {status}"))),
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
