@@ -111,6 +111,8 @@ pub enum LoginOutcome {
         message_ja: String,
         /// English.
         message_en: String,
+        /// The catalogue entry that explains it.
+        code: Option<crate::help::Code>,
     },
     /// Refused because of throttling (too many attempts from this address or for this ID):
     /// the page answers 429 instead of 401, with this message.
@@ -119,6 +121,8 @@ pub enum LoginOutcome {
         message_ja: String,
         /// English.
         message_en: String,
+        /// The catalogue entry that explains it.
+        code: Option<crate::help::Code>,
     },
 }
 
@@ -138,6 +142,8 @@ pub enum BackendError {
         message_ja: String,
         /// English.
         message_en: String,
+        /// The catalogue entry that explains it, if one does (the page links to it).
+        code: Option<crate::help::Code>,
     },
     /// Something broke inside; the page says so without details (500). The backend has logged
     /// the whole chain.
@@ -349,6 +355,8 @@ pub struct ActionOutcome {
     pub message_ja: String,
     /// The same in English.
     pub message_en: String,
+    /// The catalogue entry that explains it, if one does.
+    pub code: Option<crate::help::Code>,
 }
 
 /// One submission in a list.
@@ -424,6 +432,8 @@ pub struct SubmissionDetail {
     pub note_ja: Option<String>,
     /// Explanation (English).
     pub note_en: Option<String>,
+    /// The catalogue code of the explanation, if it has one.
+    pub note_code: Option<String>,
     /// Every state change.
     pub timeline: Vec<TimelineEntry>,
     /// The checker's findings.
@@ -850,6 +860,8 @@ pub struct AlertView {
     pub message_en: String,
     /// A page that helps, if any.
     pub link: Option<String>,
+    /// Where the help explains it.
+    pub help: String,
 }
 
 /// The appliance's health.

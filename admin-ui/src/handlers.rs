@@ -19,6 +19,7 @@ use crate::backend::{
     OfficeRef, Principal, Role, TestAlertRow,
 };
 use crate::forms::Form;
+use crate::help;
 use crate::lists::{self, chosen_office, office_ref};
 use crate::pages::{self, Msg, Problem, View};
 use crate::routes::{self, Route};
@@ -62,6 +63,26 @@ fn local_path(s: &str) -> bool {
         && !s.contains('\\')
         && !s.chars().any(char::is_control)
         && s.len() <= 2048
+}
+
+/// The screen a help topic explains (for the "open this screen" link).
+fn screen_of(topic: &str) -> Option<&'static str> {
+    Some(match topic {
+        "home" => "/",
+        "login" => "/login",
+        "submissions" => "/submissions",
+        "notices" => "/notices",
+        "returns" => "/returns",
+        "offices" => "/offices",
+        "alerts" => "/alerts",
+        "accounts" => "/accounts",
+        "account" => "/account",
+        "system" => "/system",
+        "certificate" => "/certificate",
+        "backups" => "/backups",
+        "audit" => "/audit",
+        _ => return None,
+    })
 }
 
 /// The roles a principal may pick on the new-account form (the backend decides again).
@@ -189,9 +210,11 @@ impl<B: Backend> Inner<B> {
             BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             } => Problem::Invalid {
                 ja: message_ja,
                 en: message_en,
+                code,
             },
             BackendError::Internal => Problem::Internal,
         };
@@ -200,6 +223,71 @@ impl<B: Backend> Inner<B> {
 
     fn render(&self, view: View) -> Resp {
         self.pages.render(view)
+    }
+
+    // ---- help ----------------------------------------------------------------------------
+
+    /// The help pages: open to everyone, with the menu of the session asking, if any.
+    pub(crate) fn help(&self, route: &Route, req: &Req, user: Option<&Principal>) -> Resp {
+        let lang = pages::REQUEST
+            .try_with(|r| r.lang)
+            .unwrap_or_default()
+            .code();
+        match route.path {
+            "/help" => {
+                #[derive(Serialize)]
+                struct TopicLink {
+                    id: &'static str,
+                    title_ja: &'static str,
+                    title_en: &'static str,
+                }
+                let topics: Vec<TopicLink> = help::TOPICS
+                    .iter()
+                    .map(|t| TopicLink {
+                        id: t,
+                        title_ja: help::topic_doc(t, "ja").map_or(*t, |d| d.title.as_str()),
+                        title_en: help::topic_doc(t, "en").map_or(*t, |d| d.title.as_str()),
+                    })
+                    .collect();
+                self.render(View::new("help.html", user).with("topics", &topics))
+            }
+            "/help/codes" => {
+                self.render(View::new("help_codes.html", user).with("areas", help::AREAS))
+            }
+            "/help/code/{code}" => {
+                let code = req.param();
+                let area = help::AREAS
+                    .iter()
+                    .find(|a| a.entries.iter().any(|e| e.code == code));
+                match (help::find(code), area) {
+                    (Some(e), Some(area)) => self.render(
+                        View::new("help_code.html", user)
+                            .with("e", e)
+                            .with("area", area)
+                            .with("help_section", &e.help_href()),
+                    ),
+                    _ => self.pages.problem(user, &Problem::NotFound),
+                }
+            }
+            _ => {
+                let (doc, screen) = if route.path == "/help/manual" {
+                    (help::manual(lang), None)
+                } else {
+                    let topic = req.param();
+                    (help::topic_doc(topic, lang), screen_of(topic))
+                };
+                match doc {
+                    Some(d) => self.render(
+                        View::new("help_doc.html", user)
+                            .with("doc_title", &d.title)
+                            .with("doc_html", &d.html)
+                            .with("doc_lang", lang)
+                            .with("screen", &screen),
+                    ),
+                    None => self.pages.problem(user, &Problem::NotFound),
+                }
+            }
+        }
     }
 
     // ---- public routes -------------------------------------------------------------------
@@ -371,29 +459,32 @@ impl<B: Backend> Inner<B> {
             Ok(LoginOutcome::Refused {
                 message_ja,
                 message_en,
+                code,
             }) => self.login_form(
                 "login.html",
                 StatusCode::UNAUTHORIZED,
                 id,
-                Some(Msg::error(&message_ja, &message_en)),
+                Some(Msg::error(&message_ja, &message_en).coded(code)),
             ),
             Ok(LoginOutcome::Throttled {
                 message_ja,
                 message_en,
+                code,
             }) => self.login_form(
                 "login.html",
                 StatusCode::TOO_MANY_REQUESTS,
                 id,
-                Some(Msg::error(&message_ja, &message_en)),
+                Some(Msg::error(&message_ja, &message_en).coded(code)),
             ),
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => self.login_form(
                 "login.html",
                 StatusCode::UNPROCESSABLE_ENTITY,
                 id,
-                Some(Msg::error(&message_ja, &message_en)),
+                Some(Msg::error(&message_ja, &message_en).coded(code)),
             ),
             Err(e) => self.fail(None, e),
         }
@@ -427,11 +518,12 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => self.login_form(
                 T,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 id,
-                Some(Msg::error(&message_ja, &message_en)),
+                Some(Msg::error(&message_ja, &message_en).coded(code)),
             ),
             Err(e) => self.fail(None, e),
         }
@@ -624,7 +716,7 @@ impl<B: Backend> Inner<B> {
                 if o.done {
                     pages::redirect("/backups?started=1")
                 } else {
-                    let msg = Msg::error(&o.message_ja, &o.message_en);
+                    let msg = Msg::error(&o.message_ja, &o.message_en).coded(o.code);
                     self.backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
                         .await
                 }
@@ -662,10 +754,10 @@ impl<B: Backend> Inner<B> {
                 );
                 if o.done {
                     let view = View::new("restarting.html", Some(p))
-                        .message(Msg::info(&o.message_ja, &o.message_en));
+                        .message(Msg::info(&o.message_ja, &o.message_en).coded(o.code));
                     self.render(view)
                 } else {
-                    let msg = Msg::error(&o.message_ja, &o.message_en);
+                    let msg = Msg::error(&o.message_ja, &o.message_en).coded(o.code);
                     self.backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
                         .await
                 }
@@ -682,11 +774,14 @@ impl<B: Backend> Inner<B> {
                     self.backend.confirm_backup_key(p, &key_id).await
                 );
                 let (status, msg) = if o.done {
-                    (StatusCode::OK, Msg::info(&o.message_ja, &o.message_en))
+                    (
+                        StatusCode::OK,
+                        Msg::info(&o.message_ja, &o.message_en).coded(o.code),
+                    )
                 } else {
                     (
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        Msg::error(&o.message_ja, &o.message_en),
+                        Msg::error(&o.message_ja, &o.message_en).coded(o.code),
                     )
                 };
                 self.backups_page(p, status, Some(msg)).await
@@ -729,10 +824,11 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => self.password_page(
                 p,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Some(Msg::error(&message_ja, &message_en)),
+                Some(Msg::error(&message_ja, &message_en).coded(code)),
             ),
             Err(e) => self.fail(Some(p), e),
         }
@@ -761,11 +857,12 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => {
                 self.home(
                     p,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Msg::error(&message_ja, &message_en)),
+                    Some(Msg::error(&message_ja, &message_en).coded(code)),
                 )
                 .await
             }
@@ -822,11 +919,12 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => {
                 self.account_page(
                     p,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Msg::error(&message_ja, &message_en)),
+                    Some(Msg::error(&message_ja, &message_en).coded(code)),
                 )
                 .await
             }
@@ -883,11 +981,12 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => self.new_account_page(
                 p,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &form,
-                Some(Msg::error(&message_ja, &message_en)),
+                Some(Msg::error(&message_ja, &message_en).coded(code)),
             ),
             Err(e) => self.fail(Some(p), e),
         }
@@ -935,12 +1034,13 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => {
                 self.account_detail(
                     p,
                     id,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Msg::error(&message_ja, &message_en)),
+                    Some(Msg::error(&message_ja, &message_en).coded(code)),
                 )
                 .await
             }
@@ -1020,11 +1120,14 @@ impl<B: Backend> Inner<B> {
         match r {
             Ok(o) => {
                 let (status, msg) = if o.done {
-                    (StatusCode::OK, Msg::info(&o.message_ja, &o.message_en))
+                    (
+                        StatusCode::OK,
+                        Msg::info(&o.message_ja, &o.message_en).coded(o.code),
+                    )
                 } else {
                     (
                         StatusCode::UNPROCESSABLE_ENTITY,
-                        Msg::error(&o.message_ja, &o.message_en),
+                        Msg::error(&o.message_ja, &o.message_en).coded(o.code),
                     )
                 };
                 self.submission_page(p, id, status, Some(msg)).await
@@ -1032,12 +1135,13 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => {
                 self.submission_page(
                     p,
                     id,
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Msg::error(&message_ja, &message_en)),
+                    Some(Msg::error(&message_ja, &message_en).coded(code)),
                 )
                 .await
             }
@@ -1187,13 +1291,14 @@ impl<B: Backend> Inner<B> {
             Err(BackendError::Invalid {
                 message_ja,
                 message_en,
+                code,
             }) => {
                 self.returns_page(
                     p,
                     shown,
                     &Form::default(),
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Msg::error(&message_ja, &message_en)),
+                    Some(Msg::error(&message_ja, &message_en).coded(code)),
                 )
                 .await
             }

@@ -17,6 +17,7 @@ pub mod backend;
 mod chart;
 mod forms;
 mod handlers;
+pub mod help;
 mod lists;
 mod metrics;
 mod pages;
@@ -155,6 +156,14 @@ impl<B: Backend> Inner<B> {
         }
 
         let token = security::cookie(&req.parts.headers, SESSION_COOKIE);
+        if route.access == Access::Help {
+            let principal = match token {
+                Some(t) => self.backend.session(t).await.ok().flatten(),
+                None => None,
+            };
+            let principal = principal.filter(|p| !p.must_change_password);
+            return self.help(route, &req, principal.as_ref());
+        }
         let principal = match token {
             None => None,
             Some(t) => match self.backend.session(t).await {
@@ -180,7 +189,7 @@ impl<B: Backend> Inner<B> {
         let allowed = match route.access {
             Access::ManageAccounts => p.may_manage_accounts,
             Access::Admin => p.is_admin,
-            Access::Public | Access::PasswordChange | Access::Session => true,
+            Access::Public | Access::Help | Access::PasswordChange | Access::Session => true,
         };
         if !allowed {
             return self.pages.problem(Some(&p), &Problem::Forbidden);

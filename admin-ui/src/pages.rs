@@ -27,6 +27,16 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/office_select.html"),
     ),
     ("login.html", include_str!("../templates/login.html")),
+    ("help.html", include_str!("../templates/help.html")),
+    ("help_doc.html", include_str!("../templates/help_doc.html")),
+    (
+        "help_codes.html",
+        include_str!("../templates/help_codes.html"),
+    ),
+    (
+        "help_code.html",
+        include_str!("../templates/help_code.html"),
+    ),
     (
         "login_password.html",
         include_str!("../templates/login_password.html"),
@@ -102,6 +112,8 @@ pub(crate) struct Msg {
     pub ja: String,
     /// English.
     pub en: String,
+    /// Where it is explained; without one the page links to its screen's help.
+    pub help: Option<String>,
 }
 
 impl Msg {
@@ -110,6 +122,7 @@ impl Msg {
             kind: "info",
             ja: ja.to_owned(),
             en: en.to_owned(),
+            help: None,
         }
     }
 
@@ -118,7 +131,16 @@ impl Msg {
             kind: "error",
             ja: ja.to_owned(),
             en: en.to_owned(),
+            help: None,
         }
+    }
+
+    /// The message explained by the catalogue entry `code`, if there is one.
+    pub(crate) fn coded(mut self, code: Option<crate::help::Code>) -> Msg {
+        if let Some(c) = code {
+            self.help = Some(c.href());
+        }
+        self
     }
 }
 
@@ -169,7 +191,14 @@ impl View {
         let mut ctx = Context::new();
         ctx.insert("user", &user.map(UserView::of));
         ctx.insert("message", &None::<Msg>);
-        ctx.insert("page", template.trim_end_matches(".html"));
+        let page = template.trim_end_matches(".html");
+        ctx.insert("page", page);
+        let help_href = if page.starts_with("help") {
+            "/help".to_owned()
+        } else {
+            format!("/help/{}", crate::help::topic_of(page))
+        };
+        ctx.insert("help_href", &help_href);
         View {
             template,
             status: StatusCode::OK,
@@ -211,6 +240,7 @@ pub(crate) enum Problem {
     Invalid {
         ja: String,
         en: String,
+        code: Option<crate::help::Code>,
     },
 }
 
@@ -226,6 +256,16 @@ impl Problem {
             Problem::Timeout => StatusCode::REQUEST_TIMEOUT,
             Problem::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Problem::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+
+    /// Where the help explains this refusal.
+    fn help(&self) -> String {
+        match self {
+            Problem::Forbidden => "/help/accounts#roles".to_owned(),
+            Problem::FormExpired | Problem::CrossSite => "/help/login#login".to_owned(),
+            Problem::Invalid { code: Some(c), .. } => c.href(),
+            _ => "/help".to_owned(),
         }
     }
 
@@ -292,7 +332,7 @@ impl Problem {
                 "装置の内部でエラーが発生しました。しばらくしてからもう一度お試しください。続く場合は管理者に連絡してください。",
                 "Something went wrong inside the appliance. Try again later; if it persists, tell the administrator.",
             ),
-            Problem::Invalid { ja, en } => {
+            Problem::Invalid { ja, en, .. } => {
                 ("入力内容を確認してください", "Check your input", ja, en)
             }
         }
@@ -356,6 +396,9 @@ impl Pages {
         tera.register_filter("segment", |s: String, _: Kwargs, _: &State| {
             routes::segment(&s)
         });
+        tera.register_filter("help_href", |code: String, _: Kwargs, _: &State| {
+            crate::help::href(&code)
+        });
         tera.add_raw_templates(TEMPLATES.iter().copied())
             .map_err(|e| anyhow::anyhow!("admin UI templates: {e:#}"))?;
         Ok(Pages {
@@ -399,7 +442,8 @@ impl Pages {
             .with("title_ja", title_ja)
             .with("title_en", title_en)
             .with("message_ja", message_ja)
-            .with("message_en", message_en);
+            .with("message_en", message_en)
+            .with("problem_help", &problem.help());
         self.render(view)
     }
 }

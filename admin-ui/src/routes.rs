@@ -11,6 +11,8 @@
 pub enum Access {
     /// No session needed (login, the login-screen password change, the stylesheet).
     Public,
+    /// No session needed, but the page shows the menu of a session that has one (help).
+    Help,
     /// A valid session, even one whose password must be changed first (the change form and
     /// logout).
     PasswordChange,
@@ -54,6 +56,11 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/lang", Access::Public),
     route("GET", "/healthz", Access::Public),
     route("GET", "/metrics", Access::Public),
+    route("GET", "/help", Access::Help),
+    route("GET", "/help/codes", Access::Help),
+    route("GET", "/help/manual", Access::Help),
+    route("GET", "/help/code/{code}", Access::Help),
+    route("GET", "/help/{topic}", Access::Help),
     route("POST", "/logout", Access::PasswordChange),
     route("GET", "/account/password", Access::PasswordChange),
     route("POST", "/account/password", Access::PasswordChange),

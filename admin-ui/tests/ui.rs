@@ -364,7 +364,10 @@ async fn cross_site_posts_are_403() {
 #[tokio::test]
 async fn without_a_session_every_private_route_redirects_to_login() {
     let (ui, fake) = ui();
-    for r in ROUTES.iter().filter(|r| r.access != Access::Public) {
+    for r in ROUTES
+        .iter()
+        .filter(|r| r.access != Access::Public && r.access != Access::Help)
+    {
         for token in [None, Some("tok-unknown")] {
             let mut req = if r.method == "POST" {
                 post(&concrete(r.path)).field("csrf_token", "x")
@@ -392,10 +395,12 @@ async fn without_a_session_every_private_route_redirects_to_login() {
 #[tokio::test]
 async fn must_change_password_sends_everything_to_the_change_form() {
     let (ui, fake) = ui();
-    for r in ROUTES
-        .iter()
-        .filter(|r| r.access != Access::Public && r.access != Access::PasswordChange)
-    {
+    for r in ROUTES.iter().filter(|r| {
+        !matches!(
+            r.access,
+            Access::Public | Access::Help | Access::PasswordChange
+        )
+    }) {
         let mut req = if r.method == "POST" {
             post(&concrete(r.path)).with_user(MUST)
         } else {
@@ -1470,4 +1475,154 @@ async fn backups_page_run_now_and_key_confirmation() {
         asked,
         vec!["cloud#None".to_owned(), "usb#Some(12)".to_owned()]
     );
+}
+
+/// The `href` targets of a page that lead into the help.
+fn help_links(body: &str) -> Vec<String> {
+    body.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|h| h.starts_with("/help"))
+        .map(|h| h.replace("&amp;", "&"))
+        .collect()
+}
+
+/// Every help link on every page (as the administrator and as staff, in both languages), and
+/// every link in the help pages themselves, opens a page that exists, at a section that
+/// exists; and every message box and error page carries such a link.
+#[tokio::test]
+async fn every_help_link_in_the_ui_resolves() {
+    let (ui, _) = ui();
+    let mut todo: Vec<(String, String)> = Vec::new();
+    for (route, a) in walk_all_routes(&ui).await {
+        if a.status == StatusCode::OK && a.body.contains("<html") {
+            assert!(
+                a.body.contains("class=\"help-link\"><a href=\"/help"),
+                "{route}: no help link in the header"
+            );
+            // Every error or warning box explains itself.
+            for part in a
+                .body
+                .split("class=\"message ")
+                .skip(1)
+                .filter(|p| p.starts_with("error") || p.starts_with("warning"))
+            {
+                let head = part.split("</div>").next().unwrap_or(part);
+                let head = head.split("</p>\n").take(4).collect::<String>();
+                assert!(
+                    head.contains("href=\"/help"),
+                    "{route}: a message without a help link: {head}"
+                );
+            }
+        }
+        for link in help_links(&a.body) {
+            todo.push((route.clone(), link));
+        }
+    }
+    // Pages a staff member sees, and the error pages.
+    for path in ["/", "/submissions/sub-1", "/no-such-page", "/accounts"] {
+        let a = get(path).session(STAFF).send(&ui).await;
+        for link in help_links(&a.body) {
+            todo.push((format!("GET {path} (staff)"), link));
+        }
+    }
+    let a = get("/no-such-page").session(STAFF).send(&ui).await;
+    assert!(a.body.contains("<p class=\"help\"><a href=\"/help"));
+    let detail = get("/submissions/sub-1").session(ADMIN).send(&ui).await;
+    assert!(
+        detail
+            .body
+            .contains("href=\"/help/code/data.insured_number\""),
+        "a finding links to its entry"
+    );
+    assert!(
+        detail
+            .body
+            .contains("href=\"/help/code/relay.accepted_with_returns\""),
+        "the note links to its entry"
+    );
+    assert!(
+        detail
+            .body
+            .contains("href=\"/help/code/gateway.bad_insurer_number\"")
+            && detail.body.contains("href=\"/help/code/gateway.other\""),
+        "the federation's reasons link to theirs, an unknown one to gateway.other"
+    );
+
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut checked = 0;
+    while let Some((from, link)) = todo.pop() {
+        if !seen.insert(link.clone()) {
+            continue;
+        }
+        let (path, fragment) = match link.split_once('#') {
+            Some((p, f)) => (p.to_owned(), Some(f.to_owned())),
+            None => (link.clone(), None),
+        };
+        for lang in ["ja", "en"] {
+            let a = get(&path).cookie("kaigo_lang", lang).send(&ui).await;
+            assert_eq!(a.status, StatusCode::OK, "{from}: {link} ({lang})");
+            if let Some(f) = &fragment {
+                assert!(
+                    a.body.contains(&format!("id=\"{f}\"")),
+                    "{from}: {link} ({lang}): no section #{f}"
+                );
+            }
+            for next in help_links(&a.body) {
+                let next = if next.starts_with('#') {
+                    format!("{path}{next}")
+                } else {
+                    next
+                };
+                todo.push((link.clone(), next));
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        seen.len() > 150,
+        "the walk reached only {} help links",
+        seen.len()
+    );
+    assert!(checked > 300);
+}
+
+#[tokio::test]
+async fn help_pages_open_without_a_session_and_keep_the_menu_with_one() {
+    let (ui, fake) = ui();
+    let a = get("/help/login").send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        !a.body.contains("href=\"/submissions\""),
+        "no menu without a session"
+    );
+    assert_security_headers(&a);
+    let a = get("/help/submissions").session(STAFF).send(&ui).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(
+        a.body.contains("href=\"/submissions\""),
+        "the menu of the session"
+    );
+    assert!(a.body.contains("id=\"refused\""));
+    // Unknown topics and codes are 404, not an empty page.
+    for path in ["/help/nothing", "/help/code/no.such_code"] {
+        assert_eq!(
+            get(path).send(&ui).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // The manual in each language.
+    let ja = get("/help/manual").send(&ui).await;
+    let en = get("/help/manual")
+        .cookie("kaigo_lang", "en")
+        .send(&ui)
+        .await;
+    assert!(ja.body.contains("id=\"install\"") && en.body.contains("id=\"install\""));
+    assert_ne!(ja.body, en.body);
+    assert!(
+        !ja.body.contains("<script"),
+        "no script in rendered Markdown"
+    );
+    assert!(fake.mutating_calls().is_empty());
 }

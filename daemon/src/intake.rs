@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use admin_ui::help::code;
 use anyhow::Context as _;
 use jiff::Timestamp;
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
@@ -684,7 +685,7 @@ impl TakeJob {
             let send_name = generated_name(&sub.id);
             report.findings.insert(0, Finding {
                 severity: Severity::Warning,
-                code: "file.name_replaced".into(),
+                code: code::FILE_NAME_REPLACED.as_str().into(),
                 record_no: None,
                 item_no: None,
                 message_ja: format!(
@@ -711,6 +712,7 @@ impl TakeJob {
                 .filter(|f| f.severity == Severity::Error)
                 .count();
             sub.note = Some(Note {
+                code: Some(code::INTAKE_REFUSED.as_str().into()),
                 ja: format!("点検で {n} 件の誤りが見つかったため送信しませんでした。"),
                 en: format!("Not sent: the check found {n} error(s)."),
             });
@@ -1116,6 +1118,40 @@ pub fn reason_text(sub: &Submission) -> String {
         ),
         &warnings,
     );
+    // Each code once, with what the help catalogue says to do about it.
+    let mut explained = std::collections::BTreeSet::new();
+    for f in errors.iter().chain(warnings.iter()) {
+        if !explained.insert(f.code.as_str()) {
+            continue;
+        }
+        let Some(e) = admin_ui::help::find(&f.code) else {
+            continue;
+        };
+        if explained.len() == 1 {
+            ja.push(String::new());
+            ja.push(
+                "コードの意味と対処（管理画面の「ヘルプ」→「メッセージ一覧」にも載っています）:"
+                    .into(),
+            );
+            en.push(String::new());
+            en.push(
+                "What each code means and what to do (also in the admin UI: Help → All messages):"
+                    .into(),
+            );
+        }
+        ja.push(format!(
+            "  {} {}: {}",
+            e.code,
+            e.title_ja,
+            e.remedy_ja.replace('\n', " ")
+        ));
+        en.push(format!(
+            "  {} {}: {}",
+            e.code,
+            e.title_en,
+            e.remedy_en.replace('\n', " ")
+        ));
+    }
     ja.push(String::new());
     ja.push(
         "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。行目は請求ファイルの何行目か、列目はカンマで区切った何番目の項目かを表します。このファイルとこの説明は消してもかまいません（装置に記録が残っています）。"

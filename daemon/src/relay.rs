@@ -20,6 +20,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use admin_ui::help::{self, code};
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{Notify, watch};
@@ -343,6 +344,7 @@ fn refusal_note(status: u16, code: &str, message: &str) -> Note {
         ),
     };
     Note {
+        code: Some(help::gateway(code).as_str().into()),
         ja: format!("{ja}（HTTP {status} {code}: {message}）"),
         en: format!("{en} (HTTP {status} {code}: {message})"),
     }
@@ -682,6 +684,7 @@ impl<G: GatewayApi> Relay<G> {
         info!(submission = %id, opens_at = %w.opens_at, "reception window closed; holding");
         self.update(id, move |s, now| {
             s.note = Some(Note {
+                code: Some(code::RELAY_HELD.as_str().into()),
                 ja: format!(
                     "受付期間外のため保留しています。{opens} からの受付（{} 分）で自動的に送信します。",
                     month.to_japanese()
@@ -707,6 +710,7 @@ impl<G: GatewayApi> Relay<G> {
         self.update(id, move |s, now| {
             let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
             s.note = Some(Note {
+                code: Some(code::RELAY_MONTH_MISMATCH.as_str().into()),
                 ja: format!(
                     "このファイルの処理対象年月は {fm} ですが、いま受け付けているのは {} 分です。請求ソフトで処理対象年月を直して作り直してください。",
                     current.to_japanese()
@@ -891,6 +895,7 @@ impl<G: GatewayApi> Relay<G> {
                     let reasons: Vec<String> =
                         receipt.arrival_errors.iter().map(|e| e.message.clone()).collect();
                     s.note = Some(Note {
+                        code: Some(code::RELAY_ARRIVAL_FAILED.as_str().into()),
                         ja: format!(
                             "国保連に到達しませんでした（到達エラー）: {}。内容を直して作り直してください。",
                             reasons.join(" / ")
@@ -994,11 +999,13 @@ impl<G: GatewayApi> Relay<G> {
                 s.next_action_at = None;
                 if state == State::Rejected {
                     s.note = Some(Note {
+                        code: Some(code::RELAY_REJECTED.as_str().into()),
                         ja: format!("受付で × になりました（{errors} 件の誤り）。内容を直して作り直し、もう一度送ってください。"),
                         en: format!("Rejected at reception (×, {errors} error(s)). Correct, recreate and send again."),
                     });
                 } else if state == State::AcceptedWithReturns {
                     s.note = Some(Note {
+                        code: Some(code::RELAY_ACCEPTED_WITH_RETURNS.as_str().into()),
                         ja: format!("受付は △ です。{errors} 件の明細書が後日返戻されます。"),
                         en: format!("Accepted with △: {errors} statement(s) will be returned."),
                     });
@@ -1067,6 +1074,7 @@ impl<G: GatewayApi> Relay<G> {
                         .map(jst_minutes)
                         .unwrap_or_else(|| "次の受付開始".into());
                     s.note = Some(Note {
+                        code: Some(code::RELAY_HELD.as_str().into()),
                         ja: format!(
                             "受付期間外のため保留しています。{when} から自動的に送信します。"
                         ),
@@ -1093,10 +1101,12 @@ impl<G: GatewayApi> Relay<G> {
             GatewayError::NotFound | GatewayError::UnknownOffice(_) => {
                 let note = match &e {
                     GatewayError::UnknownOffice(office) => Note {
+                        code: Some(code::RELAY_UNKNOWN_OFFICE.as_str().into()),
                         ja: format!("事業所番号 {office} はこの装置の設定にありません。管理者に事業所の登録を依頼してください。"),
                         en: format!("Office {office} is not configured on this appliance. Ask the administrator to register it."),
                     },
                     _ => Note {
+                        code: Some(code::RELAY_GATEWAY_NOT_FOUND.as_str().into()),
                         ja: "ゲートウェイが想定外の応答（該当なし）を返しました。管理者に連絡してください。".into(),
                         en: "The gateway answered \"not found\" unexpectedly. Contact the administrator.".into(),
                     },
@@ -1121,6 +1131,7 @@ impl<G: GatewayApi> Relay<G> {
         self.update(id, move |s, now| {
             s.next_action_at = None;
             s.note = Some(note.unwrap_or(Note {
+                code: Some(code::RELAY_NEEDS_ATTENTION.as_str().into()),
                 ja: format!("送信できませんでした。管理者に連絡してください（{why}）。"),
                 en: format!("Could not be sent; contact the administrator ({why})."),
             }));

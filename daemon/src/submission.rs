@@ -166,10 +166,25 @@ impl fmt::Display for State {
 /// A message for people, in Japanese and English.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Note {
+    /// The catalogue code that explains it (`relay.held`); none in records written before
+    /// the catalogue existed.
+    #[serde(default)]
+    pub code: Option<String>,
     /// Japanese.
     pub ja: String,
     /// English.
     pub en: String,
+}
+
+impl Note {
+    /// A note explained by the catalogue entry `code`.
+    pub fn new(code: admin_ui::help::Code, ja: impl Into<String>, en: impl Into<String>) -> Note {
+        Note {
+            code: Some(code.as_str().to_owned()),
+            ja: ja.into(),
+            en: en.into(),
+        }
+    }
 }
 
 /// An error item reported by the gateway.

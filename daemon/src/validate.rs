@@ -75,7 +75,7 @@ pub fn check_file(path: &Path, ctx: &CheckContext) -> FileResult {
         Err(e) => Report {
             findings: vec![Finding {
                 severity: Severity::Error,
-                code: "file.unreadable".into(),
+                code: admin_ui::help::code::FILE_UNREADABLE.as_str().into(),
                 record_no: None,
                 item_no: None,
                 message_ja: format!("ファイルを読めません: {e}"),

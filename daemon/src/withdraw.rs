@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use admin_ui::help::code;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -136,6 +137,7 @@ pub async fn perform<G: GatewayApi>(
                         sub.attempts.push(a);
                         sub.next_action_at = None;
                         sub.note = Some(Note {
+                            code: Some(code::WITHDRAW_WITHDRAWN.as_str().into()),
                             ja: format!("国保連で取消済みです（受付番号 {rid}）。直したファイルを投入フォルダーに保存すると、あらためて送信します。"),
                             en: format!("Withdrawn at the federation (receipt {rid}). Save the corrected file to the drop folder to send it again."),
                         });

@@ -88,6 +88,17 @@ fn every_fixture_gets_the_verdict_its_name_promises() {
                 !f.message_ja.is_empty() && !f.message_en.is_empty(),
                 "{name}"
             );
+            let entry = admin_ui::help::find(&f.code)
+                .unwrap_or_else(|| panic!("{name}: {} has no help catalogue entry", f.code));
+            if f.severity == Severity::Error {
+                assert_eq!(
+                    entry.severity,
+                    admin_ui::help::Severity::Error,
+                    "{name}: {} is an error but catalogued as {:?}",
+                    f.code,
+                    entry.severity
+                );
+            }
             if f.severity == Severity::Error && f.record_no.is_none() {
                 assert!(
                     f.code.starts_with("file.") || f.message_ja.contains("ほかに"),

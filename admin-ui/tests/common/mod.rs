@@ -152,6 +152,7 @@ fn by_id(id: &str) -> BackendResult<()> {
 
 pub fn invalid() -> BackendError {
     BackendError::Invalid {
+        code: None,
         message_ja: "入力が正しくありません（テスト）".into(),
         message_en: "Invalid input (test)".into(),
     }
@@ -209,7 +210,7 @@ fn submission_row(id: &str, office: &str) -> SubmissionRow {
 fn finding() -> FindingView {
     FindingView {
         severity: "error".into(),
-        code: "E101".into(),
+        code: "data.insured_number".into(),
         record_no: Some(3),
         item_no: None,
         message_ja: "被保険者番号の桁数が違います".into(),
@@ -312,11 +313,13 @@ impl Backend for Fake {
                 must_change_password: true,
             }),
             "slow" => Ok(LoginOutcome::Throttled {
+                code: None,
                 message_ja: "ログインの試行が多すぎます。".into(),
                 message_en: "Too many attempts.".into(),
             }),
             "broken" => Err(BackendError::Internal),
             _ => Ok(LoginOutcome::Refused {
+                code: None,
                 message_ja: "IDまたはパスワードが違います。".into(),
                 message_en: "Wrong ID or password.".into(),
             }),
@@ -340,6 +343,7 @@ impl Backend for Fake {
         self.record("change_password", Some(p), "");
         if old == "wrong-old-password" {
             return Err(BackendError::Invalid {
+                code: None,
                 message_ja: "今のパスワードが違います。".into(),
                 message_en: "The current password is wrong.".into(),
             });
@@ -357,6 +361,7 @@ impl Backend for Fake {
         self.record("change_password_at_login", None, id);
         if old == "wrong-old-password" {
             return Err(BackendError::Invalid {
+                code: None,
                 message_ja: "IDまたはパスワードが違います。".into(),
                 message_en: "Wrong ID or password.".into(),
             });
@@ -446,6 +451,7 @@ impl Backend for Fake {
                 message_ja: format!("証明書の期限が近づいています {NASTY}"),
                 message_en: "A certificate expires soon".into(),
                 link: Some("/offices".into()),
+                help: "/help/submissions#needs-attention".into(),
             }],
             health: HealthView {
                 version: "0.1.0".into(),
@@ -542,6 +548,7 @@ impl Backend for Fake {
         );
         if new.id == "taken" {
             return Err(BackendError::Invalid {
+                code: None,
                 message_ja: "このログインIDは使われています。".into(),
                 message_en: "This login ID is taken.".into(),
             });
@@ -630,6 +637,7 @@ impl Backend for Fake {
         self.record("resend", Some(p), id);
         by_id(id)?;
         Ok(ActionOutcome {
+            code: None,
             done: id != "refused",
             message_ja: format!("再送：{NASTY}"),
             message_en: "resent".into(),
@@ -640,6 +648,7 @@ impl Backend for Fake {
         self.record("withdraw", Some(p), id);
         by_id(id)?;
         Ok(ActionOutcome {
+            code: None,
             done: id != "refused",
             message_ja: format!("取消：{NASTY}"),
             message_en: "withdrawn".into(),
@@ -656,17 +665,27 @@ impl Backend for Fake {
             send_name: Some("KJ000001.CSV".into()),
             note_ja: Some("受付で一部の明細書が返戻になります。".into()),
             note_en: Some("Some statements will come back as returns.".into()),
+            note_code: Some("relay.accepted_with_returns".into()),
             timeline: vec![TimelineEntry {
                 at: "2026-12-01 09:00".into(),
                 state_ja: "送信待ち".into(),
                 detail: "取り込みました".into(),
             }],
             findings: vec![finding()],
-            reception_errors: vec![FindingView {
-                severity: "warning".into(),
-                record_no: None,
-                ..finding()
-            }],
+            reception_errors: vec![
+                FindingView {
+                    severity: "error".into(),
+                    code: "gateway.bad_insurer_number".into(),
+                    record_no: Some(4),
+                    ..finding()
+                },
+                FindingView {
+                    severity: "error".into(),
+                    code: "gateway.a_code_the_appliance_does_not_know".into(),
+                    record_no: None,
+                    ..finding()
+                },
+            ],
         })
     }
 
@@ -899,6 +918,7 @@ impl Backend for Fake {
     async fn backup_now(&self, p: &Principal) -> BackendResult<ActionOutcome> {
         self.record("backup_now", Some(p), "");
         Ok(ActionOutcome {
+            code: None,
             done: true,
             message_ja: String::new(),
             message_en: String::new(),
@@ -923,6 +943,7 @@ impl Backend for Fake {
         self.record("restore_backup", Some(p), &format!("{site}#{seq:?}"));
         let done = site == "usb";
         Ok(ActionOutcome {
+            code: None,
             done,
             message_ja: if done {
                 "再起動します。".into()
@@ -945,6 +966,7 @@ impl Backend for Fake {
         self.record("confirm_backup_key", Some(p), key_id);
         let done = key_id == "0123456789abcdef";
         Ok(ActionOutcome {
+            code: None,
             done,
             message_ja: if done {
                 "記録しました。".into()
@@ -998,6 +1020,7 @@ impl Backend for Fake {
         );
         if prefs.email.contains(' ') {
             return Err(BackendError::Invalid {
+                code: None,
                 message_ja: "メールアドレスが正しくありません。".into(),
                 message_en: "Not a mail address.".into(),
             });
@@ -1237,6 +1260,8 @@ pub fn concrete(pattern: &str) -> String {
     pattern
         .replace("{id}", "staff01")
         .replace("{number}", OFFICE_A)
+        .replace("{code}", "file.utf8")
+        .replace("{topic}", "submissions")
 }
 
 /// The fields a POST route needs to succeed, besides the CSRF token.

@@ -99,6 +99,7 @@ pub fn apply_prefs(account: &mut Account, form: AlertPrefsForm) -> Result<(), Ba
     let email = form.email.trim().to_owned();
     if !email.is_empty() && email.parse::<lettre::Address>().is_err() {
         return Err(BackendError::Invalid {
+            code: None,
             message_ja: format!(
                 "「{email}」はメールアドレスとして正しくありません。例: jimu@example.jp"
             ),
@@ -113,6 +114,7 @@ pub fn apply_prefs(account: &mut Account, form: AlertPrefsForm) -> Result<(), Ba
         let group = Group::from_name(g)
             .filter(|g| allowed.contains(g))
             .ok_or_else(|| BackendError::Invalid {
+                code: None,
                 message_ja: format!("通知の種類「{g}」は選べません。"),
                 message_en: format!("\"{g}\" is not an alert group you can choose."),
             })?;
@@ -121,6 +123,7 @@ pub fn apply_prefs(account: &mut Account, form: AlertPrefsForm) -> Result<(), Ba
     let language = match form.language.as_str() {
         "" => None,
         other => Some(Language::parse(other).ok_or_else(|| BackendError::Invalid {
+            code: None,
             message_ja: "言語は日本語・English・両方から選んでください。".into(),
             message_en: "Choose Japanese, English or both.".into(),
         })?),

@@ -96,6 +96,7 @@ fn from_manage(e: ManageError) -> BackendError {
         ManageError::Forbidden => BackendError::Forbidden,
         ManageError::NotFound(_) => BackendError::NotFound,
         ManageError::Invalid { ja, en } => BackendError::Invalid {
+            code: None,
             message_ja: ja,
             message_en: en,
         },
@@ -433,6 +434,7 @@ fn month_filter(q: &ListQuery) -> BackendResult<Option<crate::claim::Month>> {
         .map(|m| {
             m.parse::<crate::claim::Month>()
                 .map_err(|_| BackendError::Invalid {
+                    code: None,
                     message_ja: format!("{m} は年月（YYYYMM）として読めません。"),
                     message_en: format!("{m} is not a month (YYYYMM)."),
                 })
@@ -598,10 +600,12 @@ impl Backend for AdminBackend {
                 })
             }
             Err(refusal @ LoginRefusal::Throttled(_)) => Ok(LoginOutcome::Throttled {
+                code: None,
                 message_ja: refusal.message_ja(),
                 message_en: refusal.message_en(),
             }),
             Err(refusal) => Ok(LoginOutcome::Refused {
+                code: None,
                 message_ja: refusal.message_ja(),
                 message_en: refusal.message_en(),
             }),
@@ -661,12 +665,14 @@ impl Backend for AdminBackend {
             Ok(_) => {}
             Err(LoginRefusal::Throttled(d)) => {
                 return Err(BackendError::Invalid {
+                    code: None,
                     message_ja: LoginRefusal::Throttled(d).message_ja(),
                     message_en: LoginRefusal::Throttled(d).message_en(),
                 });
             }
             Err(LoginRefusal::Denied) => {
                 return Err(BackendError::Invalid {
+                    code: None,
                     message_ja: "今のパスワードが違います。".into(),
                     message_en: "The current password is wrong.".into(),
                 });
@@ -706,6 +712,7 @@ impl Backend for AdminBackend {
             Ok(l) => l.account,
             Err(r) => {
                 return Err(BackendError::Invalid {
+                    code: None,
                     message_ja: r.message_ja(),
                     message_en: r.message_en(),
                 });
@@ -1104,6 +1111,7 @@ impl Backend for AdminBackend {
                 .ok_or(BackendError::NotFound)?;
             if !resendable(&sub) {
                 return Ok(ActionOutcome {
+                    code: None,
                     done: false,
                     message_ja: format!(
                         "この請求ファイルは「{}」のため、もう一度送信する操作はできません。",
@@ -1125,6 +1133,7 @@ impl Backend for AdminBackend {
                 .map_err(|e| internal("resend submission", e))?;
             if updated.state != crate::submission::State::Queued {
                 return Ok(ActionOutcome {
+                    code: None,
                     done: false,
                     message_ja: "状態が変わったため、再送しませんでした。画面を確認してください。"
                         .into(),
@@ -1140,6 +1149,7 @@ impl Backend for AdminBackend {
             );
             tracing::info!(submission = %sid, account = %c.account.id, "submission queued again from the admin UI");
             Ok(ActionOutcome {
+                code: None,
                 done: true,
                 message_ja: "送信待ちに戻しました。まもなく送信されます。".into(),
                 message_en: "Queued again; it will be sent shortly.".into(),
@@ -1164,6 +1174,7 @@ impl Backend for AdminBackend {
                     .ok_or(BackendError::NotFound)?;
                 if !withdrawable(&sub) {
                     return Err(BackendError::Invalid {
+                        code: None,
                         message_ja: format!(
                             "この請求ファイルは「{}」のため、取り消せません。",
                             sub.state.label_ja()
@@ -1213,6 +1224,7 @@ impl Backend for AdminBackend {
                 })
                 .await?;
                 Ok(ActionOutcome {
+                    code: None,
                     done: o.withdrawn,
                     message_ja: o.message_ja,
                     message_en: o.message_en,
@@ -1221,6 +1233,7 @@ impl Backend for AdminBackend {
             Err(e) => {
                 error!(receipt = %receipt, error = format!("{e:#}"), "the withdraw desk did not answer");
                 Ok(ActionOutcome {
+                    code: None,
                     done: false,
                     message_ja: "取消の処理が時間内に終わりませんでした。しばらくしてから画面を確認し、取り消されていなければもう一度押してください。".into(),
                     message_en: "The withdrawal did not finish in time. Check again shortly and press again if it is not withdrawn.".into(),
@@ -1263,6 +1276,7 @@ impl Backend for AdminBackend {
                 send_name: sub.send_name.clone(),
                 note_ja: sub.note.as_ref().map(|n| n.ja.clone()),
                 note_en: sub.note.as_ref().map(|n| n.en.clone()),
+                note_code: sub.note.as_ref().and_then(|n| n.code.clone()),
                 timeline: sub
                     .history
                     .iter()
@@ -1273,23 +1287,22 @@ impl Backend for AdminBackend {
                     })
                     .collect(),
                 findings: sub.findings.iter().map(finding).collect(),
+                // The federation's own reasons, 到達 then 受付, each under its catalogue code.
                 reception_errors: sub
-                    .reception
-                    .as_ref()
-                    .map(|r| {
-                        r.errors
-                            .iter()
-                            .map(|e| FindingView {
-                                severity: "error".into(),
-                                code: e.code.clone(),
-                                record_no: e.record_no,
-                                item_no: None,
-                                message_ja: e.message.clone(),
-                                message_en: e.message.clone(),
-                            })
-                            .collect()
+                    .receipt
+                    .iter()
+                    .flat_map(|r| r.arrival_errors.iter())
+                    .chain(sub.reception.iter().flat_map(|r| r.errors.iter()))
+                    .map(|e| FindingView {
+                        severity: "error".into(),
+                        // An unknown code keeps its name; its link goes to `gateway.other`.
+                        code: format!("gateway.{}", e.code),
+                        record_no: e.record_no,
+                        item_no: None,
+                        message_ja: e.message.clone(),
+                        message_en: e.message.clone(),
                     })
-                    .unwrap_or_default(),
+                    .collect(),
             })
         })
         .await
@@ -1411,6 +1424,7 @@ impl Backend for AdminBackend {
             let is_text = n.media_type.starts_with("text/");
             let (bytes, content_type) = if utf8 && is_text {
                 let text = crate::notice::to_utf8(&body).map_err(|e| BackendError::Invalid {
+                    code: None,
                     message_ja: e.to_string(),
                     message_en: e.to_string(),
                 })?;
@@ -1513,12 +1527,14 @@ impl Backend for AdminBackend {
                 .ok_or(BackendError::NotFound)?;
             if note.is_empty() {
                 return Err(BackendError::Invalid {
+                    code: None,
                     message_ja: "完了にする理由（メモ）を書いてください。".into(),
                     message_en: "Write a note saying why it is closed.".into(),
                 });
             }
             crate::returns::close(s, &item.id, &note, Timestamp::now()).map_err(|e| {
                 BackendError::Invalid {
+                    code: None,
                     message_ja: e.to_string(),
                     message_en: e.to_string(),
                 }
@@ -1614,6 +1630,7 @@ impl Backend for AdminBackend {
         let (backups, run_now, _) = self.backups_or_none()?;
         if backups.sites().is_empty() {
             return Ok(admin_ui::ActionOutcome {
+                code: None,
                 done: false,
                 message_ja: "バックアップの保存先が設定されていません。".into(),
                 message_en: "No backup site is configured.".into(),
@@ -1622,6 +1639,7 @@ impl Backend for AdminBackend {
         run_now.notify_one();
         Self::audit(&self.store, &c, "backup_requested", "backup", String::new());
         Ok(admin_ui::ActionOutcome {
+            code: None,
             done: true,
             message_ja: String::new(),
             message_en: String::new(),
@@ -1656,6 +1674,7 @@ impl Backend for AdminBackend {
         let key = backups.key().ok_or(BackendError::NotFound)?;
         if key_id != key.id() {
             return Ok(admin_ui::ActionOutcome {
+                code: None,
                 done: false,
                 message_ja:
                     "鍵IDが違います。書き出したファイルの key-id の行を、そのまま入力してください。"
@@ -1677,6 +1696,7 @@ impl Backend for AdminBackend {
             warn!(error = %e, "backup alerts could not be checked");
         }
         Ok(admin_ui::ActionOutcome {
+            code: None,
             done: true,
             message_ja: "鍵を保管したことを記録しました。".into(),
             message_en: "Recorded that the key is kept safe.".into(),
@@ -1801,6 +1821,7 @@ impl Backend for AdminBackend {
                 // The daemon stops its stages, puts the copy in place and starts again.
                 restart.cancel();
                 Ok(admin_ui::ActionOutcome {
+                    code: None,
                     done: true,
                     message_ja: format!(
                         "保存先「{}」のコピー #{}（{}）を取り出して確認しました。装置を再起動して、このコピーに置き換えます。1 分ほどしてから開き直してください。それまでのデータは残します。",
@@ -1820,6 +1841,7 @@ impl Backend for AdminBackend {
                     "restore from the admin UI refused"
                 );
                 Ok(admin_ui::ActionOutcome {
+                    code: None,
                     done: false,
                     message_ja: format!("戻せませんでした。今のデータはそのままです: {e}"),
                     message_en: format!("Not restored; the data in place is unchanged: {e}"),
@@ -1851,6 +1873,7 @@ mod tests {
     fn only_a_file_the_federation_does_not_have_is_sent_again() {
         let mut stuck = sub(State::FailedNeedsAttention, false);
         stuck.note = Some(crate::submission::Note {
+            code: None,
             ja: "認証エラー".into(),
             en: "credentials".into(),
         });

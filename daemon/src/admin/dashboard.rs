@@ -350,6 +350,7 @@ pub fn alerts(
                 s.number, s.name, s.needs_attention
             ),
             link: Some(format!("/submissions?office={}", s.number)),
+            help: "/help/submissions#needs-attention".into(),
         });
     }
     for (number, name, days) in certificates {
@@ -363,6 +364,7 @@ pub fn alerts(
                     "{number} {name}: the client certificate has expired; register a new one."
                 ),
                 link: Some(format!("/offices/{number}")),
+                help: "/help/offices#certificate".into(),
             });
         } else if *days <= CERTIFICATE_WARNING_DAYS {
             out.push(AlertView {
@@ -374,6 +376,7 @@ pub fn alerts(
                     "{number} {name}: the client certificate expires in {days} days; prepare its renewal."
                 ),
                 link: Some(format!("/offices/{number}")),
+                help: "/help/offices#certificate".into(),
             });
         }
     }
@@ -393,6 +396,7 @@ pub fn alerts(
                 message_ja: a.message_ja.clone(),
                 message_en: a.message_en.clone(),
                 link: None,
+                help: admin_ui::help::href(&format!("alert.{}", a.kind)),
             });
         }
     }
@@ -420,6 +424,7 @@ pub fn alerts(
                     "The {what_en}'s disk is nearly full ({free}, {pct}% free); tell the administrator."
                 ),
                 link: None,
+                help: "/help/system#disk".into(),
             });
         }
     }

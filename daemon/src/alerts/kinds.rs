@@ -362,4 +362,23 @@ mod tests {
             );
         }
     }
+
+    /// Every alert kind has its entry in the help catalogue (the home page and the mails link
+    /// to it), and the catalogue has no alert the program cannot raise.
+    #[test]
+    fn every_kind_is_explained_in_the_help_catalogue() {
+        for k in KINDS {
+            let code = format!("alert.{}", k.name);
+            assert!(
+                admin_ui::help::find(&code).is_some(),
+                "alert kind {} has no help catalogue entry {code}",
+                k.name
+            );
+        }
+        for e in admin_ui::help::entries() {
+            if let Some(name) = e.code.strip_prefix("alert.") {
+                assert!(kind(name).is_some(), "{} names no alert kind", e.code);
+            }
+        }
+    }
 }

@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
+use admin_ui::help::{Code, code};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{InsuredNumber, InsurerNumber, Month, OfficeNumber};
@@ -216,17 +217,17 @@ impl Findings {
     fn push(
         &mut self,
         severity: Severity,
-        code: &'static str,
+        code: Code,
         at: (Option<u32>, Option<u32>),
         ja: String,
         en: String,
     ) {
-        let seen = self.per_code.entry(code).or_insert((0, severity));
+        let seen = self.per_code.entry(code.as_str()).or_insert((0, severity));
         seen.0 += 1;
         if seen.0 <= SHOWN_PER_CODE {
             self.list.push(Finding {
                 severity,
-                code: code.to_owned(),
+                code: code.as_str().to_owned(),
                 record_no: at.0,
                 item_no: at.1,
                 message_ja: ja,
@@ -235,23 +236,11 @@ impl Findings {
         }
     }
 
-    fn error(
-        &mut self,
-        code: &'static str,
-        at: (Option<u32>, Option<u32>),
-        ja: String,
-        en: String,
-    ) {
+    fn error(&mut self, code: Code, at: (Option<u32>, Option<u32>), ja: String, en: String) {
         self.push(Severity::Error, code, at, ja, en);
     }
 
-    fn warning(
-        &mut self,
-        code: &'static str,
-        at: (Option<u32>, Option<u32>),
-        ja: String,
-        en: String,
-    ) {
+    fn warning(&mut self, code: Code, at: (Option<u32>, Option<u32>), ja: String, en: String) {
         self.push(Severity::Warning, code, at, ja, en);
     }
 
@@ -425,7 +414,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
         Ok(t) => t,
         Err(e) => {
             out.error(
-                "internal.table",
+                code::INTERNAL_TABLE,
                 NOWHERE,
                 "点検用の様式表を読み込めないため、ファイルを送信しません。サポートに連絡してください。".into(),
                 format!("The checker's exchange-ID table cannot be loaded ({e}); the file is not sent. Contact support."),
@@ -435,7 +424,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
     };
     if bytes.is_empty() {
         out.error(
-            "file.empty",
+            code::FILE_EMPTY,
             NOWHERE,
             "ファイルが空です。請求ソフトでもう一度ファイルを作成してください。".into(),
             "The file is empty. Create the file again in the billing software.".into(),
@@ -451,7 +440,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
     if eof_markers > 0 {
         body = &body[..body.len() - eof_markers];
         out.warning(
-            "file.eof_marker",
+            code::FILE_EOF_MARKER,
             NOWHERE,
             "ファイルの末尾に EOF 記号 (0x1A) があります。通常は問題ありません（送信時もそのまま送ります）。".into(),
             "The file ends with an EOF marker (0x1A). This is usually harmless (the file is sent as it is).".into(),
@@ -459,7 +448,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
     }
     let decoded: Cow<'_, str> = if let Some(text) = looks_like_utf8_japanese(body) {
         out.error(
-            "file.utf8",
+            code::FILE_UTF8,
             NOWHERE,
             "このファイルは UTF-8 で保存されています。国保連合会は Shift_JIS (CP932) のファイルしか受け付けません。請求ソフトの出力設定で文字コードを Shift_JIS にして作り直してください（メモ帳などで開いて保存し直さないでください）。".into(),
             "This file is saved as UTF-8. The federation accepts Shift_JIS (CP932) files only. Set the billing software's output encoding to Shift_JIS and create the file again (do not re-save it in a text editor).".into(),
@@ -468,7 +457,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
     } else {
         if bom {
             out.error(
-                "file.utf8_bom",
+                code::FILE_UTF8_BOM,
                 line_at(1),
                 "ファイルの先頭に UTF-8 の印（BOM）があります。メモ帳などで保存し直すと付きます。請求ソフトから出力したファイルをそのまま置いてください。".into(),
                 "The file starts with a UTF-8 byte order mark, which text editors add when re-saving. Drop the file exactly as the billing software wrote it.".into(),
@@ -478,7 +467,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
             Ok(t) => Cow::Owned(t),
             Err(e) => {
                 out.error(
-                    "file.not_cp932",
+                    code::FILE_NOT_CP932,
                     NOWHERE,
                     format!(
                         "{} バイト目に Shift_JIS (CP932) として読めない文字があります。請求ソフトの出力設定（文字コード）を確認してください。",
@@ -518,7 +507,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
         pass.characters(line.position, line.text);
         if line.text.is_empty() {
             pass.out.error(
-                "record.blank",
+                code::RECORD_BLANK,
                 line_at(line.position),
                 format!(
                     "{} 行目が空行です。請求ファイルに空の行があってはいけません。",
@@ -549,7 +538,7 @@ pub fn check(bytes: &[u8], ctx: &CheckContext) -> Report {
                 ),
             };
             pass.out.error(
-                "record.quote",
+                code::RECORD_QUOTE,
                 line_at(line.position),
                 format!(
                     "{} 行目: {ja}。請求ソフトで作り直してください。",
@@ -575,7 +564,7 @@ fn check_terminators(lines: &[records::Line<'_>], out: &mut Findings) {
     if let Some(first) = bare_lf.next() {
         let n = 1 + bare_lf.count();
         out.error(
-            "file.line_ending",
+            code::FILE_LINE_ENDING,
             line_at(first.position),
             format!(
                 "改行コードが CRLF ではない（LF だけの）行が {n} 行あります（最初は {} 行目）。請求ファイルの改行は CRLF でなければなりません。請求ソフトから出力したファイルをそのまま置いてください。",
@@ -589,7 +578,7 @@ fn check_terminators(lines: &[records::Line<'_>], out: &mut Findings) {
     }
     if let Some(last) = lines.last().filter(|l| l.terminator == Terminator::None) {
         out.error(
-            "file.no_final_line_break",
+            code::FILE_NO_FINAL_LINE_BREAK,
             line_at(last.position),
             format!(
                 "最後の行（{} 行目）に改行 (CRLF) がありません。ファイルが途中で切れている可能性があります。",
@@ -616,14 +605,14 @@ impl Pass {
             let column = i + 1;
             if c == '\'' {
                 self.out.error(
-                    "char.single_quote",
+                    code::CHAR_SINGLE_QUOTE,
                     line_at(line),
                     format!("{line} 行目の {column} 文字目に使えない文字「'」（シングルクォート）があります。"),
                     format!("Line {line}, character {column}: the single quote (') is not allowed."),
                 );
             } else if c.is_ascii_control() {
                 self.out.error(
-                    "char.control",
+                    code::CHAR_CONTROL,
                     line_at(line),
                     format!(
                         "{line} 行目の {column} 文字目に制御文字 (0x{:02X}) があります。請求ファイルには使えません。",
@@ -636,7 +625,7 @@ impl Pass {
                 );
             } else if ('\u{E000}'..='\u{F8FF}').contains(&c) {
                 self.out.warning(
-                    "char.gaiji",
+                    code::CHAR_GAIJI,
                     line_at(line),
                     format!("{line} 行目の {column} 文字目に外字（利用者が作った文字）があります。国保連合会では空白として扱われます。"),
                     format!("Line {line}, character {column}: a user-defined character (外字); the federation prints it as a space."),
@@ -663,7 +652,7 @@ impl Pass {
         match kind {
             "1" if ordinal == 1 => self.control(items, ctx),
             "1" => self.out.error(
-                "control.position",
+                code::CONTROL_POSITION,
                 item_at(line, 1),
                 format!("{line} 行目にコントロールレコード（1 で始まる行）があります。コントロールレコードはファイルの先頭に 1 つだけです。"),
                 format!("Line {line} is a control record (starting with 1); there must be exactly one, as the first line."),
@@ -683,7 +672,7 @@ impl Pass {
     fn record_type_error(&mut self, line: u32, kind: &str) {
         {
             self.out.error(
-                "record.type",
+                code::RECORD_TYPE,
                 item_at(line, 1),
                 format!("{line} 行目のレコード種別「{kind}」が正しくありません（1: コントロール, 2: データ, 3: エンド）。"),
                 format!("Line {line}: record type \"{kind}\" is not 1 (control), 2 (data) or 3 (end)."),
@@ -694,7 +683,7 @@ impl Pass {
     fn refuse_shogai(&mut self, line: u32, why_ja: &str, why_en: &str) {
         self.shogai = true;
         self.out.error(
-            "shogai.refused",
+            code::SHOGAI_REFUSED,
             line_at(line),
             format!(
                 "障害福祉サービスの請求ファイルです（{why_ja}）。この装置は介護給付費の請求だけを国保連合会へ送ります。障害福祉サービスの請求は、障害者総合支援用の電子請求受付システムから送ってください。"
@@ -726,7 +715,7 @@ impl Pass {
         }
         if items.len() != CONTROL_ITEMS {
             self.out.error(
-                "control.items",
+                code::CONTROL_ITEMS,
                 line_at(1),
                 format!(
                     "コントロールレコード（1 行目）の項目数が {} です。介護給付費の請求ファイルは 12 項目です。",
@@ -744,7 +733,7 @@ impl Pass {
         let mut control = Control::default();
         if item(3).parse::<u32>().ok() != Some(0) {
             self.out.error(
-                "control.volume",
+                code::CONTROL_VOLUME,
                 at(3),
                 format!(
                     "ボリューム通番が「{}」です。インターネット請求では 0 です。",
@@ -759,7 +748,7 @@ impl Pass {
         match item(4).parse::<u32>() {
             Ok(n) if is_digits(item(4)) => control.count = Some(n),
             _ => self.out.error(
-                "control.record_count",
+                code::CONTROL_RECORD_COUNT,
                 at(4),
                 format!(
                     "コントロールレコードのレコード件数「{}」が数字ではありません。",
@@ -775,7 +764,7 @@ impl Pass {
             control.data_type = Some(data_type.to_owned());
         } else {
             self.out.error(
-                "control.data_type",
+                code::CONTROL_DATA_TYPE,
                 at(5),
                 format!("データ種別「{data_type}」は介護給付費の請求ファイルの種別ではありません（711: 請求書・明細書, 821: 給付管理票 など）。"),
                 format!("Data type \"{data_type}\" is not a 介護 claim file type (711 invoices and statements, 821 benefit management forms, …)."),
@@ -788,7 +777,7 @@ impl Pass {
         ] {
             if !is_zero(item(n)) {
                 self.out.error(
-                    "control.sender",
+                    code::CONTROL_SENDER,
                     at(n),
                     format!("コントロールレコードの{what_ja}が「{}」です。事業所から送るファイルでは 0 です。", item(n)),
                     format!("The control record's {what_en} is \"{}\"; files sent by a care office carry 0.", item(n)),
@@ -798,7 +787,7 @@ impl Pass {
         match item(8).parse::<OfficeNumber>() {
             Ok(o) => control.office = Some(o),
             Err(e) => self.out.error(
-                "control.office_number",
+                code::CONTROL_OFFICE_NUMBER,
                 at(8),
                 format!("コントロールレコードの事業所番号が正しくありません: {e}"),
                 format!("The control record's office number is invalid: {e}"),
@@ -807,13 +796,13 @@ impl Pass {
         match item(10) {
             "7" => {}
             "1" => self.out.warning(
-                "control.media_isdn",
+                code::CONTROL_MEDIA_ISDN,
                 at(10),
                 "媒体区分が 1（ISDN 伝送）です。インターネット請求では通常 7 です。多くの連合会はそのまま受け付けますが、請求ソフトの設定を確認してください。".into(),
                 "The media code is 1 (ISDN); internet claims normally carry 7. Most federations accept it, but check the billing software's setting.".into(),
             ),
             other => self.out.error(
-                "control.media_type",
+                code::CONTROL_MEDIA_TYPE,
                 at(10),
                 format!("媒体区分が「{other}」です。インターネット請求は 7 です（2 と 4 は MO や CD-R で提出するときの値です）。請求ソフトの送付方法の設定を確認してください。"),
                 format!("The media code is \"{other}\"; internet claims carry 7 (2 and 4 are for MO or CD-R submissions). Check the billing software's submission setting."),
@@ -822,7 +811,7 @@ impl Pass {
         match item(11).parse::<Month>() {
             Ok(m) => control.month = Some(m),
             Err(_) => self.out.error(
-                "control.processing_month",
+                code::CONTROL_PROCESSING_MONTH,
                 at(11),
                 format!(
                     "処理対象年月「{}」が YYYYMM 形式の年月ではありません。",
@@ -838,7 +827,7 @@ impl Pass {
             && m != expected
         {
             self.out.error(
-                "control.processing_month_mismatch",
+                code::CONTROL_PROCESSING_MONTH_MISMATCH,
                 at(11),
                 format!(
                     "処理対象年月が {} になっていますが、いま国保連合会が受け付けているのは {} 分です。請求ソフトで処理対象年月（請求年月）を確認して作り直してください。",
@@ -852,7 +841,7 @@ impl Pass {
         }
         if !is_digits(item(12)) {
             self.out.error(
-                "control.item_format",
+                code::CONTROL_ITEM_FORMAT,
                 at(12),
                 format!("ファイル管理番号「{}」が数字ではありません。", item(12)),
                 format!(
@@ -864,7 +853,7 @@ impl Pass {
         if let (Some(office), Some(offices)) = (&control.office, &ctx.offices) {
             match offices.get(office) {
                 None => self.out.error(
-                    "office.not_registered",
+                    code::OFFICE_NOT_REGISTERED,
                     at(8),
                     format!("事業所番号 {office} はこの装置に登録されていません。事業所番号が正しいか確認し、正しければ管理者に事業所の登録を依頼してください。"),
                     format!("Office number {office} is not registered on this appliance. Check the number; if it is right, ask the administrator to register the office."),
@@ -874,7 +863,7 @@ impl Pass {
                         && month >= ended
                     {
                         self.out.error(
-                            "office.ended",
+                            code::OFFICE_ENDED,
                             at(8),
                             format!(
                                 "{}（{office}）は {} 分から請求を終了した事業所として登録されています。事業所番号が変わった場合は新しい番号で作り直してください。",
@@ -898,7 +887,7 @@ impl Pass {
     fn data(&mut self, line: u32, items: &[Cow<'_, str>]) {
         let Some(id) = items.get(2).map(|s| s.as_ref()) else {
             self.out.error(
-                "data.items",
+                code::DATA_ITEMS,
                 line_at(line),
                 format!("{line} 行目のデータレコードに交換情報識別番号がありません。"),
                 format!("Line {line}: the data record has no exchange ID."),
@@ -922,7 +911,7 @@ impl Pass {
                 return;
             }
             self.out.error(
-                "data.exchange_id",
+                code::DATA_EXCHANGE_ID,
                 item_at(line, 3),
                 format!("{line} 行目の交換情報識別番号「{id}」は介護給付費の様式にありません。"),
                 format!("Line {line}: exchange ID \"{id}\" is not a 介護 claim form."),
@@ -934,7 +923,7 @@ impl Pass {
             && !entry.data_types.iter().any(|d| d == dt)
         {
             self.out.error(
-                "data.id_data_type",
+                code::DATA_ID_DATA_TYPE,
                 item_at(line, 3),
                 format!(
                     "{line} 行目の {}（{id}）は、データ種別 {dt} のファイルには入れられません。請求書・明細書と給付管理票は別のファイルにします。",
@@ -956,7 +945,7 @@ impl Pass {
         let layout = entry.layout(code);
         if layout.is_none() && !entry.records.is_empty() {
             self.out.error(
-                "data.record_code",
+                code::DATA_RECORD_CODE,
                 item_at(line, 4),
                 format!(
                     "{line} 行目の {} のレコード種別コード「{}」は様式にありません。",
@@ -1012,7 +1001,7 @@ impl Pass {
             && present != expected
         {
             self.out.error(
-                "data.items",
+                code::DATA_ITEMS,
                 line_at(line),
                 format!(
                     "{line} 行目（{} {name_ja}）の項目数が {present} です。正しくは {expected} 項目です（先頭のレコード種別とレコード番号を除く）。請求ソフトで作り直してください。",
@@ -1029,7 +1018,7 @@ impl Pass {
         for &n in &layout.required {
             if n <= present && value(n).is_empty() {
                 self.out.error(
-                    "data.required",
+                    code::DATA_REQUIRED,
                     item_at(line, column(n)),
                     format!(
                         "{line} 行目の {} 列目（{} の項目 {n}）は必ず入力する項目ですが、空です。",
@@ -1061,7 +1050,7 @@ impl Pass {
             let v = value(n);
             if !v.is_empty() && !is_zero(v) && !is_date(v) {
                 self.out.error(
-                    "data.date",
+                    code::DATA_DATE,
                     item_at(line, column(n)),
                     format!("{line} 行目の {} 列目（{} の項目 {n}）の「{v}」は正しい年月日 (YYYYMMDD) ではありません。", column(n), entry.id),
                     format!("Line {line}, column {} ({} item {n}): \"{v}\" is not a valid YYYYMMDD date.", column(n), entry.id),
@@ -1072,7 +1061,7 @@ impl Pass {
             let v = value(n);
             if Some(n) != skip && !v.is_empty() && !is_zero(v) && v.parse::<Month>().is_err() {
                 self.out.error(
-                    "data.month",
+                    code::DATA_MONTH,
                     item_at(line, column(n)),
                     format!("{line} 行目の {} 列目（{} の項目 {n}）の「{v}」は正しい年月 (YYYYMM) ではありません。", column(n), entry.id),
                     format!("Line {line}, column {} ({} item {n}): \"{v}\" is not a valid YYYYMM month.", column(n), entry.id),
@@ -1084,7 +1073,7 @@ impl Pass {
             let len = cp932_len(v);
             if len > max {
                 self.out.error(
-                    "data.too_long",
+                    code::DATA_TOO_LONG,
                     item_at(line, column(n)),
                     format!("{line} 行目の {} 列目（{} の項目 {n}）が {len} バイトあります。最大 {max} バイトです。", column(n), entry.id),
                     format!("Line {line}, column {} ({} item {n}) is {len} bytes long; at most {max} are allowed.", column(n), entry.id),
@@ -1095,7 +1084,7 @@ impl Pass {
 
     fn numeric_error(&mut self, line: u32, column: usize, entry: &ExchangeId, n: usize, v: &str) {
         self.out.error(
-            "data.numeric",
+            code::DATA_NUMERIC,
             item_at(line, column),
             format!("{line} 行目の {column} 列目（{} の項目 {n}）は数字の項目ですが「{v}」になっています。", entry.id),
             format!("Line {line}, column {column} ({} item {n}) must be a number but is \"{v}\".", entry.id),
@@ -1115,7 +1104,7 @@ impl Pass {
             && v != office.as_str()
         {
             self.out.error(
-                "data.office_mismatch",
+                code::DATA_OFFICE_MISMATCH,
                 item_at(line, n + 2),
                 format!("{line} 行目の事業所番号「{v}」が、コントロールレコード（1 行目）の事業所番号 {office} と違います。1 つのファイルには 1 つの事業所の請求だけを入れます。"),
                 format!("Line {line}: office number \"{v}\" differs from the control record's {office}. One file holds the claims of one office."),
@@ -1130,7 +1119,7 @@ impl Pass {
             };
             if let Err(e) = parsed {
                 self.out.error(
-                    "data.insurer_number",
+                    code::DATA_INSURER_NUMBER,
                     item_at(line, n + 2),
                     format!("{line} 行目の保険者番号が正しくありません: {e}"),
                     format!("Line {line}: the insurer number is invalid: {e}"),
@@ -1142,7 +1131,7 @@ impl Pass {
             && let Err(e) = v.parse::<InsuredNumber>()
         {
             self.out.error(
-                "data.insured_number",
+                code::DATA_INSURED_NUMBER,
                 item_at(line, n + 2),
                 format!("{line} 行目の被保険者番号が正しくありません: {e}"),
                 format!("Line {line}: the insured number is invalid: {e}"),
@@ -1152,7 +1141,7 @@ impl Pass {
         let v = value(n)?;
         let Ok(month) = v.parse::<Month>() else {
             self.out.error(
-                "data.service_month",
+                code::DATA_SERVICE_MONTH,
                 item_at(line, n + 2),
                 format!(
                     "{line} 行目のサービス提供年月「{v}」が正しい年月 (YYYYMM) ではありません。"
@@ -1165,7 +1154,7 @@ impl Pass {
             let age = month.months_until(p);
             if age < 1 {
                 self.out.error(
-                    "data.service_month_future",
+                    code::DATA_SERVICE_MONTH_FUTURE,
                     item_at(line, n + 2),
                     format!(
                         "{line} 行目のサービス提供年月が {} です。{} 分の請求で送れるのは {} 以前のサービスだけです。請求ソフトで年月を確認してください。",
@@ -1180,7 +1169,7 @@ impl Pass {
                 );
             } else if age >= TIME_LIMIT_REFUSE_MONTHS {
                 self.out.error(
-                    "data.service_month_expired",
+                    code::DATA_SERVICE_MONTH_EXPIRED,
                     item_at(line, n + 2),
                     format!(
                         "{line} 行目のサービス提供年月 {} は請求できる期限（2 年）を過ぎています。国保連合会から返戻されるため送信しません。",
@@ -1192,7 +1181,7 @@ impl Pass {
                 );
             } else if age >= TIME_LIMIT_WARN_MONTHS {
                 self.out.warning(
-                    "data.service_month_time_limit",
+                    code::DATA_SERVICE_MONTH_TIME_LIMIT,
                     item_at(line, n + 2),
                     format!(
                         "{line} 行目のサービス提供年月 {} は請求期限（2 年）の境目です。期限を過ぎていると返戻されます。",
@@ -1206,7 +1195,7 @@ impl Pass {
         }
         if !entry.valid_for(month) {
             self.out.error(
-                "data.id_not_valid_for_month",
+                code::DATA_ID_NOT_VALID_FOR_MONTH,
                 item_at(line, 3),
                 format!(
                     "{line} 行目の様式 {}（{}）は {} のサービスには使えません（制度改正で様式が変わっています）。請求ソフトを最新にして作り直してください。",
@@ -1333,7 +1322,7 @@ impl Pass {
     fn finish(mut self, lines: &[records::Line<'_>], _ctx: &CheckContext) -> Report {
         if let (n, Some((line, number, expected))) = &self.wrong_numbers {
             self.out.error(
-                "record.number",
+                code::RECORD_NUMBER,
                 item_at(*line, 2),
                 format!(
                     "レコード番号が行の位置と合っていない行が {n} 行あります（最初は {line} 行目: 「{number}」、正しくは {expected}）。請求ソフトで作り直してください。"
@@ -1347,7 +1336,7 @@ impl Pass {
         let _ = lines;
         match self.ends.as_slice() {
             [] => self.out.error(
-                "end.missing",
+                code::END_MISSING,
                 line_at(last.max(1)),
                 "エンドレコード（3 で始まる最後の行）がありません。ファイルが途中で切れているか、作成が終わっていません。".into(),
                 "There is no end record (the last line, starting with 3). The file is cut short or not finished.".into(),
@@ -1355,7 +1344,7 @@ impl Pass {
             [(line, items)] if *line == last => {
                 if *items != 2 {
                     self.out.error(
-                        "end.items",
+                        code::END_ITEMS,
                         line_at(*line),
                         format!("エンドレコードの項目数が {items} です（正しくは 2）。"),
                         format!("The end record has {items} items (expected 2)."),
@@ -1363,7 +1352,7 @@ impl Pass {
                 }
             }
             [(line, _), ..] => self.out.error(
-                "end.position",
+                code::END_POSITION,
                 line_at(*line),
                 "エンドレコード（3 で始まる行）はファイルの最後に 1 つだけ置きます。".into(),
                 "There must be exactly one end record (starting with 3), as the last line.".into(),
@@ -1372,7 +1361,7 @@ impl Pass {
         let Some(control) = self.control.take() else {
             if !self.out.has("record.quote") || lines.len() > 1 {
                 self.out.error(
-                    "control.missing",
+                    code::CONTROL_MISSING,
                     item_at(1, 1),
                     "1 行目がコントロールレコード（1 で始まる行）ではありません。介護給付費の請求ファイルか確認してください。".into(),
                     "The first line is not a control record (starting with 1). Is this a claim file?".into(),
@@ -1385,7 +1374,7 @@ impl Pass {
         {
             let data_records = self.data_records;
             self.out.error(
-                "control.record_count",
+                code::CONTROL_RECORD_COUNT,
                 item_at(1, 4),
                 format!(
                     "コントロールレコードのレコード件数は {count} 件ですが、データレコードは {data_records} 件あります。ファイルが壊れているか途中で切れています。請求ソフトで作り直してください。"
@@ -1398,13 +1387,13 @@ impl Pass {
         // When records could not be read or sit in the wrong place, statements cannot be told
         // apart reliably; their structure and the invoice totals are checked once that is fixed.
         let unreadable = [
-            "record.quote",
-            "record.type",
-            "end.position",
-            "control.position",
+            code::RECORD_QUOTE,
+            code::RECORD_TYPE,
+            code::END_POSITION,
+            code::CONTROL_POSITION,
         ]
         .iter()
-        .any(|c| self.out.has(c));
+        .any(|c| self.out.has(c.as_str()));
         if unreadable {
             return self.finish_summary(control);
         }
@@ -1445,7 +1434,7 @@ impl Pass {
             }
             if s.id.layout(Some("01")).is_some() && !s.has_basic {
                 self.out.error(
-                    "statement.basic_missing",
+                    code::STATEMENT_BASIC_MISSING,
                     line_at(s.line),
                     format!(
                         "{} 行目から始まる明細書（{}）に基本情報レコード（01）がありません。",
@@ -1461,7 +1450,7 @@ impl Pass {
                 && !s.has_totals
             {
                 self.out.error(
-                    "statement.summary_missing",
+                    code::STATEMENT_SUMMARY_MISSING,
                     line_at(s.line),
                     format!(
                         "{} 行目から始まる明細書（{}）に集計情報レコード（{record}）がありません。",
@@ -1502,7 +1491,7 @@ impl Pass {
             }
             if let Some(first) = seen.insert(key.clone(), inv.line) {
                 self.out.error(
-                    "totals.invoice_duplicate",
+                    code::TOTALS_INVOICE_DUPLICATE,
                     line_at(inv.line),
                     format!("{} 行目の請求書（保険分）は {first} 行目と同じ提供年月・請求情報区分です。請求書は 1 つにまとめます。", inv.line),
                     format!("The invoice (insurance part) on line {} repeats the month and kind of line {first}; there must be one.", inv.line),
@@ -1522,16 +1511,9 @@ impl Pass {
                     .fold(0i64, i64::saturating_add)
             };
             // (code, 7111 item, what in Japanese, in English, stated, sum of the statements)
-            type Comparison = (
-                &'static str,
-                usize,
-                &'static str,
-                &'static str,
-                Option<i64>,
-                i64,
-            );
+            type Comparison = (Code, usize, &'static str, &'static str, Option<i64>, i64);
             let mut compare: Vec<Comparison> = vec![(
-                "totals.count",
+                code::TOTALS_COUNT,
                 7,
                 "件数",
                 "count of statements",
@@ -1540,7 +1522,7 @@ impl Pass {
             )];
             if all_known {
                 compare.push((
-                    "totals.units",
+                    code::TOTALS_UNITS,
                     8,
                     "単位数",
                     "units",
@@ -1548,7 +1530,7 @@ impl Pass {
                     sum(|s| s.units),
                 ));
                 compare.push((
-                    "totals.insurance_claim",
+                    code::TOTALS_INSURANCE_CLAIM,
                     10,
                     "保険請求額",
                     "insurance claim",
@@ -1556,7 +1538,7 @@ impl Pass {
                     sum(|s| s.insurance_claim),
                 ));
                 compare.push((
-                    "totals.public_claim",
+                    code::TOTALS_PUBLIC_CLAIM,
                     11,
                     "公費請求額",
                     "public-expense claim",
@@ -1564,7 +1546,7 @@ impl Pass {
                     sum(|s| s.public_claim),
                 ));
                 compare.push((
-                    "totals.user_burden",
+                    code::TOTALS_USER_BURDEN,
                     12,
                     "利用者負担",
                     "user share",
@@ -1599,7 +1581,7 @@ impl Pass {
                 let first = self.statements[members[0]].line;
                 let month = key.0.map(|m| m.to_japanese()).unwrap_or_default();
                 self.out.error(
-                    "totals.invoice_missing",
+                    code::TOTALS_INVOICE_MISSING,
                     line_at(first),
                     format!(
                         "{first} 行目などの明細書（サービス提供年月 {month}、請求情報区分 {}）に対応する請求書（7111）がありません。",

@@ -1147,7 +1147,7 @@ fn mark_duplicate(sub: &mut Submission, original: &Submission) {
     sub.duplicate_of = Some(original.id.clone());
     sub.findings.push(Finding {
         severity: Severity::Error,
-        code: "intake.duplicate".into(),
+        code: admin_ui::help::code::INTAKE_DUPLICATE.as_str().into(),
         record_no: None,
         item_no: None,
         message_ja: format!(
@@ -1450,6 +1450,7 @@ mod tests {
             store
                 .update_async(&ids[2], |s| {
                     s.note = Some(crate::submission::Note {
+                        code: None,
                         ja: "durable".into(),
                         en: "durable".into(),
                     })
