@@ -457,6 +457,17 @@ fn every_route_answers_each_role_as_the_allow_deny_table_says() {
             &b.get("/certificate/kaigo-relay-ca.crt"),
             Expect::Page,
         );
+        // Help is open to every role (and to no session), on the real daemon's catalogue.
+        for (pattern, path) in [
+            ("/help", "/help"),
+            ("/help/codes", "/help/codes"),
+            ("/help/manual", "/help/manual"),
+            ("/help/code/{code}", "/help/code/file.utf8"),
+            ("/help/{topic}", "/help/submissions"),
+        ] {
+            walk.mark("GET", pattern);
+            check(who, &format!("GET {path}"), &b.get(path), Expect::Page);
+        }
         walk.mark("GET", "/lang");
         let switched = b.get("/lang?to=en&back=%2Fcertificate");
         assert_eq!(switched.status, 303, "{who:?}: the language switch");
