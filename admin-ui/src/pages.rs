@@ -262,8 +262,10 @@ impl Problem {
     /// Where the help explains this refusal.
     fn help(&self) -> String {
         match self {
-            Problem::Forbidden => "/help/accounts#roles".to_owned(),
-            Problem::FormExpired | Problem::CrossSite => "/help/login#login".to_owned(),
+            Problem::Forbidden => crate::help::code::ACCOUNTS_FORBIDDEN.href(),
+            Problem::FormExpired => crate::help::code::ACCOUNTS_CSRF.href(),
+            Problem::CrossSite => crate::help::code::ACCOUNTS_CROSS_SITE.href(),
+            Problem::Internal => crate::help::code::SYSTEM_INTERNAL_ERROR.href(),
             Problem::Invalid { code: Some(c), .. } => c.href(),
             _ => "/help".to_owned(),
         }
