@@ -556,6 +556,8 @@ pub struct LogLine {
     pub target: String,
     /// The message and its fields.
     pub text: String,
+    /// The help page of the catalogue entry the line names.
+    pub help: Option<String>,
 }
 
 /// The system page: what runs, where its data is, how the machine is, what it logged.
@@ -619,6 +621,8 @@ pub struct BackupSiteView {
     pub last_drill_ok: bool,
     /// The newest error of a copy or a drill, for people.
     pub error: Option<String>,
+    /// Where the help explains that error.
+    pub error_help: Option<String>,
     /// Whether the site needs attention (no recent verified copy, or a failed drill).
     pub stale: bool,
 }
@@ -641,7 +645,16 @@ pub struct BackupRunRow {
     /// Sites in all.
     pub sites_total: usize,
     /// What failed.
-    pub errors: Vec<String>,
+    pub errors: Vec<ExplainedText>,
+}
+
+/// A message for people with the address of its explanation, when it has one.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExplainedText {
+    /// The message.
+    pub text: String,
+    /// Its help page (`/help/code/…`).
+    pub help: Option<String>,
 }
 
 /// The backup encryption key.
@@ -736,6 +749,8 @@ pub struct DeliveryRow {
     pub state_en: String,
     /// The last failure.
     pub error: String,
+    /// Where the help explains it.
+    pub error_help: Option<String>,
 }
 
 /// The alerts page.
@@ -762,6 +777,8 @@ pub struct TestAlertRow {
     pub ok: bool,
     /// Why not.
     pub error: String,
+    /// Where the help explains why.
+    pub error_help: Option<String>,
 }
 
 /// One audit log entry.

@@ -404,12 +404,22 @@ impl<B: Backend> Inner<B> {
         {
             return pages::redirect("/");
         }
-        let msg = (req.query.get("changed") == Some("1")).then(|| {
-            Msg::info(
+        let msg = if req.query.get("changed") == Some("1") {
+            Some(Msg::info(
                 "パスワードを変更しました。新しいパスワードでログインしてください。",
                 "Your password was changed. Log in with the new password.",
+            ))
+        } else if req.query.get("expired") == Some("1") {
+            Some(
+                Msg::info(
+                    "ログインの有効期限が切れたか、ほかの画面でログアウトされたため、もう一度ログインしてください。入力中の内容は保存されていません。",
+                    "Your log-in has ended (timed out, or ended elsewhere). Please log in again; anything not yet saved was not kept.",
+                )
+                .coded(Some(help::code::ACCOUNTS_SESSION_EXPIRED)),
             )
-        });
+        } else {
+            None
+        };
         self.login_form("login.html", StatusCode::OK, "", msg)
     }
 
@@ -429,10 +439,13 @@ impl<B: Backend> Inner<B> {
                 "login.html",
                 StatusCode::UNPROCESSABLE_ENTITY,
                 id,
-                Some(Msg::error(
-                    "ログインIDとパスワードを入力してください。",
-                    "Enter your login ID and password.",
-                )),
+                Some(
+                    Msg::error(
+                        "ログインIDとパスワードを入力してください。",
+                        "Enter your login ID and password.",
+                    )
+                    .coded(Some(help::code::ACCOUNTS_LOGIN_MISSING)),
+                ),
             );
         }
         match self.backend.login(id, password, &req.client).await {
@@ -573,6 +586,7 @@ impl<B: Backend> Inner<B> {
                         "送り先がありません。自分のアカウントにメールアドレスを登録するか、設定ファイルに宛先を書いてください。",
                         "There is no destination: add your e-mail address on your account page, or configure recipients.",
                     )
+                    .coded(Some(help::code::ALERTS_NO_DESTINATION))
                 } else if outcomes.iter().all(|o| o.ok) {
                     Msg::info(
                         "テスト通知を送りました。届いたか確認してください。",
@@ -583,6 +597,7 @@ impl<B: Backend> Inner<B> {
                         "届かなかった宛先があります。下の結果を確認してください。",
                         "Some destinations did not accept it; see below.",
                     )
+                    .coded(Some(help::code::ALERTS_TEST_FAILED))
                 };
                 self.alerts_page(p, Some(msg), outcomes).await
             }
@@ -653,7 +668,8 @@ impl<B: Backend> Inner<B> {
                     let msg = Msg::error(
                         "取り消すには、確認の欄にチェックを入れてから押してください。",
                         "Tick the confirmation box to withdraw.",
-                    );
+                    )
+                    .coded(Some(help::code::WITHDRAW_CONFIRM_MISSING));
                     return self
                         .submission_page(
                             p,
@@ -731,7 +747,8 @@ impl<B: Backend> Inner<B> {
                             let msg = Msg::error(
                                 "コピー番号は数字で入力してください（空欄なら最新）。",
                                 "The copy number must be a number (empty: the newest).",
-                            );
+                            )
+                            .coded(Some(help::code::BACKUP_RESTORE_SEQ_INVALID));
                             return self
                                 .backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
                                 .await;
@@ -742,7 +759,8 @@ impl<B: Backend> Inner<B> {
                     let msg = Msg::error(
                         "戻すには、確認の欄にチェックを入れてから押してください。",
                         "Tick the confirmation box to restore.",
-                    );
+                    )
+                    .coded(Some(help::code::BACKUP_RESTORE_CONFIRM));
                     return self
                         .backups_page(p, StatusCode::UNPROCESSABLE_ENTITY, Some(msg))
                         .await;
@@ -1276,10 +1294,13 @@ impl<B: Backend> Inner<B> {
                     shown,
                     &Form::default(),
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Msg::error(
-                        "完了にするには、メモ（対応内容）を入力してください。",
-                        "Enter a note (what was done) to close the item.",
-                    )),
+                    Some(
+                        Msg::error(
+                            "完了にするには、メモ（対応内容）を入力してください。",
+                            "Enter a note (what was done) to close the item.",
+                        )
+                        .coded(Some(help::code::RETURNS_NOTE_MISSING)),
+                    ),
                 )
                 .await;
         };
@@ -1312,22 +1333,26 @@ fn login_expired() -> Msg {
         "画面の有効期限が切れたため、受け付けませんでした。もう一度入力してください。",
         "The form had expired. Please enter it again.",
     )
+    .coded(Some(help::code::ACCOUNTS_CSRF))
 }
 
 /// The checks the UI can make itself before a password change reaches the backend (which
 /// applies the policy).
 fn check_new_password(old: &str, new: &str, confirm: &str, id_missing: bool) -> Option<Msg> {
     if id_missing || old.is_empty() || new.is_empty() {
-        return Some(Msg::error(
-            "すべての項目を入力してください。",
-            "Fill in every field.",
-        ));
+        return Some(
+            Msg::error("すべての項目を入力してください。", "Fill in every field.")
+                .coded(Some(help::code::ACCOUNTS_PASSWORD_FIELDS_MISSING)),
+        );
     }
     if new != confirm {
-        return Some(Msg::error(
-            "新しいパスワードと確認用のパスワードが一致しません。もう一度入力してください。",
-            "The new password and its confirmation differ. Enter them again.",
-        ));
+        return Some(
+            Msg::error(
+                "新しいパスワードと確認用のパスワードが一致しません。もう一度入力してください。",
+                "The new password and its confirmation differ. Enter them again.",
+            )
+            .coded(Some(help::code::ACCOUNTS_PASSWORD_MISMATCH)),
+        );
     }
     None
 }

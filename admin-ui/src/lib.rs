@@ -175,12 +175,14 @@ impl<B: Backend> Inner<B> {
             },
         };
         let Some(p) = principal else {
-            let mut r = pages::redirect("/login");
-            if token.is_some() {
-                // A stale cookie: drop it.
-                r.headers_mut()
-                    .append(header::SET_COOKIE, security::clear_cookie(SESSION_COOKIE));
+            if token.is_none() {
+                return pages::redirect("/login");
             }
+            // A stale cookie (timed out, ended elsewhere, password changed): drop it, and
+            // say on the login page why the person has to log in again.
+            let mut r = pages::redirect("/login?expired=1");
+            r.headers_mut()
+                .append(header::SET_COOKIE, security::clear_cookie(SESSION_COOKIE));
             return r;
         };
         if p.must_change_password && route.access != Access::PasswordChange {

@@ -91,6 +91,7 @@ pub(crate) fn parse(office: &OfficeRef, query: &Form) -> (ListQuery, Shown, Opti
             "絞り込みの条件に正しくない値があったため、その条件を外して表示しています。",
             "A filter value was not valid, so the list is shown without it.",
         )
+        .coded(Some(crate::help::code::LIST_FILTER_INVALID))
     });
     (
         ListQuery {

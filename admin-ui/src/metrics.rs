@@ -17,7 +17,17 @@ use crate::pages::response;
 
 /// `GET /healthz`: 200 when every check passed, 503 otherwise; never cached.
 pub(crate) fn health(h: &HealthCheck) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(h).unwrap_or_else(|_| br#"{"ok":false}"#.to_vec());
+    let mut doc = serde_json::to_value(h).unwrap_or_else(|_| serde_json::json!({ "ok": false }));
+    if !h.ok
+        && let Some(o) = doc.as_object_mut()
+    {
+        // Whoever reads a failing answer finds what each check means and what to do.
+        o.insert(
+            "help".into(),
+            crate::help::code::SYSTEM_HEALTH_FAILED.href().into(),
+        );
+    }
+    let body = serde_json::to_vec(&doc).unwrap_or_else(|_| br#"{"ok":false}"#.to_vec());
     let status = if h.ok {
         StatusCode::OK
     } else {

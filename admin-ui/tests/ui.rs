@@ -379,7 +379,13 @@ async fn without_a_session_every_private_route_redirects_to_login() {
             }
             let a = req.send(&ui).await;
             assert_eq!(a.status, StatusCode::SEE_OTHER, "{} {}", r.method, r.path);
-            assert_eq!(a.location(), Some("/login"), "{} {}", r.method, r.path);
+            // A stale session is told why it must log in again.
+            let want = if token.is_some() {
+                "/login?expired=1"
+            } else {
+                "/login"
+            };
+            assert_eq!(a.location(), Some(want), "{} {}", r.method, r.path);
             if token.is_some() {
                 let cleared = a.set_cookie(SESSION_COOKIE).unwrap();
                 assert!(cleared.contains("Max-Age=0"));
@@ -1547,6 +1553,27 @@ async fn every_help_link_in_the_ui_resolves() {
             .contains("href=\"/help/code/gateway.bad_insurer_number\"")
             && detail.body.contains("href=\"/help/code/gateway.other\""),
         "the federation's reasons link to theirs, an unknown one to gateway.other"
+    );
+    let backups = get("/backups").session(ADMIN).send(&ui).await;
+    assert!(
+        backups
+            .body
+            .matches("href=\"/help/code/backup.site_write\"")
+            .count()
+            >= 2,
+        "a site's error and a run's error link to their entry"
+    );
+    let alerts = get("/alerts").session(ADMIN).send(&ui).await;
+    assert!(
+        alerts
+            .body
+            .contains("href=\"/help/code/alerts.mail_refused\""),
+        "a failed delivery links to its entry"
+    );
+    let system = get("/system").session(ADMIN).send(&ui).await;
+    assert!(
+        system.body.contains("href=\"/help/code/system.disk_low\""),
+        "a log line that names a code links to it"
     );
 
     let mut seen: BTreeSet<String> = BTreeSet::new();

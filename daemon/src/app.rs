@@ -96,7 +96,7 @@ impl Pipeline {
             &self.key,
         );
         for (number, e) in problems {
-            error!(office = %number, error = %e, "a registered office cannot be used; it is not sent for until this is fixed");
+            error!(code = %admin_ui::help::code::OFFICES_UNUSABLE, office = %number, error = %e, "a registered office cannot be used; it is not sent for until this is fixed");
         }
         if offices.is_empty() {
             return Ok(offices);
@@ -127,7 +127,7 @@ impl Pipeline {
                 Ok(_) => usable.push(o),
                 Err(e) if from_config => return Err(e),
                 Err(e) => {
-                    error!(office = %o.office_number, error = format!("{e:#}"), "the client certificate of a registered office cannot be used; it is not sent for until this is fixed")
+                    error!(code = %admin_ui::help::code::OFFICES_UNUSABLE, office = %o.office_number, error = format!("{e:#}"), "the client certificate of a registered office cannot be used; it is not sent for until this is fixed")
                 }
             }
         }
@@ -301,11 +301,12 @@ impl App {
     /// Opens everything and starts the stages. Errors here are configuration or environment
     /// problems (unreadable certificate, store locked by another process…).
     pub fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&settings.state_dir).with_context(|| {
-            format!(
+        std::fs::create_dir_all(&settings.state_dir).with_context(|| crate::explain::Coded {
+            code: admin_ui::help::code::SYSTEM_STATE_DIR,
+            text: format!(
                 "状態フォルダー {} を作成できません (cannot create the state directory)",
                 settings.state_dir.display()
-            )
+            ),
         })?;
         let store_path = settings.store_path();
         match crate::backup::apply_pending_restore(&settings.backup, &store_path) {

@@ -136,6 +136,14 @@ enum Command {
         #[command(subcommand)]
         command: AlertArgs,
     },
+    /// メッセージのコードの意味と対処を表示する（コードなしで一覧）/
+    /// Explain a message code: what it means and what to do (no code: list every code).
+    ///
+    /// 終了コード: 説明があるとき 0、ないとき 1 / exit 0 when the code has an entry, 1 otherwise.
+    Explain {
+        /// コード（例 claim.file_empty）/ The code, e.g. offices.exists.
+        code: Option<String>,
+    },
     /// 設定ファイルと証明書を確認する / Validate the config file and the certificates it names.
     CheckConfig {
         /// 設定ファイル / Config file.
@@ -285,6 +293,17 @@ pub fn main() -> ExitCode {
         Command::Demo { dir, setup_only } => demo(dir, setup_only),
         Command::Status { config, json } => status(config, json),
         Command::CheckConfig { config } => check_config(config),
+        Command::Explain { code } => {
+            let mut out = std::io::stdout().lock();
+            return match crate::explain::run(code.as_deref(), &mut out) {
+                Ok(crate::explain::Found::Yes) => ExitCode::SUCCESS,
+                Ok(crate::explain::Found::No) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("エラー (error): {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Alert {
             command: AlertArgs::Test { config, to },
         } => return alert_test(config, to),
@@ -343,10 +362,14 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {
             eprintln!("設定エラー (configuration error): {e}");
+            eprintln!(
+                "{}",
+                crate::explain::hint(admin_ui::help::code::SYSTEM_CONFIG_INVALID)
+            );
             ExitCode::from(EXIT_CONFIG)
         }
         Err(Failure::Other(e)) => {
-            eprintln!("エラー (error): {e:#}");
+            crate::explain::print_failure(&e);
             ExitCode::FAILURE
         }
     }
@@ -361,6 +384,10 @@ fn settings_command(
         Ok(s) => s,
         Err(e) => {
             eprintln!("設定エラー (configuration error): {e}");
+            eprintln!(
+                "{}",
+                crate::explain::hint(admin_ui::help::code::SYSTEM_CONFIG_INVALID)
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -368,7 +395,7 @@ fn settings_command(
     match f(&settings) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("エラー (error): {e:#}");
+            crate::explain::print_failure(&e);
             ExitCode::FAILURE
         }
     }
@@ -393,6 +420,7 @@ fn run(config: PathBuf) -> Result<(), Failure> {
                 Err(e) => match previous.take() {
                     Some(old) => {
                         tracing::error!(
+                            code = %admin_ui::help::code::SYSTEM_CONFIG_RELOAD_FAILED,
                             error = format!("{e:#}"),
                             "再読み込みした設定では起動できません。以前の設定で動き続けます (the reloaded configuration does not start; running on the previous one)"
                         );
@@ -426,6 +454,7 @@ fn run(config: PathBuf) -> Result<(), Failure> {
                                 break Some(new);
                             }
                             Err(e) => tracing::error!(
+                                code = %admin_ui::help::code::SYSTEM_CONFIG_RELOAD_REFUSED,
                                 error = %e,
                                 "設定ファイルに誤りがあるため再読み込みしません。今の設定で動き続けます (the configuration file has an error; not reloaded, the running configuration stays)"
                             ),
@@ -494,6 +523,10 @@ fn validate(
             Ok(s) => Some(s.office_standings()),
             Err(e) => {
                 eprintln!("設定エラー (configuration error): {e}");
+                eprintln!(
+                    "{}",
+                    crate::explain::hint(admin_ui::help::code::SYSTEM_CONFIG_INVALID)
+                );
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
@@ -523,6 +556,10 @@ fn withdraw(config: PathBuf, json: bool, receipt_id: &str) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("設定エラー (configuration error): {e}");
+            eprintln!(
+                "{}",
+                crate::explain::hint(admin_ui::help::code::SYSTEM_CONFIG_INVALID)
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -553,6 +590,14 @@ fn withdraw(config: PathBuf, json: bool, receipt_id: &str) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&o).unwrap_or_default());
             } else {
                 println!("{}\n({})", o.message_ja, o.message_en);
+                if let Some(c) = o
+                    .code
+                    .as_deref()
+                    .and_then(admin_ui::help::known)
+                    .filter(|_| !o.withdrawn)
+                {
+                    println!("{}", crate::explain::hint(c));
+                }
             }
             if o.withdrawn {
                 ExitCode::SUCCESS
@@ -561,7 +606,7 @@ fn withdraw(config: PathBuf, json: bool, receipt_id: &str) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("エラー (error): {e:#}");
+            crate::explain::print_failure(&e);
             ExitCode::FAILURE
         }
     }
@@ -699,6 +744,10 @@ fn alert_test(config: PathBuf, to: Vec<String>) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("設定エラー (configuration error): {e}");
+            eprintln!(
+                "{}",
+                crate::explain::hint(admin_ui::help::code::SYSTEM_CONFIG_INVALID)
+            );
             return ExitCode::from(EXIT_CONFIG);
         }
     };

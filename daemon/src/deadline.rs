@@ -166,6 +166,7 @@ impl DeadlineWatch {
         let raised = tokio::task::spawn_blocking(move || alerts::raise(&store, alert)).await??;
         match raised {
             Raised::New | Raised::Changed => error!(
+                code = %admin_ui::help::code::ALERT_WINDOW_CLOSING,
                 processing_month = %w.processing_month,
                 offices = ?offices,
                 hours_left = hours,

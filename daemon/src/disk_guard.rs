@@ -168,7 +168,7 @@ impl DiskGuard {
                     // statvfs and the store's write may wait on a slow (network) volume.
                     let guard = this.clone();
                     if let Err(e) = tokio::task::spawn_blocking(move || guard.check_once()).await {
-                        warn!(error = %e, "the disk check failed; the next look retries");
+                        warn!(code = %admin_ui::help::code::SYSTEM_DISK_CHECK_FAILED, error = %e, "the disk check failed; the next look retries");
                     }
                 }
             }
@@ -194,7 +194,7 @@ impl DiskGuard {
             let (free, total) = match free_space(dir) {
                 Ok(f) => f,
                 Err(e) => {
-                    warn!(folder = %dir.display(), error = %e, "ディスクの空きを調べられません (cannot read the free space)");
+                    warn!(code = %admin_ui::help::code::SYSTEM_DISK_CHECK_FAILED, folder = %dir.display(), error = %e, "ディスクの空きを調べられません (cannot read the free space)");
                     continue;
                 }
             };
@@ -221,6 +221,7 @@ impl DiskGuard {
         if now != before {
             if now.state_low && !before.state_low {
                 error!(
+                    code = %admin_ui::help::code::SYSTEM_DISK_LOW,
                     "データベースのディスクの空きが少ないため、ファイルの受付とお知らせの取得を一時停止しました。ファイルは共有フォルダーに残っています (intake and the notice mirror are paused: the store's disk is nearly full; files stay in the drop folder)"
                 );
             } else if before.state_low && !now.state_low {
@@ -233,7 +234,12 @@ impl DiskGuard {
     }
 
     fn log_low(&self, volume: Volume, dir: &Path, free: u64, total: u64) {
+        let code = match volume {
+            Volume::Drop => admin_ui::help::code::SYSTEM_DROP_DISK_LOW,
+            Volume::State => admin_ui::help::code::SYSTEM_DISK_NEARLY_FULL,
+        };
         error!(
+            %code,
             folder = %dir.display(),
             free_mib = free >> 20,
             total_mib = total >> 20,

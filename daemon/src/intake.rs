@@ -413,7 +413,13 @@ impl Intake {
         let files = match listing {
             Ok(Ok(files)) => files,
             Ok(Err(e)) => {
-                error!(error = %e, drop_dir = %self.settings.drop_dir.display(), "cannot list the drop folder");
+                // A folder that is gone, and one that cannot be read, have entries of their own.
+                let code = if e.kind() == std::io::ErrorKind::NotFound {
+                    code::SYSTEM_DROP_FOLDER_MISSING
+                } else {
+                    code::SYSTEM_DROP_FOLDER_UNREADABLE
+                };
+                error!(%code, error = %e, drop_dir = %self.settings.drop_dir.display(), "cannot list the drop folder");
                 return;
             }
             Err(e) => {

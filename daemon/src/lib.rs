@@ -19,6 +19,7 @@ pub mod config;
 pub mod deadline;
 pub mod demo;
 pub mod disk_guard;
+pub mod explain;
 pub mod failpoint;
 pub mod federation;
 pub mod intake;

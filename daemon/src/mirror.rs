@@ -79,6 +79,23 @@ pub enum PassError {
     Store(#[from] StoreError),
 }
 
+impl PassError {
+    /// Its entry in the message catalogue (logged as the line's `code`, which the system
+    /// page links to its explanation).
+    pub fn code(&self) -> admin_ui::help::Code {
+        use admin_ui::help::code;
+        match self {
+            PassError::Gateway(GatewayError::NotSent { .. } | GatewayError::Unknown { .. }) => {
+                code::MIRROR_GATEWAY_UNREACHABLE
+            }
+            PassError::Gateway(GatewayError::UnknownOffice(_)) => code::MIRROR_USER_NOT_CONFIGURED,
+            PassError::Gateway(_) => code::MIRROR_GATEWAY_REFUSED,
+            PassError::Verification { .. } => code::MIRROR_VERIFICATION_FAILED,
+            PassError::Store(_) => code::MIRROR_STORE_FAILED,
+        }
+    }
+}
+
 /// What one pass over one user ID did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
@@ -190,7 +207,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
     /// Polls until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         if !self.settings.enabled || self.users.is_empty() {
-            info!("notice mirror disabled");
+            info!(code = %admin_ui::help::code::MIRROR_DISABLED, "notice mirror disabled");
             shutdown.cancelled().await;
             return Ok(());
         }
@@ -243,7 +260,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
                             + jiff::SignedDuration::try_from(retry).unwrap_or_default(),
                     );
                     if failures == 1 || failures.is_multiple_of(10) {
-                        warn!(error = %e, failures, retry_s = retry.as_secs(), "notice mirror pass failed; trying again");
+                        warn!(code = %e.code(), error = %e, failures, retry_s = retry.as_secs(), "notice mirror pass failed; trying again");
                     }
                 }
             }
@@ -315,7 +332,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
             for listed in &page.notices {
                 if let Some(known) = self.store.notice(&listed.notice_id)? {
                     if !known.sha256.eq_ignore_ascii_case(&listed.sha256) {
-                        warn!(notice = %listed.notice_id, "the gateway lists a stored notice with other bytes; the stored original is kept");
+                        warn!(code = %admin_ui::help::code::MIRROR_NOTICE_BYTES_DIFFER, notice = %listed.notice_id, "the gateway lists a stored notice with other bytes; the stored original is kept");
                     }
                     continue;
                 }
@@ -333,7 +350,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
                     match notice::parse(&body) {
                         Ok(p) => Some(p),
                         Err(e) => {
-                            warn!(notice = %listed.notice_id, error = %e, "notice stored as is but cannot be read as a table");
+                            warn!(code = %admin_ui::help::code::MIRROR_NOTICE_UNPARSED, notice = %listed.notice_id, error = %e, "notice stored as is but cannot be read as a table");
                             None
                         }
                     }

@@ -32,6 +32,8 @@ pub struct Line {
     pub target: String,
     /// The message, then its fields as `name=value`.
     pub text: String,
+    /// The `code` field, when the line names a message-catalogue entry.
+    pub code: Option<String>,
 }
 
 static LINES: Mutex<VecDeque<Line>> = Mutex::new(VecDeque::new());
@@ -43,12 +45,15 @@ pub struct RecentLog;
 struct Text {
     message: String,
     fields: String,
+    code: Option<String>,
 }
 
 impl Visit for Text {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
+        } else if field.name() == "code" {
+            self.code = Some(value.to_owned());
         } else {
             let _ = write!(self.fields, " {}={value}", field.name());
         }
@@ -57,6 +62,9 @@ impl Visit for Text {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
+        } else if field.name() == "code" {
+            // `code = %c` arrives here as its Display.
+            self.code = Some(format!("{value:?}"));
         } else {
             let _ = write!(self.fields, " {}={value:?}", field.name());
         }
@@ -72,6 +80,7 @@ impl<S: Subscriber> Layer<S> for RecentLog {
         let mut text = Text {
             message: String::new(),
             fields: String::new(),
+            code: None,
         };
         event.record(&mut text);
         let mut line = text.message;
@@ -84,6 +93,7 @@ impl<S: Subscriber> Layer<S> for RecentLog {
             level: *meta.level(),
             target: meta.target().to_owned(),
             text: line,
+            code: text.code,
         });
     }
 }
@@ -120,11 +130,20 @@ mod tests {
                 tracing::info!(n = i, office = "1379999996", "line {i}");
             }
             tracing::warn!(error = "disk full", "cannot write");
+            tracing::warn!(code = %admin_ui::help::code::SYSTEM_DISK_LOW, "low");
+            tracing::warn!(code = "mirror.disabled", "off");
         });
         let lines = lines();
         assert_eq!(lines.len(), KEEP);
+        // The code is kept apart from the text, whether logged as Display or as a string.
+        assert_eq!(lines[0].text, "off");
+        assert_eq!(lines[0].code.as_deref(), Some("mirror.disabled"));
+        assert_eq!(lines[1].text, "low");
+        assert_eq!(lines[1].code.as_deref(), Some("system.disk_low"));
+        let lines = &lines[2..];
         assert_eq!(lines[0].level, Level::WARN);
         assert_eq!(lines[0].text, "cannot write error=disk full");
+        assert_eq!(lines[0].code, None);
         assert!(lines[1].text.starts_with(&format!("line {}", KEEP + 4)));
         assert!(lines[1].text.contains("n=304"), "{}", lines[1].text);
         assert!(lines[1].text.contains("office=1379999996"));

@@ -706,7 +706,7 @@ impl<G: GatewayApi> Relay<G> {
         w: &GatewayWindow,
     ) -> anyhow::Result<()> {
         let current = w.processing_month;
-        error!(submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
+        error!(code = %admin_ui::help::code::RELAY_MONTH_MISMATCH, submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
         self.update(id, move |s, now| {
             let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
             s.note = Some(Note {
@@ -920,7 +920,7 @@ impl<G: GatewayApi> Relay<G> {
             .await?;
         crate::failpoint::hit("relay.after_receipt_commit");
         if stored.state == State::Rejected {
-            error!(receipt = ?stored.receipt.as_ref().map(|r| &r.receipt_id), "arrival failed at the federation; the office must correct the file");
+            error!(code = %admin_ui::help::code::RELAY_ARRIVAL_FAILED, receipt = ?stored.receipt.as_ref().map(|r| &r.receipt_id), "arrival failed at the federation; the office must correct the file");
         }
         Ok(())
     }
@@ -1016,7 +1016,7 @@ impl<G: GatewayApi> Relay<G> {
         crate::failpoint::hit("relay.after_status_commit");
         match stored.state {
             State::Rejected => {
-                error!("rejected at reception (受付 ×); the office must correct and resend")
+                error!(code = %admin_ui::help::code::RELAY_REJECTED, "rejected at reception (受付 ×); the office must correct and resend")
             }
             State::AcceptedWithReturns => warn!("accepted with returns (受付 △)"),
             State::Accepted => info!("accepted (受付 ○)"),
@@ -1126,7 +1126,11 @@ impl<G: GatewayApi> Relay<G> {
         why: &str,
         note: Option<Note>,
     ) -> anyhow::Result<()> {
-        error!(reason = why, "submission needs a person");
+        let code = note
+            .as_ref()
+            .and_then(|n| n.code.clone())
+            .unwrap_or_else(|| code::RELAY_NEEDS_ATTENTION.as_str().into());
+        error!(%code, reason = why, "submission needs a person");
         let why = why.to_owned();
         self.update(id, move |s, now| {
             s.next_action_at = None;

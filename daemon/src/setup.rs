@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::Role;
-use crate::accounts::manage::{self, Actor, NewAccountSpec};
+use crate::accounts::manage::{self, Actor, ManageError, NewAccountSpec};
 use crate::accounts::offices::{self, NewClient, NewOffice};
 use crate::listing::Control;
 use crate::timefmt::jst_minutes;
@@ -114,8 +114,28 @@ pub struct UserAnswer {
     pub users: Vec<UserEntry>,
 }
 
-fn fail(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
+/// A refusal for the terminal: its text, and where its catalogue entry explains it.
+fn refusal(e: impl std::fmt::Display, code: Option<admin_ui::help::Code>) -> anyhow::Error {
+    match code {
+        Some(c) => crate::explain::coded(c, e.to_string()),
+        None => anyhow::anyhow!("{e}"),
+    }
+}
+
+fn fail(e: ManageError) -> anyhow::Error {
+    let code = match &e {
+        ManageError::Invalid { code, .. } => Some(*code),
+        ManageError::Forbidden => Some(admin_ui::help::code::ACCOUNTS_FORBIDDEN),
+        ManageError::NotFound(_) => Some(admin_ui::help::code::ACCOUNTS_NOT_FOUND),
+        ManageError::Random(_) => Some(admin_ui::help::code::SYSTEM_RANDOM_UNAVAILABLE),
+        ManageError::Store(_) | ManageError::Hash(_) => None,
+    };
+    refusal(e, code)
+}
+
+fn fail_office(e: offices::OfficeError) -> anyhow::Error {
+    let code = e.code();
+    refusal(e, code)
 }
 
 /// Carries out a user command.
@@ -249,9 +269,12 @@ pub fn office(ctl: &Control, cmd: &OfficeCommand) -> anyhow::Result<serde_json::
                     key_file,
                 },
                 (None, None, Some(file), Some(password)) => NewClient::Pkcs12 { file, password },
-                _ => anyhow::bail!(
-                    "電子証明書は --cert と --key（PEM）か、--p12 と --p12-password-file（PKCS#12）のどちらかで指定してください (give --cert and --key, or --p12 and --p12-password-file)"
-                ),
+                _ => {
+                    return Err(refusal(
+                        "電子証明書は --cert と --key（PEM）か、--p12 と --p12-password-file（PKCS#12）のどちらかで指定してください (give --cert and --key, or --p12 and --p12-password-file)",
+                        Some(admin_ui::help::code::OFFICES_CERTIFICATE_ARGS),
+                    ));
+                }
             };
             let record = offices::register(
                 store,
@@ -267,7 +290,7 @@ pub fn office(ctl: &Control, cmd: &OfficeCommand) -> anyhow::Result<serde_json::
                 "cli",
                 now,
             )
-            .map_err(fail)?;
+            .map_err(fail_office)?;
             changed(ctl);
             Ok(serde_json::to_value(entry(&record))?)
         }
@@ -277,12 +300,13 @@ pub fn office(ctl: &Control, cmd: &OfficeCommand) -> anyhow::Result<serde_json::
             successor,
         } => {
             let from: crate::claim::Month = from_month.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "--from は YYYYMM（例 202612）で書いてください (write --from as YYYYMM)"
+                refusal(
+                    "--from は YYYYMM（例 202612）で書いてください (write --from as YYYYMM)",
+                    Some(admin_ui::help::code::OFFICES_MONTH_INVALID),
                 )
             })?;
-            let record =
-                offices::end(store, &office_number, from, successor, "cli", now).map_err(fail)?;
+            let record = offices::end(store, &office_number, from, successor, "cli", now)
+                .map_err(fail_office)?;
             changed(ctl);
             Ok(serde_json::to_value(entry(&record))?)
         }
@@ -407,17 +431,27 @@ fn parse_role(s: &str) -> Result<Role, String> {
         "corporation" => Ok(Role::Corporation),
         "office" => Ok(Role::Office),
         "staff" => Ok(Role::Staff),
-        _ => Err("system-admin, corporation, office, staff のどれかです (one of system-admin, corporation, office, staff)".into()),
+        _ => Err(format!(
+            "system-admin, corporation, office, staff のどれかです (one of system-admin, corporation, office, staff)\n{}",
+            crate::explain::hint(admin_ui::help::code::ACCOUNTS_ROLE_INVALID)
+        )),
     }
 }
 
 fn read_secret_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let code = Some(admin_ui::help::code::OFFICES_SECRET_FILE);
     let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!("{what} {} を読めません (cannot read): {e}", path.display())
+        refusal(
+            format!("{what} {} を読めません (cannot read): {e}", path.display()),
+            code,
+        )
     })?;
     let line = text.lines().next().unwrap_or_default().to_owned();
     if line.is_empty() {
-        anyhow::bail!("{what} {} が空です (empty)", path.display());
+        return Err(refusal(
+            format!("{what} {} が空です (empty)", path.display()),
+            code,
+        ));
     }
     Ok(line)
 }
@@ -460,9 +494,10 @@ pub fn run_user(settings: &crate::config::Settings, args: UserArgs) -> anyhow::R
                 std::io::stdin().read_line(&mut line)?;
                 let pw = line.trim_end_matches(['\r', '\n']).to_owned();
                 if pw.is_empty() {
-                    anyhow::bail!(
-                        "標準入力にパスワードがありません (no password on standard input)"
-                    );
+                    return Err(refusal(
+                        "標準入力にパスワードがありません (no password on standard input)",
+                        Some(admin_ui::help::code::ACCOUNTS_PASSWORD_STDIN_EMPTY),
+                    ));
                 }
                 Some(pw)
             } else {

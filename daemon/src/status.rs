@@ -128,6 +128,32 @@ enum Answer {
     Status(Box<Snapshot>),
     Doc(serde_json::Value),
     Error(String),
+    /// An error with a catalogue entry, so the command can say where it is explained.
+    Refused {
+        text: String,
+        code: String,
+    },
+}
+
+impl Answer {
+    /// The answer for a failed query.
+    fn failed(e: &anyhow::Error) -> Answer {
+        match crate::explain::code_of(e) {
+            Some(c) => Answer::Refused {
+                text: format!("{e:#}"),
+                code: c.as_str().into(),
+            },
+            None => Answer::Error(format!("{e:#}")),
+        }
+    }
+}
+
+/// The error a command shows for a refusal the daemon answered.
+fn refused(text: String, code: &str) -> anyhow::Error {
+    match admin_ui::help::known(code) {
+        Some(c) => crate::explain::coded(c, text),
+        None => anyhow::anyhow!(text),
+    }
 }
 
 /// Reads every submission and alert: from the running daemon if one answers on its socket in
@@ -176,16 +202,20 @@ pub fn ask_or_open(
         match ask(&socket, &line) {
             Ok(Answer::Doc(v)) => return Ok(v),
             Ok(Answer::Error(e)) => anyhow::bail!("{e}"),
+            Ok(Answer::Refused { text, code }) => return Err(refused(text, &code)),
             Ok(Answer::Status(_)) => anyhow::bail!("unexpected answer from the daemon"),
             Err(AskError::Failed(e)) => return Err(e),
             Err(AskError::NoDaemon) => {}
         }
         if !store_path.exists() {
             if writes {
-                anyhow::bail!(
-                    "データベースがまだありません (no store yet: {})",
-                    store_path.display()
-                );
+                return Err(crate::explain::coded(
+                    admin_ui::help::code::SYSTEM_NO_STORE_YET,
+                    format!(
+                        "データベースがまだありません (no store yet: {})",
+                        store_path.display()
+                    ),
+                ));
             }
             return Ok(serde_json::Value::Null);
         }
@@ -218,10 +248,12 @@ fn ask(socket: &Path, line: &str) -> Result<Answer, AskError> {
             return Err(AskError::NoDaemon);
         }
         Err(e) => {
-            return Err(AskError::Failed(anyhow::Error::new(e).context(format!(
-                "{} に接続できません (cannot connect)",
-                socket.display()
-            ))));
+            return Err(AskError::Failed(anyhow::Error::new(e).context(
+                crate::explain::Coded {
+                    code: admin_ui::help::code::SYSTEM_STATUS_NO_ANSWER,
+                    text: format!("{} に接続できません (cannot connect)", socket.display()),
+                },
+            )));
         }
     };
     let mut exchange = || -> anyhow::Result<Answer> {
@@ -232,7 +264,10 @@ fn ask(socket: &Path, line: &str) -> Result<Answer, AskError> {
         serde_json::from_slice::<Answer>(&reply).context("unreadable answer")
     };
     exchange()
-        .context("kaigo-relay からの応答を読めません (cannot read the daemon's answer)")
+        .context(crate::explain::Coded {
+            code: admin_ui::help::code::SYSTEM_STATUS_NO_ANSWER,
+            text: "kaigo-relay からの応答を読めません (cannot read the daemon's answer)".into(),
+        })
         .map_err(AskError::Failed)
 }
 
@@ -247,6 +282,7 @@ fn ask_daemon(socket: &Path) -> Result<Snapshot, AskError> {
     match ask(socket, "status\n")? {
         Answer::Status(snapshot) => Ok(*snapshot),
         Answer::Error(e) => Err(AskError::Failed(anyhow::anyhow!("{e}"))),
+        Answer::Refused { text, code } => Err(AskError::Failed(refused(text, &code))),
         Answer::Doc(_) => Err(AskError::Failed(anyhow::anyhow!(
             "unexpected answer from the daemon"
         ))),
@@ -334,7 +370,7 @@ async fn answer(
                         .await
                     {
                         Ok(Ok(v)) => Answer::Doc(v),
-                        Ok(Err(e)) => Answer::Error(format!("{e:#}")),
+                        Ok(Err(e)) => Answer::failed(&e),
                         Err(e) => Answer::Error(format!("query failed: {e}")),
                     }
                 }

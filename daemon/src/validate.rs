@@ -147,6 +147,12 @@ fn write_human(r: &FileResult, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "      {}", f.message_ja)?;
         writeln!(out, "      {}", f.message_en)?;
     }
+    if !r.findings.is_empty() {
+        writeln!(
+            out,
+            "  説明と対処 / what to do: kaigo-relay explain <コード / code>"
+        )?;
+    }
     Ok(())
 }
 

@@ -40,10 +40,20 @@ pub struct Outcome {
     pub message_ja: String,
     /// The same in English.
     pub message_en: String,
+    /// Its entry in the message catalogue (absent in requests answered by an older daemon).
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
-fn refused(receipt_id: &str, sub: Option<&Submission>, ja: String, en: String) -> Outcome {
+fn refused(
+    code: admin_ui::help::Code,
+    receipt_id: &str,
+    sub: Option<&Submission>,
+    ja: String,
+    en: String,
+) -> Outcome {
     Outcome {
+        code: Some(code.as_str().into()),
         withdrawn: false,
         receipt_id: receipt_id.to_owned(),
         file_name: sub.map(|s| s.file_name.clone()),
@@ -69,6 +79,7 @@ pub async fn perform<G: GatewayApi>(
         .await?;
     let Some(sub) = found else {
         return Ok(refused(
+            code::WITHDRAW_RECEIPT_UNKNOWN,
             receipt_id,
             None,
             format!(
@@ -80,6 +91,7 @@ pub async fn perform<G: GatewayApi>(
     match sub.state {
         State::Withdrawn => {
             return Ok(Outcome {
+                code: Some(code::WITHDRAW_WITHDRAWN.as_str().into()),
                 withdrawn: true,
                 receipt_id: receipt_id.to_owned(),
                 file_name: Some(sub.file_name.clone()),
@@ -96,6 +108,7 @@ pub async fn perform<G: GatewayApi>(
         State::Arrived | State::Accepted | State::AcceptedWithReturns => {}
         other => {
             return Ok(refused(
+                code::WITHDRAW_NOT_ALLOWED,
                 receipt_id,
                 Some(&sub),
                 format!(
@@ -109,6 +122,7 @@ pub async fn perform<G: GatewayApi>(
     }
     let Some(office) = sub.office_number.clone() else {
         return Ok(refused(
+            code::WITHDRAW_NOT_ALLOWED,
             receipt_id,
             Some(&sub),
             "事業所番号が記録にないため取り消せません。".into(),
@@ -160,6 +174,7 @@ pub async fn perform<G: GatewayApi>(
                 warn!(error = format!("{e:#}"), "cannot write the audit log");
             }
             Ok(Outcome {
+                code: Some(code::WITHDRAW_WITHDRAWN.as_str().into()),
                 withdrawn: true,
                 receipt_id: receipt_id.to_owned(),
                 file_name: Some(stored.file_name.clone()),
@@ -171,20 +186,29 @@ pub async fn perform<G: GatewayApi>(
             })
         }
         Err(e) => {
-            let (ja, en) = match &e {
-                GatewayError::Refused { code, .. } if code == "withdraw_closed" => (
+            let (which, ja, en) = match &e {
+                GatewayError::Refused { code: wire, .. } if wire == "withdraw_closed" => (
+                    code::WITHDRAW_CLOSED,
                     "取消の受付期限を過ぎているため、国保連が取消を受け付けませんでした。国保連合会に連絡してください。".to_owned(),
                     "The withdraw cut-off has passed; the federation refused. Contact the federation.".to_owned(),
                 ),
                 GatewayError::NotFound => (
+                    code::GATEWAY_NOT_FOUND,
                     "国保連にこの受付番号の記録がありません。".to_owned(),
                     "The federation has no record of this receipt.".to_owned(),
                 ),
                 GatewayError::NotSent { .. } | GatewayError::Unknown { .. } => (
+                    code::WITHDRAW_GATEWAY_UNREACHABLE,
                     "国保連のゲートウェイにつながらず、取り消せませんでした。しばらくしてからもう一度実行してください。".to_owned(),
                     "Could not reach the gateway; nothing was withdrawn. Try again later.".to_owned(),
                 ),
+                GatewayError::Refused { code: wire, .. } => (
+                    admin_ui::help::gateway(wire),
+                    "国保連が取消を受け付けませんでした。".to_owned(),
+                    "The federation refused the withdrawal.".to_owned(),
+                ),
                 _ => (
+                    code::GATEWAY_OTHER,
                     "国保連が取消を受け付けませんでした。".to_owned(),
                     "The federation refused the withdrawal.".to_owned(),
                 ),
@@ -212,6 +236,7 @@ pub async fn perform<G: GatewayApi>(
                 .call(move |s| s.update(&id, move |sub| sub.attempts.push(a)))
                 .await?;
             Ok(refused(
+                which,
                 receipt_id,
                 Some(&sub),
                 format!("{ja}（{e}）"),
@@ -292,6 +317,7 @@ impl<G: GatewayApi> WithdrawDesk<G> {
                     Err(e) => {
                         error!(receipt = %receipt_id, error = format!("{e:#}"), "cannot record a withdrawal");
                         refused(
+                            code::SYSTEM_STORE_FAILED,
                             &receipt_id,
                             None,
                             "装置の記録に書き込めませんでした。管理者に連絡してください。".into(),

@@ -1139,7 +1139,13 @@ fn login_protection_sessions_and_cookies() {
     assert_eq!(revoke.status, 303);
     assert_eq!(
         second.get("/").header("location").as_deref(),
-        Some("/login")
+        Some("/login?expired=1")
+    );
+    let told = second.get("/login?expired=1");
+    assert!(
+        told.text().contains("/help/code/accounts.session_expired"),
+        "the login page says why: {}",
+        told.text()
     );
     assert_eq!(
         clerk.get("/").status,
@@ -1161,7 +1167,10 @@ fn login_protection_sessions_and_cookies() {
         ],
     );
     assert_eq!(changed.status, 303, "{}", changed.text());
-    assert_eq!(other.get("/").header("location").as_deref(), Some("/login"));
+    assert_eq!(
+        other.get("/").header("location").as_deref(),
+        Some("/login?expired=1")
+    );
     assert_eq!(clerk.get("/").status, 200);
     // A wrong current password changes nothing.
     let token = clerk.csrf();
@@ -1175,6 +1184,13 @@ fn login_protection_sessions_and_cookies() {
         ],
     );
     assert_eq!(bad.status, 422);
+    // Each refusal links to its entry in the message catalogue, raised by the code itself.
+    assert!(
+        bad.text()
+            .contains("/help/code/accounts.password_wrong_current"),
+        "{}",
+        bad.text()
+    );
 
     // The change from the login screen (with the old password) ends every session.
     let mut screen = env.browser();
@@ -1191,13 +1207,18 @@ fn login_protection_sessions_and_cookies() {
         ],
     );
     assert_eq!(done.status, 303, "{}", done.text());
-    assert_eq!(clerk.get("/").header("location").as_deref(), Some("/login"));
+    assert_eq!(
+        clerk.get("/").header("location").as_deref(),
+        Some("/login?expired=1")
+    );
     assert_eq!(clerk.login("clerk", "ume-no-ki-3-gatsu").status, 303);
 
     // Lockout: four wrong passwords lock the account; the right one is then refused too.
     let mut guesser = env.browser();
     for _ in 0..4 {
-        assert_eq!(guesser.login("clerk", "wrong-password-x").status, 401);
+        let denied = guesser.login("clerk", "wrong-password-x");
+        assert_eq!(denied.status, 401);
+        assert!(denied.text().contains("/help/code/accounts.login_denied"));
     }
     assert_eq!(
         guesser.login("clerk", "ume-no-ki-3-gatsu").status,
@@ -1215,6 +1236,43 @@ fn login_protection_sessions_and_cookies() {
     assert_eq!(clerk_entry["locked"], true, "{clerk_entry}");
     // Unlocked by the office account that manages it, in the UI.
     let mut boss = ready(&env, "boss", &boss_first, "aoba-jimusho-2026");
+    // (On another ID than the clerk's: each check of the old password spends one of its
+    // login attempts, which the throttling below counts.)
+    let token = boss.csrf();
+    let short = boss.post(
+        "/account/password",
+        &[
+            ("old_password", "aoba-jimusho-2026"),
+            ("new_password", "tsuki9"),
+            ("new_password_confirm", "tsuki9"),
+            ("csrf_token", &token),
+        ],
+    );
+    assert_eq!(short.status, 422);
+    assert!(
+        short
+            .text()
+            .contains("/help/code/accounts.password_too_short"),
+        "{}",
+        short.text()
+    );
+    let token = boss.csrf();
+    let differ = boss.post(
+        "/account/password",
+        &[
+            ("old_password", "aoba-jimusho-2026"),
+            ("new_password", "tsuki-to-hoshi-9"),
+            ("new_password_confirm", "tsuki-to-hoshi-8"),
+            ("csrf_token", &token),
+        ],
+    );
+    assert!(
+        differ
+            .text()
+            .contains("/help/code/accounts.password_mismatch"),
+        "{}",
+        differ.text()
+    );
     let token = boss.csrf();
     let unlock = boss.post("/accounts/clerk/unlock", &[("csrf_token", &token)]);
     assert_eq!(unlock.status, 303);
@@ -1231,7 +1289,11 @@ fn login_protection_sessions_and_cookies() {
     let mut flood = env.browser();
     let mut statuses = Vec::new();
     for _ in 0..30 {
-        statuses.push(flood.login("nobody-here", "whatever-pw").status);
+        let page = flood.login("nobody-here", "whatever-pw");
+        if page.status == 429 {
+            assert!(page.text().contains("/help/code/accounts.login_throttled"));
+        }
+        statuses.push(page.status);
     }
     assert!(statuses.iter().take(20).all(|s| *s == 401), "{statuses:?}");
     assert!(statuses.iter().skip(20).all(|s| *s == 429), "{statuses:?}");

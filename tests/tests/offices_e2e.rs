@@ -125,6 +125,11 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
     assert!(!refused.status.success());
     let why = String::from_utf8_lossy(&refused.stderr);
     assert!(why.contains("電子証明書"), "{why}");
+    // Every refusal names its catalogue entry, which `explain` prints.
+    assert!(
+        why.contains("kaigo-relay explain offices.certificate"),
+        "{why}"
+    );
     // A bad check digit, too.
     let bad_number = format!("{}{}", &number[..9], (number.as_bytes()[9] - b'0' + 1) % 10);
     let refused = Command::new(&bins().relay)
@@ -147,6 +152,8 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
         .output()
         .unwrap();
     assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("kaigo-relay explain offices.invalid"), "{why}");
 
     let added = cli(
         &env,
@@ -168,6 +175,41 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
         ],
     );
     assert!(added.contains(&number), "{added}");
+    // The same number again is refused, and the code it names explains itself.
+    let again = Command::new(&bins().relay)
+        .args(["office", "add", "--config"])
+        .arg(&env.daemon_config)
+        .args([
+            "--number",
+            &number,
+            "--name",
+            "x",
+            "--user-id",
+            "KJ10000003",
+        ])
+        .arg("--password-file")
+        .arg(dir.join("third.password"))
+        .arg("--p12")
+        .arg(&p12)
+        .arg("--p12-password-file")
+        .arg(dir.join("third.p12pass"))
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(why.contains("kaigo-relay explain offices.exists"), "{why}");
+    let explained = relay_ok(["explain", "offices.exists"]);
+    let text = String::from_utf8(explained.stdout).unwrap();
+    let entry = admin_ui::help::find("offices.exists").unwrap();
+    assert!(
+        text.contains(entry.title_ja) && text.contains(entry.remedy_en.lines().next().unwrap()),
+        "{text}"
+    );
+    let unknown = Command::new(&bins().relay)
+        .args(["explain", "offices.no_such_thing"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
     let list: Value = serde_json::from_str(&cli(&env, &["office", "list", "--json"])).unwrap();
     let offices = list["offices"].as_array().unwrap();
     assert_eq!(offices.len(), 3, "{list}");

@@ -830,12 +830,14 @@ impl Backend for Fake {
                     level: "WARN".into(),
                     target: "kaigo_relay::relay".into(),
                     text: format!("gateway slow {NASTY}"),
+                    help: None,
                 },
                 LogLine {
                     at: "2026-12-03 10:05:01".into(),
                     level: "ERROR".into(),
                     target: "kaigo_relay::intake".into(),
                     text: "disk full".into(),
+                    help: Some("/help/code/system.disk_low".into()),
                 },
             ],
             audit: Vec::new(),
@@ -881,6 +883,7 @@ impl Backend for Fake {
                     last_drill: Some("2026年12月2日 03:00".into()),
                     last_drill_ok: true,
                     error: None,
+                    error_help: None,
                     stale: false,
                 },
                 BackupSiteView {
@@ -894,6 +897,7 @@ impl Backend for Fake {
                     last_drill: None,
                     last_drill_ok: false,
                     error: Some(NASTY.into()),
+                    error_help: Some("/help/code/backup.site_write".into()),
                     stale: true,
                 },
             ],
@@ -905,7 +909,10 @@ impl Backend for Fake {
                 seconds: "3.2".into(),
                 sites_ok: 1,
                 sites_total: 2,
-                errors: vec![NASTY.into()],
+                errors: vec![admin_ui::ExplainedText {
+                    text: NASTY.into(),
+                    help: Some("/help/code/backup.site_write".into()),
+                }],
             }],
             key: Some(BackupKeyView {
                 id: "0123456789abcdef".into(),
@@ -1051,6 +1058,7 @@ impl Backend for Fake {
                     state_ja: "届けられませんでした".into(),
                     state_en: "gave up".into(),
                     error: NASTY.into(),
+                    error_help: Some("/help/code/alerts.mail_refused".into()),
                 }]
             } else {
                 Vec::new()
@@ -1068,11 +1076,13 @@ impl Backend for Fake {
                 destination: "mail:a@example.jp".into(),
                 ok: true,
                 error: String::new(),
+                error_help: None,
             },
             TestAlertRow {
                 destination: "webhook:chat".into(),
                 ok: false,
                 error: NASTY.into(),
+                error_help: Some("/help/code/alerts.webhook_failed".into()),
             },
         ])
     }

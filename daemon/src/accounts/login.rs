@@ -40,6 +40,14 @@ pub enum LoginRefusal {
 }
 
 impl LoginRefusal {
+    /// Its entry in the message catalogue.
+    pub fn code(&self) -> admin_ui::help::Code {
+        match self {
+            LoginRefusal::Throttled(_) => admin_ui::help::code::ACCOUNTS_LOGIN_THROTTLED,
+            LoginRefusal::Denied => admin_ui::help::code::ACCOUNTS_LOGIN_DENIED,
+        }
+    }
+
     /// What the login page says.
     pub fn message_ja(&self) -> String {
         match self {

@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use admin_ui::help::{Code, code};
 use jiff::Timestamp;
 
 use super::password::{self, PolicyError, RandomUnavailable};
@@ -107,6 +108,8 @@ pub enum ManageError {
     /// The input is wrong.
     #[error("{ja} ({en})")]
     Invalid {
+        /// Its entry in the message catalogue.
+        code: Code,
         /// Japanese.
         ja: String,
         /// English.
@@ -123,8 +126,9 @@ pub enum ManageError {
     Random(#[from] RandomUnavailable),
 }
 
-fn invalid(ja: impl Into<String>, en: impl Into<String>) -> ManageError {
+fn invalid(code: Code, ja: impl Into<String>, en: impl Into<String>) -> ManageError {
     ManageError::Invalid {
+        code,
         ja: ja.into(),
         en: en.into(),
     }
@@ -135,8 +139,8 @@ impl From<PolicyError> for ManageError {
         let text = e.to_string();
         // The policy's messages are "日本語 (English)".
         match text.rsplit_once(" (") {
-            Some((ja, en)) => invalid(ja, en.trim_end_matches(')')),
-            None => invalid(text.clone(), text),
+            Some((ja, en)) => invalid(e.code(), ja, en.trim_end_matches(')')),
+            None => invalid(e.code(), text.clone(), text),
         }
     }
 }
@@ -173,6 +177,7 @@ pub fn check_id(id: &str) -> Result<(), ManageError> {
         Ok(())
     } else {
         Err(invalid(
+            code::ACCOUNTS_ID_INVALID,
             "IDは半角英数字と「.」「_」「-」で 3〜32 文字にしてください",
             "the ID must be 3 to 32 ASCII letters, digits, '.', '_' or '-'",
         ))
@@ -196,9 +201,13 @@ pub fn create(
 ) -> Result<(Account, String), ManageError> {
     let id = spec.id.trim().to_owned();
     check_id(&id)?;
-    let role = spec
-        .role
-        .ok_or_else(|| invalid("種類を選んでください", "choose the kind of account"))?;
+    let role = spec.role.ok_or_else(|| {
+        invalid(
+            code::ACCOUNTS_ROLE_MISSING,
+            "種類を選んでください",
+            "choose the kind of account",
+        )
+    })?;
     let corps = store.corporations()?;
     let offices = registered_offices(store)?;
     let unknown = |o: &String| !offices.contains(o);
@@ -235,12 +244,14 @@ pub fn create(
             }
             if corps.iter().any(|c| c.id.eq_ignore_ascii_case(&id)) {
                 return Err(invalid(
+                    code::ACCOUNTS_CORPORATION_EXISTS,
                     format!("法人 {id} は既にあります"),
                     format!("corporation {id} exists already"),
                 ));
             }
             if let Some(o) = spec.corporation_offices.iter().find(|o| unknown(o)) {
                 return Err(invalid(
+                    code::ACCOUNTS_OFFICE_NOT_REGISTERED,
                     format!("事業所番号 {o} は登録されていません"),
                     format!("office {o} is not registered"),
                 ));
@@ -251,6 +262,7 @@ pub fn create(
                 .find(|o| corps.iter().any(|c| c.offices.contains(*o)))
             {
                 return Err(invalid(
+                    code::ACCOUNTS_OFFICE_IN_OTHER_CORPORATION,
                     format!("事業所 {o} は既に別の法人に属しています"),
                     format!("office {o} already belongs to another corporation"),
                 ));
@@ -275,10 +287,17 @@ pub fn create(
                 .as_deref()
                 .map(str::trim)
                 .filter(|o| !o.is_empty())
-                .ok_or_else(|| invalid("事業所を選んでください", "choose the office"))?
+                .ok_or_else(|| {
+                    invalid(
+                        code::ACCOUNTS_OFFICE_MISSING,
+                        "事業所を選んでください",
+                        "choose the office",
+                    )
+                })?
                 .to_owned();
             if unknown(&office) {
                 return Err(invalid(
+                    code::ACCOUNTS_OFFICE_NOT_REGISTERED,
                     format!("事業所番号 {office} は登録されていません"),
                     format!("office {office} is not registered"),
                 ));
@@ -292,12 +311,14 @@ pub fn create(
         Role::Staff => {
             if spec.grants.is_empty() {
                 return Err(invalid(
+                    code::ACCOUNTS_GRANTS_EMPTY,
                     "職員IDには見られる事業所を 1 つ以上選んでください",
                     "grant at least one office to a staff ID",
                 ));
             }
             if let Some(o) = spec.grants.iter().find(|o| unknown(o)) {
                 return Err(invalid(
+                    code::ACCOUNTS_OFFICE_NOT_REGISTERED,
                     format!("事業所番号 {o} は登録されていません"),
                     format!("office {o} is not registered"),
                 ));
@@ -334,6 +355,7 @@ pub fn create(
         )
         .map_err(|e| match e {
             StoreError::Exists(id) => invalid(
+                code::ACCOUNTS_ID_TAKEN,
                 format!("ID {id} は既に使われています"),
                 format!("the ID {id} is taken"),
             ),
@@ -405,6 +427,7 @@ pub fn set_password(
     password::check_policy(&account.id, new_password)?;
     if password::verify(new_password, &account.password_hash)? != password::Verified::No {
         return Err(invalid(
+            code::ACCOUNTS_PASSWORD_UNCHANGED,
             "今のパスワードとは違うパスワードにしてください",
             "choose a password different from the current one",
         ));
@@ -451,12 +474,14 @@ pub fn set_grants(
     let mut account = managed(store, actor, id)?;
     if account.role != Role::Staff {
         return Err(invalid(
+            code::ACCOUNTS_GRANTS_STAFF_ONLY,
             "事業所の割り当ては職員IDだけに設定できます",
             "only staff IDs have granted offices",
         ));
     }
     if grants.is_empty() {
         return Err(invalid(
+            code::ACCOUNTS_GRANTS_EMPTY,
             "事業所を 1 つ以上選んでください",
             "grant at least one office",
         ));
@@ -468,6 +493,7 @@ pub fn set_grants(
         .find(|o| !offices.contains(*o) || !actor.may_see(o, &corps))
     {
         return Err(invalid(
+            code::ACCOUNTS_GRANT_NOT_ALLOWED,
             format!("事業所 {o} は割り当てられません"),
             format!("office {o} cannot be granted"),
         ));

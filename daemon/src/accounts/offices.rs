@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use admin_ui::help::{Code, code};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -122,9 +123,9 @@ pub enum NewClient {
 /// Why an office cannot be registered or changed; each says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum OfficeError {
-    /// A field is wrong.
-    #[error("{0}")]
-    Invalid(String),
+    /// A field is wrong (and its catalogue entry).
+    #[error("{1}")]
+    Invalid(Code, String),
     /// The office number is registered already.
     #[error("事業所番号 {0} は既に登録されています (already registered)")]
     Exists(String),
@@ -145,6 +146,26 @@ pub enum OfficeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl OfficeError {
+    /// Its entry in the message catalogue (`None` for a store failure, which is the
+    /// system's, not the office's).
+    pub fn code(&self) -> Option<Code> {
+        Some(match self {
+            OfficeError::Invalid(c, _) => *c,
+            OfficeError::Exists(_) => code::OFFICES_EXISTS,
+            OfficeError::Unknown(_) => code::OFFICES_UNKNOWN,
+            OfficeError::ManagedByConfig(_) => code::OFFICES_MANAGED_BY_CONFIG,
+            OfficeError::Certificate(_) => code::OFFICES_CERTIFICATE,
+            OfficeError::Secret(SecretError::KeyFile { .. } | SecretError::KeyLength(_)) => {
+                code::OFFICES_SECRET_KEY
+            }
+            OfficeError::Secret(SecretError::Open) => code::OFFICES_SECRET_OPEN,
+            OfficeError::Secret(SecretError::Random(_)) => code::SYSTEM_RANDOM_UNAVAILABLE,
+            OfficeError::Store(_) => return None,
+        })
+    }
 }
 
 /// Subject and expiry of an office's client certificate (the first certificate of its chain),
@@ -197,14 +218,18 @@ impl OfficeRecord {
 
     /// The settings the pipeline needs, with the secrets opened.
     pub fn to_settings(&self, key: &SecretKey) -> Result<OfficeSettings, OfficeError> {
-        let office_number: OfficeNumber = self
-            .office_number
-            .parse()
-            .map_err(|e: crate::claim::IdError| OfficeError::Invalid(e.to_string()))?;
-        let federation_user_id: FederationUserId = self
-            .federation_user_id
-            .parse()
-            .map_err(|e: crate::claim::IdError| OfficeError::Invalid(e.to_string()))?;
+        let office_number: OfficeNumber =
+            self.office_number
+                .parse()
+                .map_err(|e: crate::claim::IdError| {
+                    OfficeError::Invalid(code::OFFICES_INVALID, e.to_string())
+                })?;
+        let federation_user_id: FederationUserId =
+            self.federation_user_id
+                .parse()
+                .map_err(|e: crate::claim::IdError| {
+                    OfficeError::Invalid(code::OFFICES_INVALID, e.to_string())
+                })?;
         let sealed = self
             .federation_password
             .as_ref()
@@ -253,23 +278,29 @@ pub fn register(
     actor: &str,
     now: Timestamp,
 ) -> Result<OfficeRecord, OfficeError> {
-    let number: OfficeNumber = new
-        .office_number
-        .trim()
-        .parse()
-        .map_err(|e: crate::claim::IdError| OfficeError::Invalid(e.to_string()))?;
-    let user: FederationUserId = new
-        .federation_user_id
-        .trim()
-        .parse()
-        .map_err(|e: crate::claim::IdError| OfficeError::Invalid(e.to_string()))?;
+    let number: OfficeNumber =
+        new.office_number
+            .trim()
+            .parse()
+            .map_err(|e: crate::claim::IdError| {
+                OfficeError::Invalid(code::OFFICES_INVALID, e.to_string())
+            })?;
+    let user: FederationUserId =
+        new.federation_user_id
+            .trim()
+            .parse()
+            .map_err(|e: crate::claim::IdError| {
+                OfficeError::Invalid(code::OFFICES_INVALID, e.to_string())
+            })?;
     if new.name.trim().is_empty() {
         return Err(OfficeError::Invalid(
+            code::OFFICES_NAME_MISSING,
             "事業所名を入れてください (the name is empty)".into(),
         ));
     }
     if new.federation_password.is_empty() {
         return Err(OfficeError::Invalid(
+            code::OFFICES_PASSWORD_MISSING,
             "国保連の請求用パスワードを入れてください (the federation password is empty)".into(),
         ));
     }
@@ -283,9 +314,10 @@ pub fn register(
     if let Some(c) = &new.corporation
         && !store.corporations()?.iter().any(|corp| &corp.id == c)
     {
-        return Err(OfficeError::Invalid(format!(
-            "法人 {c} は登録されていません (no such corporation)"
-        )));
+        return Err(OfficeError::Invalid(
+            code::OFFICES_CORPORATION_UNKNOWN,
+            format!("法人 {c} は登録されていません (no such corporation)"),
+        ));
     }
     let n = number.to_string();
     let (client, identity) = match new.client {
@@ -391,12 +423,12 @@ pub fn end(
         return Err(OfficeError::ManagedByConfig(record.office_number));
     }
     if let Some(s) = &successor {
-        let n: OfficeNumber = s
-            .trim()
-            .parse()
-            .map_err(|e: crate::claim::IdError| OfficeError::Invalid(e.to_string()))?;
+        let n: OfficeNumber = s.trim().parse().map_err(|e: crate::claim::IdError| {
+            OfficeError::Invalid(code::OFFICES_INVALID, e.to_string())
+        })?;
         if n.to_string() == record.office_number {
             return Err(OfficeError::Invalid(
+                code::OFFICES_SUCCESSOR_SAME,
                 "後継の事業所番号が同じ番号です (the successor is the same number)".into(),
             ));
         }

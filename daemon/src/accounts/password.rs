@@ -105,6 +105,21 @@ pub enum PolicyError {
     Unchanged,
 }
 
+impl PolicyError {
+    /// Its entry in the message catalogue.
+    pub fn code(&self) -> admin_ui::help::Code {
+        use admin_ui::help::code;
+        match self {
+            PolicyError::TooShort => code::ACCOUNTS_PASSWORD_TOO_SHORT,
+            PolicyError::TooLong => code::ACCOUNTS_PASSWORD_TOO_LONG,
+            PolicyError::ContainsId => code::ACCOUNTS_PASSWORD_CONTAINS_ID,
+            PolicyError::Trivial => code::ACCOUNTS_PASSWORD_TRIVIAL,
+            PolicyError::Common => code::ACCOUNTS_PASSWORD_COMMON,
+            PolicyError::Unchanged => code::ACCOUNTS_PASSWORD_UNCHANGED,
+        }
+    }
+}
+
 /// Runs of a keyboard or of the alphabet and digits (each written out long enough to hold any
 /// password of ordinary length that is just a piece of it).
 const SEQUENCES: &[&str] = &[

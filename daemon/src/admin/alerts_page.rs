@@ -99,7 +99,7 @@ pub fn apply_prefs(account: &mut Account, form: AlertPrefsForm) -> Result<(), Ba
     let email = form.email.trim().to_owned();
     if !email.is_empty() && email.parse::<lettre::Address>().is_err() {
         return Err(BackendError::Invalid {
-            code: None,
+            code: Some(admin_ui::help::code::ALERTS_EMAIL_INVALID),
             message_ja: format!(
                 "「{email}」はメールアドレスとして正しくありません。例: jimu@example.jp"
             ),
@@ -114,7 +114,7 @@ pub fn apply_prefs(account: &mut Account, form: AlertPrefsForm) -> Result<(), Ba
         let group = Group::from_name(g)
             .filter(|g| allowed.contains(g))
             .ok_or_else(|| BackendError::Invalid {
-                code: None,
+                code: Some(admin_ui::help::code::ALERTS_GROUP_INVALID),
                 message_ja: format!("通知の種類「{g}」は選べません。"),
                 message_en: format!("\"{g}\" is not an alert group you can choose."),
             })?;
@@ -123,7 +123,7 @@ pub fn apply_prefs(account: &mut Account, form: AlertPrefsForm) -> Result<(), Ba
     let language = match form.language.as_str() {
         "" => None,
         other => Some(Language::parse(other).ok_or_else(|| BackendError::Invalid {
-            code: None,
+            code: Some(admin_ui::help::code::ALERTS_LANGUAGE_INVALID),
             message_ja: "言語は日本語・English・両方から選んでください。".into(),
             message_en: "Choose Japanese, English or both.".into(),
         })?),
@@ -233,6 +233,7 @@ pub fn alerts_view(
                     state_ja,
                     state_en,
                     error: d.last_error.clone().unwrap_or_default(),
+                    error_help: d.last_error_code.as_deref().map(admin_ui::help::href),
                 }
             })
             .collect();
@@ -266,10 +267,17 @@ pub async fn send_test(
     crate::alerts::trial::send(&desk.senders, to, &who, &desk.base_url)
         .await
         .into_iter()
-        .map(|o| TestAlertRow {
-            destination: o.destination.label(),
-            ok: o.result.is_ok(),
-            error: o.result.err().map(|e| e.text).unwrap_or_default(),
+        .map(|o| {
+            let (error, error_help) = match o.result {
+                Ok(()) => (String::new(), None),
+                Err(e) => (e.text, Some(e.code.href())),
+            };
+            TestAlertRow {
+                destination: o.destination.label(),
+                ok: error_help.is_none(),
+                error,
+                error_help,
+            }
         })
         .collect()
 }

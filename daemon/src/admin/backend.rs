@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use admin_ui::help::code;
 use admin_ui::{
     AccountView, ActionOutcome, AuditRow, Backend, BackendError, BackendResult, Choice, Client,
     Download, FindingView, ListPage, ListQuery, LogLine, LoginOutcome, NewAccount, NoticeDetail,
@@ -91,12 +92,25 @@ fn internal(what: &str, e: impl std::fmt::Display) -> BackendError {
     BackendError::Internal
 }
 
+/// A login that could not be decided (not a refusal): the person sees an internal error,
+/// the log names the entry that explains it.
+fn login_failed(what: &str, e: crate::accounts::login::LoginError) -> BackendError {
+    use crate::accounts::{login::LoginError, password::HashError};
+    let c = match &e {
+        LoginError::Hash(HashError::Unreadable) => code::ACCOUNTS_PASSWORD_HASH_UNREADABLE,
+        LoginError::Store(_) => code::SYSTEM_STORE_FAILED,
+        LoginError::Hash(HashError::Argon2(_)) | LoginError::Task(_) => code::SYSTEM_INTERNAL_ERROR,
+    };
+    error!(code = %c, error = %e, "admin UI: {what}");
+    BackendError::Internal
+}
+
 fn from_manage(e: ManageError) -> BackendError {
     match e {
         ManageError::Forbidden => BackendError::Forbidden,
         ManageError::NotFound(_) => BackendError::NotFound,
-        ManageError::Invalid { ja, en } => BackendError::Invalid {
-            code: None,
+        ManageError::Invalid { code, ja, en } => BackendError::Invalid {
+            code: Some(code),
             message_ja: ja,
             message_en: en,
         },
@@ -434,7 +448,7 @@ fn month_filter(q: &ListQuery) -> BackendResult<Option<crate::claim::Month>> {
         .map(|m| {
             m.parse::<crate::claim::Month>()
                 .map_err(|_| BackendError::Invalid {
-                    code: None,
+                    code: Some(code::LIST_FILTER_INVALID),
                     message_ja: format!("{m} は年月（YYYYMM）として読めません。"),
                     message_en: format!("{m} is not a month (YYYYMM)."),
                 })
@@ -580,7 +594,7 @@ impl Backend for AdminBackend {
             .desk
             .login(id, password, client.address)
             .await
-            .map_err(|e| internal("login", e))?;
+            .map_err(|e| login_failed("login", e))?;
         match outcome {
             Ok(logged_in) => {
                 let (account_id, address, agent) = (
@@ -600,12 +614,12 @@ impl Backend for AdminBackend {
                 })
             }
             Err(refusal @ LoginRefusal::Throttled(_)) => Ok(LoginOutcome::Throttled {
-                code: None,
+                code: Some(refusal.code()),
                 message_ja: refusal.message_ja(),
                 message_en: refusal.message_en(),
             }),
             Err(refusal) => Ok(LoginOutcome::Refused {
-                code: None,
+                code: Some(refusal.code()),
                 message_ja: refusal.message_ja(),
                 message_en: refusal.message_en(),
             }),
@@ -660,19 +674,19 @@ impl Backend for AdminBackend {
             .desk
             .login(&c.account.id, old, address)
             .await
-            .map_err(|e| internal("verify password", e))?
+            .map_err(|e| login_failed("verify password", e))?
         {
             Ok(_) => {}
             Err(LoginRefusal::Throttled(d)) => {
                 return Err(BackendError::Invalid {
-                    code: None,
+                    code: Some(code::ACCOUNTS_LOGIN_THROTTLED),
                     message_ja: LoginRefusal::Throttled(d).message_ja(),
                     message_en: LoginRefusal::Throttled(d).message_en(),
                 });
             }
             Err(LoginRefusal::Denied) => {
                 return Err(BackendError::Invalid {
-                    code: None,
+                    code: Some(code::ACCOUNTS_PASSWORD_WRONG_CURRENT),
                     message_ja: "今のパスワードが違います。".into(),
                     message_en: "The current password is wrong.".into(),
                 });
@@ -707,12 +721,12 @@ impl Backend for AdminBackend {
             .desk
             .login(id, old, client.address)
             .await
-            .map_err(|e| internal("verify password", e))?;
+            .map_err(|e| login_failed("verify password", e))?;
         let account = match logged {
             Ok(l) => l.account,
             Err(r) => {
                 return Err(BackendError::Invalid {
-                    code: None,
+                    code: Some(r.code()),
                     message_ja: r.message_ja(),
                     message_en: r.message_en(),
                 });
@@ -1111,7 +1125,7 @@ impl Backend for AdminBackend {
                 .ok_or(BackendError::NotFound)?;
             if !resendable(&sub) {
                 return Ok(ActionOutcome {
-                    code: None,
+                    code: Some(code::RELAY_RESEND_NOT_ALLOWED),
                     done: false,
                     message_ja: format!(
                         "この請求ファイルは「{}」のため、もう一度送信する操作はできません。",
@@ -1133,7 +1147,7 @@ impl Backend for AdminBackend {
                 .map_err(|e| internal("resend submission", e))?;
             if updated.state != crate::submission::State::Queued {
                 return Ok(ActionOutcome {
-                    code: None,
+                    code: Some(code::RELAY_STATE_CHANGED),
                     done: false,
                     message_ja: "状態が変わったため、再送しませんでした。画面を確認してください。"
                         .into(),
@@ -1149,7 +1163,7 @@ impl Backend for AdminBackend {
             );
             tracing::info!(submission = %sid, account = %c.account.id, "submission queued again from the admin UI");
             Ok(ActionOutcome {
-                code: None,
+                code: Some(code::RELAY_RESENT),
                 done: true,
                 message_ja: "送信待ちに戻しました。まもなく送信されます。".into(),
                 message_en: "Queued again; it will be sent shortly.".into(),
@@ -1174,7 +1188,7 @@ impl Backend for AdminBackend {
                     .ok_or(BackendError::NotFound)?;
                 if !withdrawable(&sub) {
                     return Err(BackendError::Invalid {
-                        code: None,
+                        code: Some(code::WITHDRAW_NOT_ALLOWED),
                         message_ja: format!(
                             "この請求ファイルは「{}」のため、取り消せません。",
                             sub.state.label_ja()
@@ -1224,7 +1238,7 @@ impl Backend for AdminBackend {
                 })
                 .await?;
                 Ok(ActionOutcome {
-                    code: None,
+                    code: o.code.as_deref().and_then(admin_ui::help::known),
                     done: o.withdrawn,
                     message_ja: o.message_ja,
                     message_en: o.message_en,
@@ -1233,7 +1247,7 @@ impl Backend for AdminBackend {
             Err(e) => {
                 error!(receipt = %receipt, error = format!("{e:#}"), "the withdraw desk did not answer");
                 Ok(ActionOutcome {
-                    code: None,
+                    code: Some(code::WITHDRAW_TIMEOUT),
                     done: false,
                     message_ja: "取消の処理が時間内に終わりませんでした。しばらくしてから画面を確認し、取り消されていなければもう一度押してください。".into(),
                     message_en: "The withdrawal did not finish in time. Check again shortly and press again if it is not withdrawn.".into(),
@@ -1424,7 +1438,7 @@ impl Backend for AdminBackend {
             let is_text = n.media_type.starts_with("text/");
             let (bytes, content_type) = if utf8 && is_text {
                 let text = crate::notice::to_utf8(&body).map_err(|e| BackendError::Invalid {
-                    code: None,
+                    code: Some(code::NOTICES_TEXT_UNREADABLE),
                     message_ja: e.to_string(),
                     message_en: e.to_string(),
                 })?;
@@ -1527,17 +1541,15 @@ impl Backend for AdminBackend {
                 .ok_or(BackendError::NotFound)?;
             if note.is_empty() {
                 return Err(BackendError::Invalid {
-                    code: None,
+                    code: Some(code::RETURNS_NOTE_MISSING),
                     message_ja: "完了にする理由（メモ）を書いてください。".into(),
                     message_en: "Write a note saying why it is closed.".into(),
                 });
             }
-            crate::returns::close(s, &item.id, &note, Timestamp::now()).map_err(|e| {
-                BackendError::Invalid {
-                    code: None,
-                    message_ja: e.to_string(),
-                    message_en: e.to_string(),
-                }
+            // The note was checked above and the item read: what is left is the store.
+            crate::returns::close(s, &item.id, &note, Timestamp::now()).map_err(|e| match e {
+                crate::returns::CloseError::NotFound(_) => BackendError::NotFound,
+                other => internal("close return", other),
             })?;
             Self::audit(s, &c, "return_closed", &item.id, note.clone());
             Ok(())
@@ -1587,6 +1599,7 @@ impl Backend for AdminBackend {
                         level: l.level.to_string(),
                         target: l.target,
                         text: l.text,
+                        help: l.code.as_deref().map(admin_ui::help::href),
                     })
                     .collect(),
                 audit,
@@ -1630,7 +1643,7 @@ impl Backend for AdminBackend {
         let (backups, run_now, _) = self.backups_or_none()?;
         if backups.sites().is_empty() {
             return Ok(admin_ui::ActionOutcome {
-                code: None,
+                code: Some(code::BACKUP_NO_SITES),
                 done: false,
                 message_ja: "バックアップの保存先が設定されていません。".into(),
                 message_en: "No backup site is configured.".into(),
@@ -1674,7 +1687,7 @@ impl Backend for AdminBackend {
         let key = backups.key().ok_or(BackendError::NotFound)?;
         if key_id != key.id() {
             return Ok(admin_ui::ActionOutcome {
-                code: None,
+                code: Some(code::BACKUP_KEY_ID_MISMATCH),
                 done: false,
                 message_ja:
                     "鍵IDが違います。書き出したファイルの key-id の行を、そのまま入力してください。"
@@ -1841,7 +1854,7 @@ impl Backend for AdminBackend {
                     "restore from the admin UI refused"
                 );
                 Ok(admin_ui::ActionOutcome {
-                    code: None,
+                    code: Some(e.reading_code(code::BACKUP_RESTORE_FAILED)),
                     done: false,
                     message_ja: format!("戻せませんでした。今のデータはそのままです: {e}"),
                     message_en: format!("Not restored; the data in place is unchanged: {e}"),

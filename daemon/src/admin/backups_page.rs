@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use admin_ui::{BackupKeyView, BackupRunRow, BackupSiteView, BackupsView};
+use admin_ui::{BackupKeyView, BackupRunRow, BackupSiteView, BackupsView, ExplainedText};
 use jiff::Timestamp;
 
 use crate::backup::{Backups, DrillRecord, RunRecord};
@@ -71,14 +71,22 @@ fn site_view(
     });
     let drill = drills.iter().find(|d| d.site == name);
     let attempt_ok = attempt_outcome.is_some_and(|s| s.ok);
-    let error = attempt
+    let (error, error_code) = attempt
         .filter(|_| !attempt_ok)
         .and_then(|r| {
             r.error
                 .clone()
-                .or_else(|| attempt_outcome.and_then(|s| s.error.clone()))
+                .map(|e| (e, r.error_code.clone()))
+                .or_else(|| {
+                    attempt_outcome.and_then(|s| s.error.clone().map(|e| (e, s.error_code.clone())))
+                })
         })
-        .or_else(|| drill.filter(|d| !d.ok).and_then(|d| d.error.clone()));
+        .or_else(|| {
+            drill
+                .filter(|d| !d.ok)
+                .and_then(|d| d.error.clone().map(|e| (e, d.error_code.clone())))
+        })
+        .unzip();
     let fresh = verified
         .is_some_and(|(r, _)| now.duration_since(r.started_at).unsigned_abs() <= max_copy_age);
     BackupSiteView {
@@ -92,14 +100,25 @@ fn site_view(
         last_drill: drill.map(|d| jst_minutes(d.at)),
         last_drill_ok: drill.is_some_and(|d| d.ok),
         error,
+        error_help: error_code.flatten().map(|c| admin_ui::help::href(&c)),
         stale: !fresh || drill.is_some_and(|d| !d.ok),
     }
 }
 
 fn run_row(r: &RunRecord) -> BackupRunRow {
     let secs = r.finished_at.duration_since(r.started_at).as_secs_f64();
-    let mut errors: Vec<String> = r.error.iter().cloned().collect();
-    errors.extend(r.sites.iter().filter_map(|s| s.error.clone()));
+    let explained = |text: &Option<String>, code: &Option<String>| {
+        text.clone().map(|text| ExplainedText {
+            text,
+            help: code.as_deref().map(admin_ui::help::href),
+        })
+    };
+    let mut errors: Vec<ExplainedText> = explained(&r.error, &r.error_code).into_iter().collect();
+    errors.extend(
+        r.sites
+            .iter()
+            .filter_map(|s| explained(&s.error, &s.error_code)),
+    );
     BackupRunRow {
         seq: r.seq,
         at: jst_minutes(r.started_at),

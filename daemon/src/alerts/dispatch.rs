@@ -77,6 +77,7 @@ impl Senders {
             Destination::Mail { address, name } => {
                 let Some(mailer) = &self.mailer else {
                     return Err(SendError {
+                        code: admin_ui::help::code::ALERTS_MAIL_NOT_CONFIGURED,
                         permanent: true,
                         text: "メールサーバーが設定されていません ([alerts.mail] is not set)"
                             .into(),
@@ -95,6 +96,7 @@ impl Senders {
                     .send(address, name, &rendered, id, &kind)
                     .await
                     .map_err(|e| SendError {
+                        code: e.code(),
                         permanent: e.is_permanent(),
                         text: e.to_string(),
                     })
@@ -102,6 +104,7 @@ impl Senders {
             Destination::Webhook { name } => {
                 let Some(hook) = self.hooks.get(name) else {
                     return Err(SendError {
+                        code: admin_ui::help::code::ALERTS_WEBHOOK_UNKNOWN,
                         permanent: true,
                         text: format!(
                             "Webhook「{name}」は設定にありません (webhook {name} is no longer configured)"
@@ -110,6 +113,7 @@ impl Senders {
                 };
                 let body = render::webhook_body(unit, why, names, base_url);
                 hook.send(&body, id, &kind).await.map_err(|e| SendError {
+                    code: e.code(),
                     permanent: e.is_permanent(),
                     text: e.to_string(),
                 })
@@ -121,6 +125,8 @@ impl Senders {
 /// A failed send.
 #[derive(Debug, Clone)]
 pub struct SendError {
+    /// Its entry in the message catalogue.
+    pub code: admin_ui::help::Code,
     /// Retrying will not help.
     pub permanent: bool,
     /// What went wrong (Japanese and English).
@@ -245,6 +251,7 @@ impl Dispatcher {
                 Ok(w) => w.min(POLL),
                 Err(e) => {
                     warn!(
+                        code = %admin_ui::help::code::ALERTS_PREPARE_FAILED,
                         error = format!("{e:#}"),
                         "通知の送信処理に失敗しました。数秒後にやり直します (alert dispatch pass failed; retrying)"
                     );
@@ -354,6 +361,7 @@ impl Dispatcher {
                             d.state = DeliveryState::Sent;
                             d.sent_at = Some(now);
                             d.last_error = None;
+                            d.last_error_code = None;
                             d.sent_in = why.map(|_| id.clone());
                             updates.push(d);
                         }
@@ -362,6 +370,7 @@ impl Dispatcher {
                         for mut d in unit {
                             d.attempts += 1;
                             d.last_error = Some(e.text.clone());
+                            d.last_error_code = Some(e.code.as_str().into());
                             let age = now.duration_since(d.created_at).unsigned_abs();
                             if e.permanent || age >= self.settings.give_up_after {
                                 d.state = DeliveryState::GaveUp;
@@ -484,6 +493,7 @@ impl Said {
                 retry_in_secs,
                 error,
             } => warn!(
+                code = %admin_ui::help::code::ALERTS_DELIVERY_RETRYING,
                 %destination,
                 %kind,
                 attempts,
@@ -497,6 +507,7 @@ impl Said {
                 attempts,
                 error,
             } => error!(
+                code = %admin_ui::help::code::ALERTS_DELIVERY_FAILED,
                 %destination,
                 %kind,
                 attempts,

@@ -30,6 +30,16 @@ pub enum MailError {
 }
 
 impl MailError {
+    /// Its entry in the message catalogue.
+    pub fn code(&self) -> admin_ui::help::Code {
+        use admin_ui::help::code;
+        match self {
+            MailError::Settings(_) => code::ALERTS_MAIL_SETTINGS,
+            MailError::Refused(_) => code::ALERTS_MAIL_REFUSED,
+            MailError::Failed(_) => code::ALERTS_MAIL_FAILED,
+        }
+    }
+
     /// Whether retrying may help.
     pub fn is_permanent(&self) -> bool {
         !matches!(self, MailError::Failed(_))

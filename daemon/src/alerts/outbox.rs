@@ -174,6 +174,9 @@ pub struct Delivery {
     /// The last failure, for the UI.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The catalogue entry of that failure.
+    #[serde(default)]
+    pub last_error_code: Option<String>,
     /// When it was accepted.
     #[serde(default)]
     pub sent_at: Option<Timestamp>,
@@ -204,6 +207,7 @@ impl Delivery {
             attempts: 0,
             next_attempt_at: now,
             last_error: None,
+            last_error_code: None,
             sent_at: None,
             sent_in: None,
         }

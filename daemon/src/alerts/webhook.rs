@@ -28,6 +28,16 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
+    /// Its entry in the message catalogue.
+    pub fn code(&self) -> admin_ui::help::Code {
+        use admin_ui::help::code;
+        match self {
+            WebhookError::Settings(_) => code::ALERTS_WEBHOOK_SETTINGS,
+            WebhookError::Refused(_) => code::ALERTS_WEBHOOK_REFUSED,
+            WebhookError::Failed(_) => code::ALERTS_WEBHOOK_FAILED,
+        }
+    }
+
     /// Whether retrying may help.
     pub fn is_permanent(&self) -> bool {
         !matches!(self, WebhookError::Failed(_))

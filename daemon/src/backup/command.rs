@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use admin_ui::help::code;
 use anyhow::Context as _;
 
 use super::{Backups, RunRecord};
@@ -173,10 +174,7 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
                 .filter(|s| site.as_deref().is_none_or(|n| n == s.name()))
                 .collect();
             if chosen.is_empty() {
-                anyhow::bail!(
-                    "保存先「{}」は設定にありません (no such site)",
-                    site.unwrap_or_default()
-                );
+                return Err(super::BackupError::NoSuchSite(site.unwrap_or_default()).into());
             }
             let work = settings.backup.work_dir.join("verify");
             let mut results = Vec::new();
@@ -226,13 +224,17 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
         }
         BackupArgs::KeyExport { out } => {
             let key = super::BackupKey::load(&settings.backup.key_file).with_context(|| {
-                "バックアップ鍵がまだありません。暗号化する保存先 (encrypt = true) を設定してデーモンを一度起動すると作られます (no backup key yet)"
+                crate::explain::Coded {
+                    code: code::BACKUP_KEY_NOT_CREATED,
+                    text: "バックアップ鍵がまだありません。暗号化する保存先 (encrypt = true) を設定してデーモンを一度起動すると作られます (no backup key yet)".into(),
+                }
             })?;
-            key.save_new(&out).with_context(|| {
-                format!(
+            key.save_new(&out).with_context(|| crate::explain::Coded {
+                code: code::BACKUP_KEY_EXPORT_FAILED,
+                text: format!(
                     "{} に書き出せません（同じ名前のファイルがあれば別の名前にしてください）(cannot write the export)",
                     out.display()
-                )
+                ),
             })?;
             println!(
                 "バックアップ鍵を {} に書き出しました。装置とは別の場所に保管し、下の印刷用の控えも紙に残してください。\n\
@@ -251,10 +253,13 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
         BackupArgs::KeyConfirm { key_id } => {
             let key = super::BackupKey::load(&settings.backup.key_file)?;
             if key_id.trim() != key.id() {
-                anyhow::bail!(
-                    "鍵ID「{key_id}」はこの装置の鍵（{}）と違います (the key ID does not match)",
-                    key.id()
-                );
+                return Err(crate::explain::coded(
+                    code::BACKUP_KEY_ID_MISMATCH,
+                    format!(
+                        "鍵ID「{key_id}」はこの装置の鍵（{}）と違います (the key ID does not match)",
+                        key.id()
+                    ),
+                ));
             }
             super::confirm_key(&settings.backup, &key.id())?;
             println!(
@@ -305,9 +310,10 @@ pub fn restore(
         // A damaged file is what restores are for: it is kept aside below. Only a running
         // daemon stops a restore.
         if let Err(StoreError::AlreadyOpen) = Store::open_read_only(&store_path) {
-            anyhow::bail!(
-                "kaigo-relay が動作中です。先に停止してください（systemctl stop kaigo-relay）(the daemon is running; stop it first)"
-            );
+            return Err(crate::explain::coded(
+                code::BACKUP_DAEMON_RUNNING,
+                "kaigo-relay が動作中です。先に停止してください（systemctl stop kaigo-relay）(the daemon is running; stop it first)",
+            ));
         }
         if let Ok(store) = Store::open(&store_path) {
             drop(store);
@@ -345,8 +351,10 @@ pub fn restore(
     bar.finish_and_clear();
     let restored = result?;
     // Opening it as the daemon will (migrating an older schema) proves it is usable.
-    let store = Store::open(&store_path)
-        .with_context(|| "戻したストアを開けません (the restored store does not open)")?;
+    let store = Store::open(&store_path).with_context(|| crate::explain::Coded {
+        code: code::BACKUP_RESTORED_UNOPENABLE,
+        text: "戻したストアを開けません (the restored store does not open)".into(),
+    })?;
     drop(store);
     if json {
         print_json(&restored)?;
@@ -396,10 +404,13 @@ pub fn request_from_daemon(state_dir: &Path, wait: Duration) -> anyhow::Result<R
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = std::fs::remove_file(dir.join(REQUEST));
-    anyhow::bail!(
-        "kaigo-relay の常駐プロセスが {} 秒以内にバックアップを終えませんでした (the daemon did not finish the backup in time)",
-        wait.as_secs()
-    )
+    Err(crate::explain::coded(
+        code::BACKUP_DAEMON_TIMEOUT,
+        format!(
+            "kaigo-relay の常駐プロセスが {} 秒以内にバックアップを終えませんでした (the daemon did not finish the backup in time)",
+            wait.as_secs()
+        ),
+    ))
 }
 
 /// The daemon's side: whether a request is waiting (it is taken away).

@@ -48,6 +48,11 @@ pub enum CryptError {
         "このコピーは別の鍵（鍵ID {copy}）で暗号化されています。この装置の鍵は {ours} です (the copy needs key {copy}; this appliance has {ours})"
     )]
     WrongKey { copy: String, ours: String },
+    /// The copy is encrypted and this appliance has no key.
+    #[error(
+        "暗号化されたコピーですが、鍵（鍵ID {copy}）がありません。書き出した鍵を backup.key_file に置いてください (the copy is encrypted and no key is configured)"
+    )]
+    NoKey { copy: String },
     /// The copy is not an encrypted copy, or it is damaged or truncated.
     #[error(
         "暗号化されたコピーが壊れているか、途中で切れています (the encrypted copy is damaged or truncated)"

@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use admin_ui::help::{Code, code};
+
 use crate::config::{BackupSettings, Retention};
 use crate::store::{SnapshotDigest, Store, TableDigest};
 pub use crypt::BackupKey;
@@ -82,6 +84,47 @@ pub enum BackupError {
     /// No copy could be found or verified.
     #[error("{0}")]
     NothingToRestore(String),
+    /// No site of this name is configured.
+    #[error("保存先「{0}」は設定にありません (no such site)")]
+    NoSuchSite(String),
+    /// A restore chosen in the admin UI was not put in place at the restart.
+    #[error(
+        "予約された復元を行えませんでした。今までのデータのまま起動します (the staged restore was not applied): {0}"
+    )]
+    StagedRestoreFailed(String),
+}
+
+impl BackupError {
+    /// Its entry in the message catalogue, as a failure of a backup run.
+    pub fn code(&self) -> Code {
+        match self {
+            BackupError::NoSites => code::BACKUP_NO_SITES,
+            BackupError::Snapshot(_) => code::BACKUP_SNAPSHOT,
+            BackupError::Site { source, .. } => source.code(),
+            BackupError::Crypt(c) => match c {
+                crypt::CryptError::Io { .. } => code::BACKUP_WORK_FOLDER,
+                crypt::CryptError::BadKey(_) => code::BACKUP_KEY_BAD,
+                crypt::CryptError::WrongKey { .. } => code::BACKUP_KEY_WRONG,
+                crypt::CryptError::Damaged => code::BACKUP_COPY_DAMAGED,
+                crypt::CryptError::NoKey { .. } => code::BACKUP_KEY_MISSING,
+            },
+            BackupError::Verify { .. } => code::BACKUP_VERIFY,
+            BackupError::Store(_) => code::SYSTEM_STORE_FAILED,
+            BackupError::Io { .. } => code::BACKUP_WORK_FOLDER,
+            BackupError::NothingToRestore(_) => code::BACKUP_NOTHING_TO_RESTORE,
+            BackupError::NoSuchSite(_) => code::BACKUP_NO_SUCH_SITE,
+            BackupError::StagedRestoreFailed(_) => code::BACKUP_STAGED_RESTORE_FAILED,
+        }
+    }
+
+    /// Its entry as a failure to read a copy back (a drill, a restore): a site or file
+    /// fault is `fallback`'s; a key, a damaged or unverifiable copy keeps its own entry.
+    pub fn reading_code(&self, fallback: Code) -> Code {
+        match self {
+            BackupError::Site { .. } | BackupError::Io { .. } | BackupError::Store(_) => fallback,
+            other => other.code(),
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -160,6 +203,9 @@ pub struct SiteOutcome {
     pub pruned: Vec<u64>,
     /// What went wrong (Japanese, then the detail).
     pub error: Option<String>,
+    /// Its entry in the message catalogue (absent in records of older versions).
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 /// One backup run, as recorded in the backup log (`run/<seq>`).
@@ -185,6 +231,9 @@ pub struct RunRecord {
     pub sites: Vec<SiteOutcome>,
     /// A failure before any site was written.
     pub error: Option<String>,
+    /// Its entry in the message catalogue (absent in records of older versions).
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 impl RunRecord {
@@ -209,6 +258,9 @@ pub struct DrillRecord {
     pub ms: u64,
     /// What went wrong.
     pub error: Option<String>,
+    /// Its entry in the message catalogue (absent in records of older versions).
+    #[serde(default)]
+    pub error_code: Option<String>,
 }
 
 /// A copy on a site, as listed.
@@ -298,6 +350,7 @@ impl Backups {
             Ok(r) => r,
             Err(e) => {
                 error!(
+                    code = %e.code(),
                     error = format!("{e:#}"),
                     "backup failed before any site was written"
                 );
@@ -407,6 +460,7 @@ impl Backups {
             encrypt_ms,
             sites: outcomes,
             error: None,
+            error_code: None,
         })
     }
 
@@ -414,9 +468,7 @@ impl Backups {
         let t = Instant::now();
         let result: Result<u64, site::SiteError> = async {
             if manifest.encryption.is_none() && site.settings.encrypt {
-                return Err(site::SiteError::Settings(
-                    "暗号化する保存先ですが鍵がありません (no key for an encrypting site)".into(),
-                ));
+                return Err(site::SiteError::NoKey);
             }
             let fp = site.put_file(&manifest.object_key(), local).await?;
             crate::failpoint::hit("backup.after_object");
@@ -441,6 +493,7 @@ impl Backups {
                     Ok(p) => p,
                     Err(e) => {
                         warn!(
+                            code = %code::BACKUP_RETENTION_FAILED,
                             site = site.name(),
                             error = format!("{e:#}"),
                             "retention failed"
@@ -455,10 +508,12 @@ impl Backups {
                     upload_ms,
                     pruned,
                     error: None,
+                    error_code: None,
                 }
             }
             Err(e) => {
                 error!(
+                    code = %e.code(),
                     site = site.name(),
                     error = format!("{e:#}"),
                     "backup copy failed"
@@ -473,6 +528,7 @@ impl Backups {
                         "保存先「{}」に書けませんでした (could not write to the site): {e}",
                         site.name()
                     )),
+                    error_code: Some(e.code().as_str().into()),
                 }
             }
         }
@@ -594,6 +650,10 @@ impl Backups {
             ok: result.is_ok(),
             ms: t.elapsed().as_millis() as u64,
             error: result.as_ref().err().map(|e| e.to_string()),
+            error_code: result
+                .as_ref()
+                .err()
+                .map(|e| e.reading_code(code::BACKUP_DRILL_FAILED).as_str().into()),
         };
         match &result {
             Ok(seq) => info!(
@@ -603,6 +663,7 @@ impl Backups {
                 "restore drill passed"
             ),
             Err(e) => error!(
+                code = %e.reading_code(code::BACKUP_DRILL_FAILED),
                 site = site.name(),
                 error = format!("{e:#}"),
                 "restore drill failed"
@@ -846,6 +907,7 @@ fn failed_record(seq: u64, reason: &str, started_at: Timestamp, e: &BackupError)
         encrypt_ms: 0,
         sites: Vec::new(),
         error: Some(e.to_string()),
+        error_code: Some(e.code().as_str().into()),
     }
 }
 
@@ -946,6 +1008,7 @@ pub async fn list(site: &Site) -> Result<Vec<CopyInfo>, BackupError> {
                     Ok(m) if m.seq == seq => Some(m),
                     _ => {
                         warn!(
+                            code = %code::BACKUP_COPY_INCOMPLETE,
                             site = site.name(),
                             seq, "unreadable manifest; the copy is not counted"
                         );
@@ -953,7 +1016,7 @@ pub async fn list(site: &Site) -> Result<Vec<CopyInfo>, BackupError> {
                     }
                 },
                 Err(e) => {
-                    warn!(site = site.name(), seq, error = %e, "manifest could not be read");
+                    warn!(code = %code::BACKUP_COPY_INCOMPLETE, site = site.name(), seq, error = %e, "manifest could not be read");
                     None
                 }
             }
@@ -1052,11 +1115,8 @@ pub async fn fetch_verified(
         }
         match &manifest.encryption {
             Some(enc) => {
-                let key = key.ok_or_else(|| {
-                    bad(format!(
-                        "暗号化されたコピーですが、鍵（鍵ID {}）がありません。書き出した鍵を backup.key_file に置いてください (the copy is encrypted and no key is configured)",
-                        enc.key_id
-                    ))
+                let key = key.ok_or_else(|| crypt::CryptError::NoKey {
+                    copy: enc.key_id.clone(),
                 })?;
                 if key.id() != enc.key_id {
                     return Err(crypt::CryptError::WrongKey {
@@ -1129,11 +1189,10 @@ pub async fn restore(
     }
     let mut order: Vec<&Site> = Vec::new();
     if let Some(name) = site {
-        let first = sites.iter().find(|s| s.name() == name).ok_or_else(|| {
-            BackupError::NothingToRestore(format!(
-                "保存先「{name}」は設定にありません (no such site)"
-            ))
-        })?;
+        let first = sites
+            .iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| BackupError::NoSuchSite(name.to_owned()))?;
         order.push(first);
     }
     order.extend(sites.iter().filter(|s| Some(s.name()) != site));
@@ -1143,7 +1202,7 @@ pub async fn restore(
         let candidate = match list(s).await {
             Ok(copies) => chosen_copy(&copies, seq),
             Err(e) => {
-                warn!(site = s.name(), error = %e, "site cannot be listed; trying the next");
+                warn!(code = %code::BACKUP_SITE_LIST, site = s.name(), error = %e, "site cannot be listed; trying the next");
                 skipped.push((s.name().to_owned(), e.to_string()));
                 continue;
             }
@@ -1223,11 +1282,7 @@ impl Backups {
             .sites
             .iter()
             .find(|s| s.name() == site)
-            .ok_or_else(|| {
-                BackupError::NothingToRestore(format!(
-                    "保存先「{site}」は設定にありません (no such site)"
-                ))
-            })?;
+            .ok_or_else(|| BackupError::NoSuchSite(site.to_owned()))?;
         let copies = list(s).await?;
         let n = chosen_copy(&copies, seq).ok_or_else(|| {
             BackupError::NothingToRestore(format!(
@@ -1284,9 +1339,7 @@ pub fn apply_pending_restore(
     let set_aside = |why: String| {
         let _ = std::fs::rename(&pending_path, pending_path.with_extension("json.failed"));
         let _ = std::fs::remove_file(&staged);
-        BackupError::NothingToRestore(format!(
-            "予約された復元を行えませんでした。今までのデータのまま起動します (the staged restore was not applied): {why}"
-        ))
+        BackupError::StagedRestoreFailed(why)
     };
     let pending: PendingRestore =
         serde_json::from_slice(&bytes).map_err(|e| set_aside(e.to_string()))?;

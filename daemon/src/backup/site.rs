@@ -55,6 +55,22 @@ pub enum SiteError {
     /// The site's settings cannot be used.
     #[error("site settings: {0}")]
     Settings(String),
+    /// The site encrypts, and there is no key.
+    #[error("暗号化する保存先ですが鍵がありません (no key for an encrypting site)")]
+    NoKey,
+}
+
+impl SiteError {
+    /// Its entry in the message catalogue, as a failure to write a copy.
+    pub fn code(&self) -> admin_ui::help::Code {
+        use admin_ui::help::code;
+        match self {
+            SiteError::Io { .. } | SiteError::Object(_) => code::BACKUP_SITE_WRITE,
+            SiteError::ReadBack { .. } => code::BACKUP_SITE_READ_BACK,
+            SiteError::Settings(_) => code::BACKUP_SITE_SETTINGS,
+            SiteError::NoKey => code::BACKUP_KEY_MISSING_FOR_SITE,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SiteError + '_ {
