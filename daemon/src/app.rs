@@ -82,6 +82,9 @@ struct Pipeline {
     heartbeat: crate::service::Heartbeat,
     /// Closed while the store's disk is nearly full.
     disk: DiskGate,
+    /// Wakes the relay (a file queued by intake, or sent again from the admin UI); kept
+    /// across pipeline restarts so the admin UI's handle stays the live one.
+    relay_wakeup: Arc<Notify>,
 }
 
 impl Pipeline {
@@ -141,7 +144,7 @@ impl Pipeline {
             let token = shutdown.child_token();
             let mut stages = if settings.offices.is_empty() {
                 warn!(
-                    "no office is registered yet: nothing is taken from the drop folder until one is (kaigo-relay office add, or the admin UI)"
+                    "no office is registered yet: nothing is taken from the drop folder until one is (kaigo-relay office add, or [[offices]] in the config file)"
                 );
                 JoinSet::new()
             } else {
@@ -151,6 +154,7 @@ impl Pipeline {
                     &self.window,
                     &self.heartbeat,
                     &self.disk,
+                    &self.relay_wakeup,
                     token.clone(),
                 )?
             };
@@ -206,12 +210,13 @@ fn start_pipeline(
     window_tx: &watch::Sender<Option<GatewayWindow>>,
     heartbeat: &crate::service::Heartbeat,
     disk: &DiskGate,
+    wakeup: &Arc<Notify>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinSet<(&'static str, anyhow::Result<()>)>> {
     let store = store.clone();
     let gateway = Arc::new(GatewayClient::new(settings)?);
     let (window_tx, window_rx) = (window_tx.clone(), window_tx.subscribe());
-    let wakeup = Arc::new(Notify::new());
+    let wakeup = wakeup.clone();
     let deadline = DeadlineWatch {
         store: store.clone(),
         offices: settings.office_standings(),
@@ -369,6 +374,7 @@ impl App {
                 async move { ("backup", backups.run_schedule(state_dir, now, token).await) },
             );
         }
+        let relay_wakeup = Arc::new(Notify::new());
         let token = shutdown.child_token();
         let (status_store, state_dir) = (store.clone(), settings.state_dir.clone());
         let control = crate::listing::Control {
@@ -388,6 +394,7 @@ impl App {
                 &settings,
                 &store,
                 offices_changed.clone(),
+                relay_wakeup.clone(),
                 window.subscribe(),
                 (backups.clone(), backup_now.clone(), shutdown.clone()),
             )?;
@@ -431,6 +438,7 @@ impl App {
             window,
             heartbeat,
             disk,
+            relay_wakeup,
         };
         tasks.spawn(async move { ("pipeline", pipeline.supervise(token).await) });
         info!(

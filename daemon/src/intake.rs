@@ -1160,11 +1160,11 @@ pub fn reason_text(sub: &Submission) -> String {
     }
     ja.push(String::new());
     ja.push(
-        "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。行目は請求ファイルの何行目か、列目はカンマで区切った何番目の項目かを表します。このファイルとこの説明は消してもかまいません（装置に記録が残っています）。"
+        "直し方: 請求ソフトで内容を直してファイルを作り直し、もう一度投入フォルダーに置いてください。行目は請求ファイルの何行目か、列目はカンマで区切った何番目の項目かを表します。このファイルとこの説明は、装置が記録として残します（消す必要はありません）。"
             .into(),
     );
     en.push(String::new());
-    en.push("What to do: correct the data in the billing software, create the file again and put it in the drop folder. \"Line\" is the line of the claim file, \"column\" the comma-separated item. You may delete this file and this note; the appliance keeps a record.".into());
+    en.push("What to do: correct the data in the billing software, create the file again and put it in the drop folder. \"Line\" is the line of the claim file, \"column\" the comma-separated item. This file and this note stay as the appliance's record; there is no need to delete them.".into());
     let mut text = ja.join("\r\n");
     text.push_str("\r\n\r\n----\r\n\r\n");
     text.push_str(&en.join("\r\n"));

@@ -319,7 +319,7 @@ fn after(now: Timestamp, d: Duration) -> Timestamp {
 fn refusal_note(status: u16, code: &str, message: &str) -> Note {
     let (ja, en) = match code {
         "bad_credentials" => (
-            "国保連の請求用ユーザIDまたはパスワードが受け付けられませんでした。管理者は設定のユーザIDとパスワード（パスワードの期限切れを含む）を確認してください。",
+            "国保連の伝送用ユーザーIDまたはパスワードが受け付けられませんでした。管理者は設定のユーザIDとパスワード（パスワードの期限切れを含む）を確認してください。",
             "The federation did not accept the user ID or password. The administrator should check them (including an expired password).",
         ),
         "certificate_not_allowed" => (

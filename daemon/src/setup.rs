@@ -62,6 +62,16 @@ pub enum OfficeCommand {
         p12_password: Option<String>,
         corporation: Option<String>,
     },
+    /// Replaces the certificate or the federation password of a registered office, or reads
+    /// its certificate again.
+    Update {
+        office_number: String,
+        federation_password: Option<String>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        p12_file: Option<PathBuf>,
+        p12_password: Option<String>,
+    },
     /// Ends an office from a processing month.
     End {
         office_number: String,
@@ -226,6 +236,31 @@ pub fn user(ctl: &Control, cmd: &UserCommand) -> anyhow::Result<serde_json::Valu
     Ok(serde_json::to_value(answer)?)
 }
 
+fn certificate_args() -> anyhow::Error {
+    refusal(
+        "電子証明書は --cert と --key（PEM）か、--p12 と --p12-password-file（PKCS#12）のどちらかで指定してください (give --cert and --key, or --p12 and --p12-password-file)",
+        Some(admin_ui::help::code::OFFICES_CERTIFICATE_ARGS),
+    )
+}
+
+/// The certificate an office command names: a PEM pair, a PKCS#12 bundle, or none.
+fn new_client(
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    p12_file: Option<PathBuf>,
+    p12_password: Option<String>,
+) -> anyhow::Result<Option<NewClient>> {
+    match (cert_file, key_file, p12_file, p12_password) {
+        (Some(cert_file), Some(key_file), None, None) => Ok(Some(NewClient::Pem {
+            cert_file,
+            key_file,
+        })),
+        (None, None, Some(file), Some(password)) => Ok(Some(NewClient::Pkcs12 { file, password })),
+        (None, None, None, None) => Ok(None),
+        _ => Err(certificate_args()),
+    }
+}
+
 /// Carries out an office command; a change restarts the running daemon's pipeline.
 pub fn office(ctl: &Control, cmd: &OfficeCommand) -> anyhow::Result<serde_json::Value> {
     let now = Timestamp::now();
@@ -263,19 +298,8 @@ pub fn office(ctl: &Control, cmd: &OfficeCommand) -> anyhow::Result<serde_json::
             p12_password,
             corporation,
         } => {
-            let client = match (cert_file, key_file, p12_file, p12_password) {
-                (Some(cert_file), Some(key_file), None, None) => NewClient::Pem {
-                    cert_file,
-                    key_file,
-                },
-                (None, None, Some(file), Some(password)) => NewClient::Pkcs12 { file, password },
-                _ => {
-                    return Err(refusal(
-                        "電子証明書は --cert と --key（PEM）か、--p12 と --p12-password-file（PKCS#12）のどちらかで指定してください (give --cert and --key, or --p12 and --p12-password-file)",
-                        Some(admin_ui::help::code::OFFICES_CERTIFICATE_ARGS),
-                    ));
-                }
-            };
+            let client = new_client(cert_file, key_file, p12_file, p12_password)?
+                .ok_or_else(certificate_args)?;
             let record = offices::register(
                 store,
                 &ctl.key,
@@ -286,6 +310,30 @@ pub fn office(ctl: &Control, cmd: &OfficeCommand) -> anyhow::Result<serde_json::
                     federation_password,
                     client,
                     corporation,
+                },
+                "cli",
+                now,
+            )
+            .map_err(fail_office)?;
+            changed(ctl);
+            Ok(serde_json::to_value(entry(&record))?)
+        }
+        OfficeCommand::Update {
+            office_number,
+            federation_password,
+            cert_file,
+            key_file,
+            p12_file,
+            p12_password,
+        } => {
+            let client = new_client(cert_file, key_file, p12_file, p12_password)?;
+            let record = offices::update(
+                store,
+                &ctl.key,
+                &office_number,
+                offices::OfficeUpdate {
+                    federation_password,
+                    client,
                 },
                 "cli",
                 now,
@@ -383,7 +431,7 @@ pub enum OfficeArgs {
         /// 事業所名 / Name.
         #[arg(long)]
         name: String,
-        /// 国保連の請求用ユーザID（KJ…）/ Federation user ID.
+        /// 国保連の伝送用ユーザーID（KJ…）/ Federation user ID.
         #[arg(long)]
         user_id: String,
         /// その請求用パスワードを書いたファイル / File holding its password.
@@ -404,6 +452,29 @@ pub enum OfficeArgs {
         /// 法人ID / The corporation it belongs to.
         #[arg(long)]
         corporation: Option<String>,
+    },
+    /// 登録した事業所の証明書・国保連のパスワードを更新する（指定がなければ証明書を読み直す）/
+    /// Replace a registered office's certificate or federation password (with neither: read
+    /// its certificate again, after the files were replaced in place).
+    Update {
+        /// 事業所番号 / Office number.
+        #[arg(long)]
+        number: String,
+        /// 新しい請求用パスワードを書いたファイル / File holding the new federation password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// 新しい電子証明書（PEM）/ New client certificate (PEM).
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// その秘密鍵（PEM）/ Its private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// 新しい電子証明書（PKCS#12）/ New client certificate bundle (PKCS#12).
+        #[arg(long, requires = "p12_password_file", conflicts_with = "cert")]
+        p12: Option<PathBuf>,
+        /// PKCS#12 のパスフレーズを書いたファイル / File holding the bundle's passphrase.
+        #[arg(long, requires = "p12")]
+        p12_password_file: Option<PathBuf>,
     },
     /// 事業所の送信を終える（履歴は残ります）/ End an office from a processing month (history kept).
     End {
@@ -630,6 +701,28 @@ pub fn run_office(settings: &crate::config::Settings, args: OfficeArgs) -> anyho
             },
             false,
         ),
+        OfficeArgs::Update {
+            number,
+            password_file,
+            cert,
+            key,
+            p12,
+            p12_password_file,
+        } => (
+            OfficeCommand::Update {
+                office_number: number,
+                federation_password: password_file
+                    .map(|f| read_secret_file(&f, "パスワードファイル / password file"))
+                    .transpose()?,
+                cert_file: cert.map(abs),
+                key_file: key.map(abs),
+                p12_file: p12.map(abs),
+                p12_password: p12_password_file
+                    .map(|f| read_secret_file(&f, "パスフレーズファイル / passphrase file"))
+                    .transpose()?,
+            },
+            false,
+        ),
         OfficeArgs::End {
             number,
             from,
@@ -694,6 +787,16 @@ pub fn run_office(settings: &crate::config::Settings, args: OfficeArgs) -> anyho
             writeln!(
                 out,
                 "事業所 {} {} を登録しました（証明書期限 {}） (registered)",
+                o.office_number,
+                o.name,
+                o.certificate_expires.unwrap_or_default()
+            )?;
+        }
+        OfficeCommand::Update { .. } => {
+            let o: OfficeEntry = serde_json::from_value(v)?;
+            writeln!(
+                out,
+                "事業所 {} {} を更新しました（証明書期限 {}） (updated; certificate until then)",
                 o.office_number,
                 o.name,
                 o.certificate_expires.unwrap_or_default()

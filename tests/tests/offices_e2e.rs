@@ -236,10 +236,110 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
         "the pipeline started again"
     );
 
+    // The federation password is changed at the federation: claims stop with a reason, and
+    // `office update` gives the appliance the new one (no re-registration, nothing else
+    // touched); the stopped claim then goes through when sent again.
+    http_json(
+        "POST",
+        &format!("{}/sim/offices", env.control_url),
+        Some(&json!({
+            "office_number": number,
+            "name": "テスト通所介護",
+            "user_id": "KJ10000003",
+            "password": "fed-pass-Four4",
+            "certificate_fingerprints": [],
+        })),
+    );
+    let stuck = drop_claims(&env, &number, 'E', 5);
+    for sha in &stuck {
+        env.wait_state(sha, "failed_needs_attention", T);
+    }
+    std::fs::write(dir.join("fourth.password"), "fed-pass-Four4\n").unwrap();
+    // A certificate half given is refused before anything changes.
+    let half = Command::new(&bins().relay)
+        .args(["office", "update", "--config"])
+        .arg(&env.daemon_config)
+        .args(["--number", &number, "--p12"])
+        .arg(&p12)
+        .output()
+        .unwrap();
+    assert!(!half.status.success());
+    // The password, and the certificate switched from the PKCS#12 bundle to its PEM pair.
+    let updated = cli(
+        &env,
+        &[
+            "office",
+            "update",
+            "--number",
+            &number,
+            "--password-file",
+            dir.join("fourth.password").to_str().unwrap(),
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ],
+    );
+    assert!(updated.contains(&number), "{updated}");
+    // A config-file office is changed in the config file, not here.
+    let refused = Command::new(&bins().relay)
+        .args(["office", "update", "--config"])
+        .arg(&env.daemon_config)
+        .args(["--number", CARE_OFFICE])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("kaigo-relay explain offices.managed_by_config"),
+        "{why}"
+    );
+    // The clerk sends the stopped claims again from their pages; now they go through.
+    let first = env.add_user(&["--id", "jimu", "--role", "staff", "--grant", &number]);
+    let mut clerk = env.browser();
+    assert_eq!(clerk.login("jimu", &first).status, 303);
+    let token = clerk.csrf();
+    let changed = clerk.post(
+        "/account/password",
+        &[
+            ("old_password", &first),
+            ("new_password", "yuuhi-no-oka-42"),
+            ("new_password_confirm", "yuuhi-no-oka-42"),
+            ("csrf_token", &token),
+        ],
+    );
+    assert_eq!(changed.status, 303, "{}", changed.text());
+    for sha in &stuck {
+        let sub = env.wait_state(sha, "failed_needs_attention", T);
+        let id = sub["id"].as_str().unwrap().to_owned();
+        let token = clerk.csrf();
+        let resent = clerk.post(
+            &format!("/submissions/{id}/resend"),
+            &[("csrf_token", &token)],
+        );
+        assert!(resent.status < 400, "{}", resent.text());
+        env.wait_state(sha, "accepted", T);
+    }
+    let list: Value = serde_json::from_str(&cli(&env, &["office", "list", "--json"])).unwrap();
+    let third = list["offices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["office_number"] == number.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(third["managed_by_config"], false, "{third}");
+    assert!(third["certificate_expires"].as_str().is_some(), "{third}");
+
     // Sealed at rest: neither secret is in the store file, and both are in the key's keeping.
     env.daemon().terminate();
     let store = std::fs::read(env.state_dir().join("kaigo-relay.redb")).unwrap();
-    for secret in ["fed-pass-Three3", "bundle-Phrase-9", "pw-care-1"] {
+    for secret in [
+        "fed-pass-Three3",
+        "fed-pass-Four4",
+        "bundle-Phrase-9",
+        "pw-care-1",
+    ] {
         assert!(
             !store.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "{secret} in clear in the store"

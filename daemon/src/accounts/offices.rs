@@ -320,31 +320,7 @@ pub fn register(
         ));
     }
     let n = number.to_string();
-    let (client, identity) = match new.client {
-        NewClient::Pem {
-            cert_file,
-            key_file,
-        } => (
-            ClientRef::Pem {
-                cert_file: cert_file.clone(),
-                key_file: key_file.clone(),
-            },
-            ClientIdentity::Pem {
-                cert_file,
-                key_file,
-            },
-        ),
-        NewClient::Pkcs12 { file, password } => (
-            ClientRef::Pkcs12 {
-                file: file.clone(),
-                password: Some(key.seal(&p12_context(&n), &password)?),
-            },
-            ClientIdentity::Pkcs12 {
-                file,
-                password: Secret::new(password),
-            },
-        ),
-    };
+    let (client, identity) = sealed_client(key, &n, new.client)?;
     let settings = OfficeSettings {
         office_number: number.clone(),
         name: new.name.trim().to_owned(),
@@ -353,12 +329,7 @@ pub fn register(
         client_identity: identity,
         ended_from_month: None,
     };
-    // The certificate must work as the gateway client will use it (a pair that does not
-    // match fails here, not at the first send).
-    crate::transport::tls_config(rustls::RootCertStore::empty(), &[], &settings)
-        .map_err(|e| OfficeError::Certificate(format!("{e:#}")))?;
-    let certificate =
-        certificate_info(&settings).map_err(|e| OfficeError::Certificate(format!("{e:#}")))?;
+    let certificate = checked_certificate(&settings)?;
     let record = OfficeRecord {
         office_number: n.clone(),
         name: settings.name.clone(),
@@ -403,6 +374,120 @@ pub fn register(
             StoreError::Exists(n) => OfficeError::Exists(n),
             other => OfficeError::Store(other),
         })?;
+    Ok(record)
+}
+
+/// The stored form of a new certificate (its passphrase sealed) and the form the gateway
+/// client uses.
+fn sealed_client(
+    key: &SecretKey,
+    office: &str,
+    client: NewClient,
+) -> Result<(ClientRef, ClientIdentity), OfficeError> {
+    Ok(match client {
+        NewClient::Pem {
+            cert_file,
+            key_file,
+        } => (
+            ClientRef::Pem {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            },
+            ClientIdentity::Pem {
+                cert_file,
+                key_file,
+            },
+        ),
+        NewClient::Pkcs12 { file, password } => (
+            ClientRef::Pkcs12 {
+                file: file.clone(),
+                password: Some(key.seal(&p12_context(office), &password)?),
+            },
+            ClientIdentity::Pkcs12 {
+                file,
+                password: Secret::new(password),
+            },
+        ),
+    })
+}
+
+/// The certificate's subject and expiry, once it is proven to work as the gateway client
+/// will use it (a pair that does not match fails here, not at the first send).
+fn checked_certificate(settings: &OfficeSettings) -> Result<CertificateInfo, OfficeError> {
+    crate::transport::tls_config(rustls::RootCertStore::empty(), &[], settings)
+        .map_err(|e| OfficeError::Certificate(format!("{e:#}")))?;
+    certificate_info(settings).map_err(|e| OfficeError::Certificate(format!("{e:#}")))
+}
+
+/// What `office update` changes of a registered office; `None` keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct OfficeUpdate {
+    /// A new federation password.
+    pub federation_password: Option<String>,
+    /// A new certificate.
+    pub client: Option<NewClient>,
+}
+
+/// Changes the federation password or the certificate of an office registered on the
+/// appliance, or (with neither) reads its certificate again where it is, after the files were
+/// replaced in place. The certificate is proven to work before anything is stored, and its
+/// expiry (which the expiry alert reads) is read again.
+pub fn update(
+    store: &Store,
+    key: &SecretKey,
+    number: &str,
+    change: OfficeUpdate,
+    actor: &str,
+    now: Timestamp,
+) -> Result<OfficeRecord, OfficeError> {
+    let mut record = store
+        .office_record(number.trim())?
+        .ok_or_else(|| OfficeError::Unknown(number.trim().to_owned()))?;
+    if record.managed_by_config {
+        return Err(OfficeError::ManagedByConfig(record.office_number));
+    }
+    if change.federation_password.as_deref() == Some("") {
+        return Err(OfficeError::Invalid(
+            code::OFFICES_PASSWORD_MISSING,
+            "国保連の請求用パスワードを入れてください (the federation password is empty)".into(),
+        ));
+    }
+    let mut settings = record.to_settings(key)?;
+    let mut what = Vec::new();
+    if let Some(client) = change.client {
+        let (stored, identity) = sealed_client(key, &record.office_number, client)?;
+        settings.client_identity = identity;
+        record.client = stored;
+        what.push("証明書を更新 / certificate replaced");
+    } else {
+        what.push("証明書を読み直し / certificate read again");
+    }
+    if let Some(p) = &change.federation_password {
+        settings.federation_password = Secret::new(p.clone());
+        record.federation_password = Some(key.seal(&record.office_number, p)?);
+        what.push("国保連のパスワードを変更 / federation password changed");
+    }
+    let certificate = checked_certificate(&settings)?;
+    let detail = format!(
+        "{}。証明書 {} / certificate until {}",
+        what.join("、"),
+        certificate.subject,
+        crate::timefmt::jst_minutes(certificate.not_after)
+    );
+    record.certificate = Some(certificate);
+    record.updated_at = now;
+    let n = record.office_number.clone();
+    store.put_office(
+        record.clone(),
+        Put::Replace,
+        Some(NewAudit {
+            actor: Some(actor.to_owned()),
+            action: "office_updated".into(),
+            target: Some(n),
+            detail,
+            ..NewAudit::default()
+        }),
+    )?;
     Ok(record)
 }
 

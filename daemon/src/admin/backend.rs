@@ -1111,6 +1111,7 @@ impl Backend for AdminBackend {
 
     async fn resend(&self, p: &Principal, id: &str) -> BackendResult<ActionOutcome> {
         let (p, id) = (p.clone(), id.to_owned());
+        let wake = self.surroundings.relay_wakeup.clone();
         self.blocking(move |s| {
             let c = Self::caller(s, &p)?;
             let sid = crate::submission::SubmissionId::from_string(id);
@@ -1162,6 +1163,8 @@ impl Backend for AdminBackend {
                 format!("{} {}", updated.file_name, updated.office_number.as_ref().map(|o| o.to_string()).unwrap_or_default()),
             );
             tracing::info!(submission = %sid, account = %c.account.id, "submission queued again from the admin UI");
+            // Sent now, not at the relay's next look.
+            wake.notify_one();
             Ok(ActionOutcome {
                 code: Some(code::RELAY_RESENT),
                 done: true,

@@ -50,6 +50,8 @@ pub struct Surroundings {
     pub metrics_token: Option<crate::config::Secret>,
     /// The local CA the browsers are to trust, when the appliance made its own.
     pub ca: Option<admin_ui::CaCertificate>,
+    /// Wakes the relay for a file sent again from the UI.
+    pub relay_wakeup: std::sync::Arc<tokio::sync::Notify>,
     machine: Mutex<Option<(Instant, Machine)>>,
 }
 
@@ -83,6 +85,7 @@ impl Surroundings {
             started: Instant::now(),
             metrics_token,
             ca: None,
+            relay_wakeup: Default::default(),
             machine: Mutex::new(None),
         }
     }

@@ -50,6 +50,7 @@ pub fn start(
     settings: &Settings,
     store: &Store,
     offices_changed: Arc<Notify>,
+    relay_wakeup: Arc<Notify>,
     window: tokio::sync::watch::Receiver<Option<crate::federation::GatewayWindow>>,
     backups: (
         crate::backup::Backups,
@@ -88,6 +89,7 @@ pub fn start(
     if let Some(file) = &tls.ca_file {
         surroundings.ca = Some(ca_certificate(file, &tls.names)?);
     }
+    surroundings.relay_wakeup = relay_wakeup;
     let backend = backend::AdminBackend::new(
         store.clone(),
         desk,

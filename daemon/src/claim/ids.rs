@@ -42,7 +42,7 @@ pub enum IdError {
     Insured { value: String },
     /// A federation user ID that does not start with `KJ`.
     #[error(
-        "国保連の請求用ユーザIDは「KJ」で始まります: 「{value}」 (federation user IDs start with KJ)"
+        "国保連の伝送用ユーザーIDは「KJ」で始まります: 「{value}」 (federation user IDs start with KJ)"
     )]
     UserId { value: String },
 }
