@@ -1203,7 +1203,12 @@ pub fn result_text(sub: &Submission) -> String {
     en.push(format!("State: {}", sub.state.as_str()));
     if let Some(r) = &sub.receipt {
         ja.push(format!("受付番号: {}", r.receipt_id));
-        ja.push(format!("到達日時: {}", r.arrived_at));
+        // The gateway's RFC 3339 time, as people read times elsewhere (JST, to the minute).
+        let arrived = r
+            .arrived_at
+            .parse::<jiff::Timestamp>()
+            .map_or_else(|_| r.arrived_at.clone(), crate::timefmt::jst_minutes);
+        ja.push(format!("到達日時: {arrived}"));
         en.push(format!("Receipt: {}", r.receipt_id));
         en.push(format!("Arrived: {}", r.arrived_at));
         for e in &r.arrival_errors {
