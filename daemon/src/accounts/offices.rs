@@ -419,6 +419,18 @@ fn checked_certificate(settings: &OfficeSettings) -> Result<CertificateInfo, Off
     certificate_info(settings).map_err(|e| OfficeError::Certificate(format!("{e:#}")))
 }
 
+/// The office registered on the appliance as `number` (one in the config file is changed
+/// there, not by a command).
+fn registered(store: &Store, number: &str) -> Result<OfficeRecord, OfficeError> {
+    let record = store
+        .office_record(number.trim())?
+        .ok_or_else(|| OfficeError::Unknown(number.trim().to_owned()))?;
+    if record.managed_by_config {
+        return Err(OfficeError::ManagedByConfig(record.office_number));
+    }
+    Ok(record)
+}
+
 /// What `office update` changes of a registered office; `None` keeps it.
 #[derive(Debug, Clone, Default)]
 pub struct OfficeUpdate {
@@ -440,12 +452,7 @@ pub fn update(
     actor: &str,
     now: Timestamp,
 ) -> Result<OfficeRecord, OfficeError> {
-    let mut record = store
-        .office_record(number.trim())?
-        .ok_or_else(|| OfficeError::Unknown(number.trim().to_owned()))?;
-    if record.managed_by_config {
-        return Err(OfficeError::ManagedByConfig(record.office_number));
-    }
+    let mut record = registered(store, number)?;
     if change.federation_password.as_deref() == Some("") {
         return Err(OfficeError::Invalid(
             code::OFFICES_PASSWORD_MISSING,
@@ -501,12 +508,7 @@ pub fn end(
     actor: &str,
     now: Timestamp,
 ) -> Result<OfficeRecord, OfficeError> {
-    let mut record = store
-        .office_record(number.trim())?
-        .ok_or_else(|| OfficeError::Unknown(number.trim().to_owned()))?;
-    if record.managed_by_config {
-        return Err(OfficeError::ManagedByConfig(record.office_number));
-    }
+    let mut record = registered(store, number)?;
     if let Some(s) = &successor {
         let n: OfficeNumber = s.trim().parse().map_err(|e: crate::claim::IdError| {
             OfficeError::Invalid(code::OFFICES_INVALID, e.to_string())
