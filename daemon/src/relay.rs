@@ -345,8 +345,8 @@ fn refusal_note(status: u16, code: &str, message: &str) -> Note {
     };
     Note {
         code: Some(help::gateway(code).as_str().into()),
-        ja: format!("{ja}（HTTP {status} {code}: {message}）"),
-        en: format!("{en} (HTTP {status} {code}: {message})"),
+        ja: format!("{ja}（国保連からの応答、問い合わせ用: HTTP {status} {code}: {message}）"),
+        en: format!("{en} (the gateway's answer, for support: HTTP {status} {code}: {message})"),
     }
 }
 
