@@ -152,15 +152,41 @@ pub fn code_of(e: &anyhow::Error) -> Option<help::Code> {
 /// Prints a command's failure to standard error: the whole chain, then where its catalogue
 /// entry explains it.
 pub fn print_failure(e: &anyhow::Error) {
+    if is_broken_pipe(e) {
+        return;
+    }
     eprintln!("エラー (error): {e:#}");
     if let Some(c) = code_of(e) {
         eprintln!("{}", hint(c));
     }
 }
 
+/// Whether the command failed only because its reader went away (`kaigo-relay status | head`):
+/// nothing to explain to the person who closed it.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_reader_is_not_reported_but_other_failures_are() {
+        let closed = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+            .context("writing the status");
+        assert!(is_broken_pipe(&closed));
+        let full = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::StorageFull))
+            .context("writing the status");
+        assert!(!is_broken_pipe(&full));
+        assert!(!is_broken_pipe(&coded(
+            help::code::OFFICES_EXISTS,
+            "already registered"
+        )));
+    }
 
     fn text(code: Option<&str>) -> (Found, String) {
         let mut out = Vec::new();

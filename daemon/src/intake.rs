@@ -1076,17 +1076,20 @@ pub fn reason_text(sub: &Submission) -> String {
             crate::timefmt::jst_minutes(sub.taken_at)
         ),
     ];
-    if let Some(o) = &sub.office_number {
-        ja.push(format!("事業所番号: {o}"));
-    }
-    if let Some(m) = sub.processing_month {
-        ja.push(format!("処理対象年月: {}", m.to_japanese()));
-    }
     let mut en = vec![
         "This file was NOT sent to the federation.".to_owned(),
         String::new(),
         format!("File: {}", sub.file_name),
+        format!("Taken: {} JST", crate::timefmt::jst_seconds(sub.taken_at)),
     ];
+    if let Some(o) = &sub.office_number {
+        ja.push(format!("事業所番号: {o}"));
+        en.push(format!("Office: {o}"));
+    }
+    if let Some(m) = sub.processing_month {
+        ja.push(format!("処理対象年月: {}", m.to_japanese()));
+        en.push(format!("Processing month: {m}"));
+    }
     let mut section = |heading_ja: String, heading_en: String, list: &[&Finding]| {
         if list.is_empty() {
             return;
@@ -1194,6 +1197,7 @@ pub fn result_text(sub: &Submission) -> String {
     }
     if let Some(o) = &sub.office_number {
         ja.push(format!("事業所番号: {o}"));
+        en.push(format!("Office: {o}"));
     }
     if let Some(m) = sub.processing_month {
         ja.push(format!("処理対象年月: {}", m.to_japanese()));
@@ -1203,14 +1207,16 @@ pub fn result_text(sub: &Submission) -> String {
     en.push(format!("State: {}", sub.state.as_str()));
     if let Some(r) = &sub.receipt {
         ja.push(format!("受付番号: {}", r.receipt_id));
-        // The gateway's RFC 3339 time, as people read times elsewhere (JST, to the minute).
-        let arrived = r
-            .arrived_at
-            .parse::<jiff::Timestamp>()
-            .map_or_else(|_| r.arrived_at.clone(), crate::timefmt::jst_minutes);
-        ja.push(format!("到達日時: {arrived}"));
+        // The gateway's RFC 3339 time, as people read times elsewhere (JST).
+        let arrived = r.arrived_at.parse::<jiff::Timestamp>().ok();
+        let arrived_ja = arrived.map_or_else(|| r.arrived_at.clone(), crate::timefmt::jst_minutes);
+        let arrived_en = arrived.map_or_else(
+            || r.arrived_at.clone(),
+            |t| format!("{} JST", crate::timefmt::jst_seconds(t)),
+        );
+        ja.push(format!("到達日時: {arrived_ja}"));
         en.push(format!("Receipt: {}", r.receipt_id));
-        en.push(format!("Arrived: {}", r.arrived_at));
+        en.push(format!("Arrived: {arrived_en}"));
         for e in &r.arrival_errors {
             ja.push(format!("・到達エラー: {} [{}]", e.message, e.code));
             en.push(format!("- arrival error: {} [{}]", e.message, e.code));
@@ -1419,6 +1425,7 @@ mod tests {
             offices: None,
         };
         sub.findings = claim::check(bytes, &ctx).findings;
+        sub.office_number = Some("1379999996".parse().unwrap());
         let errors = sub
             .findings
             .iter()
@@ -1436,6 +1443,9 @@ mod tests {
         );
         assert!(text.contains("line 1, column 10"), "{text}");
         assert!(text.contains("control.media_type"), "{text}");
+        // The English half names the file, when it was taken (JST) and the office.
+        assert!(text.contains("Taken: 1970-01-01 09:00:00 JST"), "{text}");
+        assert!(text.contains("Office: 1379999996"), "{text}");
         assert!(!text.contains("注意（"), "no warnings here: {text}");
         assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
     }
@@ -1481,6 +1491,9 @@ mod tests {
             "1 行目: 事業所番号が違います",
             "作り直し",
             "line 1:",
+            // The arrival time as people read it, in both halves (10:00 +09:00 is 10:00 JST).
+            "到達日時: 2026年12月3日 10:00",
+            "Arrived: 2026-12-03 10:00:00 JST",
         ] {
             assert!(text.contains(want), "{want} in {text}");
         }

@@ -680,6 +680,7 @@ impl<G: GatewayApi> Relay<G> {
 
     async fn hold(&self, id: &SubmissionId, w: &GatewayWindow) -> anyhow::Result<()> {
         let opens = jst_minutes(w.opens_at);
+        let opens_en = crate::timefmt::jst_minutes_en(w.opens_at);
         let month = w.processing_month;
         info!(submission = %id, opens_at = %w.opens_at, "reception window closed; holding");
         self.update(id, move |s, now| {
@@ -690,7 +691,7 @@ impl<G: GatewayApi> Relay<G> {
                     month.to_japanese()
                 ),
                 en: format!(
-                    "Held: the reception window is closed. It will be sent automatically when the window for {month} opens ({opens} JST)."
+                    "Held: the reception window is closed. It will be sent automatically when the window for {month} opens ({opens_en})."
                 ),
             });
             s.transition(State::Held, "受付期間外 / window closed", now);

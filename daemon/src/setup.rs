@@ -760,17 +760,22 @@ pub fn run_office(settings: &crate::config::Settings, args: OfficeArgs) -> anyho
                 writeln!(out, "事業所はまだ登録されていません (no offices yet)")?;
             }
             for o in list {
+                let status = match (o.status.as_str(), &o.ended_from_month) {
+                    ("ended", Some(m)) => format!("終了（{m} から） / ended from {m}"),
+                    ("ended", None) => "終了 / ended".to_owned(),
+                    _ => "稼働 / active".to_owned(),
+                };
+                let successor = o
+                    .successor
+                    .as_deref()
+                    .map(|n| format!("  後継 / successor {n}"))
+                    .unwrap_or_default();
                 writeln!(
                     out,
-                    "{} {:<24} {} {}{}{}",
+                    "{} {:<24} {} {status}{successor}{}{}",
                     o.office_number,
                     o.name,
                     o.federation_user_id,
-                    if o.status == "ended" {
-                        "終了 / ended"
-                    } else {
-                        "稼働 / active"
-                    },
                     o.certificate_expires
                         .map(|d| format!("  証明書期限 / certificate until {d}"))
                         .unwrap_or_default(),

@@ -25,6 +25,19 @@ pub fn jst_minutes(t: Timestamp) -> String {
     )
 }
 
+/// `2026-12-03 10:05 JST`, for English text beside [`jst_minutes`].
+pub fn jst_minutes_en(t: Timestamp) -> String {
+    let z = t.to_zoned_datetime(jst());
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02} JST",
+        z.year(),
+        z.month(),
+        z.day(),
+        z.hour(),
+        z.minute()
+    )
+}
+
 /// `20261203-100507` in JST, for file names.
 pub fn jst_file_stamp(t: Timestamp) -> String {
     let z = t.to_zoned_datetime(jst());

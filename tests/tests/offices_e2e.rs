@@ -390,6 +390,16 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
         .clone();
     assert_eq!(third["status"], "ended");
     assert_eq!(third["ended_from_month"], "202612");
+    // The plain list says from when, as the Offices page does.
+    let plain = cli(&env, &["office", "list"]);
+    let line = plain
+        .lines()
+        .find(|l| l.starts_with(number.as_str()))
+        .unwrap_or_else(|| panic!("{number} not listed:\n{plain}"));
+    assert!(
+        line.contains("終了（202612 から） / ended from 202612"),
+        "{line}"
+    );
 
     // An office of the config file is not changed here.
     let out = Command::new(&bins().relay)

@@ -2,7 +2,8 @@
 //! Debian root, `dpkg -i` installs it there (user, folders, conffile, unit enabled), and in that
 //! root `kaigo-relay check-config` passes on the installed configuration, `kaigo-relay demo
 //! --setup-only` runs, and an upgrade takes a backup first and keeps the edited configuration.
-//! `systemd-analyze security --offline=true` scores the unit (printed; at most 2.0).
+//! `systemd-analyze verify` finds every program the unit runs, and `systemd-analyze security
+//! --offline=true` scores the unit (printed; at most 2.0).
 //!
 //! Needs root, debootstrap and cargo-deb (`.ci/run` installs both); the Debian packages come
 //! from the mirror in the machine's apt sources.
@@ -131,7 +132,11 @@ fn the_deb_installs_into_a_clean_debian_root_and_upgrades_with_a_backup() {
     let deb = build_deb(dir.path());
     let root = dir.path().join("root");
     run(Command::new("debootstrap")
-        .args(["--variant=minbase", "--include=systemd,systemd-sysv", SUITE])
+        .args([
+            "--variant=minbase",
+            "--include=systemd,systemd-sysv,procps",
+            SUITE,
+        ])
         .arg(&root)
         .arg(mirror()));
     std::fs::copy(&deb, root.join("tmp/kaigo-relay.deb")).unwrap();
@@ -210,6 +215,14 @@ fn the_deb_installs_into_a_clean_debian_root_and_upgrades_with_a_backup() {
     )));
     assert!(root.join("tmp/demo").is_dir(), "{demo}");
 
+    // The unit as systemd reads it in the installed root: every program its Exec lines run
+    // exists there (a minimal Debian has no /bin/kill unless the package pulls in procps).
+    let verify = text(&run(Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg("kaigo-relay.service")));
+    assert!(verify.trim().is_empty(), "systemd-analyze verify: {verify}");
+
     // The unit's exposure, as systemd scores it.
     let security = text(&run(Command::new("systemd-analyze")
         .args(["security", "--offline=true"])
@@ -243,6 +256,12 @@ fn the_deb_installs_into_a_clean_debian_root_and_upgrades_with_a_backup() {
         upgrade.contains("backing up before the upgrade"),
         "{upgrade}"
     );
+    // An upgrade keeps the accounts: it says so, not where the first one-time password is.
+    assert!(
+        upgrade.contains("から更新しました (kaigo-relay was updated from 0.1.0"),
+        "{upgrade}"
+    );
+    assert!(!upgrade.contains("initial-admin-password.txt"), "{upgrade}");
     assert!(
         copies.join("0000000002/manifest.json").exists(),
         "the upgrade took a backup first\n{upgrade}"

@@ -37,26 +37,27 @@ pub fn check_certificates(
             continue;
         }
         let until = crate::timefmt::jst_minutes(cert.not_after);
+        let until_en = crate::timefmt::jst_minutes_en(cert.not_after);
         let name = &o.name;
         let number = &o.office_number;
         let (severity, ja, en) = if secs <= 0 {
             (
                 "error",
                 format!(
-                    "{name}（{number}）のクライアント証明書は {until} に期限が切れました。請求も通知の取得もできません。国保連の電子請求受付システムで新しい証明書を取得し、管理画面の事業所のページで登録してください。"
+                    "{name}（{number}）のクライアント証明書は {until} に期限が切れました。請求も通知の取得もできません。国保連の電子請求受付システムで新しい証明書を取得し、システム管理者が装置に登録してください（運用の手引き「4. 電子証明書」の更新の手順）。"
                 ),
                 format!(
-                    "The client certificate of {name} ({number}) expired at {until} JST; claims cannot be sent nor notices fetched. Get a new certificate from the federation's portal and register it on the office's page."
+                    "The client certificate of {name} ({number}) expired at {until_en}; claims cannot be sent nor notices fetched. Get a new certificate from the federation's portal; the system administrator then gives it to the appliance (operations manual, \"4. Client certificates\", renewing)."
                 ),
             )
         } else {
             (
                 "warning",
                 format!(
-                    "{name}（{number}）のクライアント証明書の有効期限は {until} です（あと {days} 日）。期限が切れると請求を送れません。国保連の電子請求受付システムで新しい証明書を取得し、管理画面の事業所のページで登録してください。"
+                    "{name}（{number}）のクライアント証明書の有効期限は {until} です（あと {days} 日）。期限が切れると請求を送れません。国保連の電子請求受付システムで新しい証明書を取得し、システム管理者が装置に登録してください（運用の手引き「4. 電子証明書」の更新の手順）。"
                 ),
                 format!(
-                    "The client certificate of {name} ({number}) expires at {until} JST ({days} days left); after that claims cannot be sent. Get a new certificate from the federation's portal and register it on the office's page."
+                    "The client certificate of {name} ({number}) expires at {until_en} ({days} days left); after that claims cannot be sent. Get a new certificate from the federation's portal; the system administrator then gives it to the appliance (operations manual, \"4. Client certificates\", renewing)."
                 ),
             )
         };

@@ -89,6 +89,7 @@ pub async fn send(
 ) -> Vec<Outcome> {
     let now = Timestamp::now();
     let when = crate::timefmt::jst_minutes(now);
+    let when_en = crate::timefmt::jst_minutes_en(now);
     let message = Message::new(
         format!("test/{}", now.as_millisecond()),
         Phase::Test,
@@ -99,7 +100,7 @@ pub async fn send(
             "これは kaigo-relay のテスト通知です（{who} が {when} に送信）。このメールが届いていれば、この宛先への通知は正しく届きます。"
         ),
         format!(
-            "This is a kaigo-relay test alert (sent by {who} at {when} JST). If you received it, alerts reach this destination."
+            "This is a kaigo-relay test alert (sent by {who} at {when_en}). If you received it, alerts reach this destination."
         ),
         Some("/alerts".to_owned()),
         now,

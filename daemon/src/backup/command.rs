@@ -212,7 +212,10 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
                             m.rows(),
                             size_text(m.size)
                         ),
-                        Err(e) => println!("NG  {site}: {e}"),
+                        Err(e) => {
+                            println!("NG  {site}: {e}");
+                            println!("    {}", crate::explain::hint(e.code()));
+                        }
                     }
                 }
             }
@@ -272,8 +275,15 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_run(r: &RunRecord) {
+    // The catalogue entry under a failure, as under every refusal of a command.
+    let hint = |code: Option<&str>| {
+        if let Some(code) = code.and_then(admin_ui::help::known) {
+            println!("    {}", crate::explain::hint(code));
+        }
+    };
     if let Some(e) = &r.error {
         println!("バックアップできませんでした (backup failed): {e}");
+        hint(r.error_code.as_deref());
         return;
     }
     println!(
@@ -293,7 +303,10 @@ fn print_run(r: &RunRecord) {
                 size_text(s.size),
                 s.upload_ms
             ),
-            Some(e) => println!("  NG  {}: {e}", s.site),
+            Some(e) => {
+                println!("  NG  {}: {e}", s.site);
+                hint(s.error_code.as_deref());
+            }
         }
     }
 }

@@ -721,10 +721,16 @@ impl Backups {
             let stale = |t: Option<Timestamp>, max: Duration| {
                 t.is_none_or(|t| now.duration_since(t).unsigned_abs() > max)
             };
+            // "When", in each language's text.
+            let since = |t: Option<Timestamp>| match t {
+                Some(t) => (
+                    crate::timefmt::jst_minutes(t),
+                    format!("{} JST", crate::timefmt::jst_seconds(t)),
+                ),
+                None => ("一度もありません".to_owned(), "never".to_owned()),
+            };
             if stale(last_copy, self.settings.max_copy_age) {
-                let since = last_copy
-                    .map(crate::timefmt::jst_minutes)
-                    .unwrap_or_else(|| "一度もありません (never)".into());
+                let (since_ja, since_en) = since(last_copy);
                 crate::alerts::raise(
                     &self.store,
                     alert(
@@ -732,11 +738,11 @@ impl Backups {
                         "backup_stale",
                         now,
                         format!(
-                            "保存先「{}」に新しいバックアップが作られていません。最後に確認できたコピー: {since}。保存先がつながっているか確認し、管理画面の「バックアップ」から今すぐ実行してください。",
+                            "保存先「{}」に新しいバックアップが作られていません。最後に確認できたコピー: {since_ja}。保存先がつながっているか確認し、管理画面の「バックアップ」から今すぐ実行してください。",
                             site.name()
                         ),
                         format!(
-                            "No recent verified backup at site \"{}\" (last verified copy: {since}). Check that the site is reachable and run a backup from the Backups page.",
+                            "No recent verified backup at site \"{}\" (last verified copy: {since_en}). Check that the site is reachable and run a backup from the Backups page.",
                             site.name()
                         ),
                     ),
@@ -749,9 +755,7 @@ impl Backups {
                 && stale(last_drill, self.settings.max_drill_age)
                 && last_copy.is_some()
             {
-                let since = last_drill
-                    .map(crate::timefmt::jst_minutes)
-                    .unwrap_or_else(|| "一度もありません (never)".into());
+                let (since_ja, since_en) = since(last_drill);
                 crate::alerts::raise(
                     &self.store,
                     alert(
@@ -759,11 +763,11 @@ impl Backups {
                         "backup_drill_stale",
                         now,
                         format!(
-                            "保存先「{}」の復元テストが成功していません（最後の成功: {since}）。管理画面の「バックアップ」で結果を確認してください。",
+                            "保存先「{}」の復元テストが成功していません（最後の成功: {since_ja}）。管理画面の「バックアップ」で結果を確認してください。",
                             site.name()
                         ),
                         format!(
-                            "No successful restore drill for site \"{}\" (last good drill: {since}). See the Backups page.",
+                            "No successful restore drill for site \"{}\" (last good drill: {since_en}). See the Backups page.",
                             site.name()
                         ),
                     ),
@@ -1507,6 +1511,33 @@ mod tests {
         assert_eq!(digest.tables, m.tables);
         let back = Store::open(&target).unwrap();
         assert_eq!(back.alerts().unwrap().len(), 40);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_site_without_a_copy_is_alerted_in_each_language_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(
+            dir.path(),
+            vec![site("usb", &dir.path().join("usb"), false, 5)],
+        );
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let backups = Backups::new(store.clone(), s).unwrap();
+        backups.check_alerts(Timestamp::now()).unwrap();
+        let alerts = crate::alerts::current(&store).unwrap();
+        let stale = alerts
+            .iter()
+            .find(|a| a.key == "backup_stale/usb")
+            .unwrap_or_else(|| panic!("{alerts:?}"));
+        assert!(stale.message_ja.contains("一度もありません"), "{stale:?}");
+        assert!(
+            stale.message_en.contains("(last verified copy: never)"),
+            "{stale:?}"
+        );
+        assert!(
+            stale.message_en.is_ascii(),
+            "no Japanese in the English text: {}",
+            stale.message_en
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

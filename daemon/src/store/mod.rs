@@ -1143,6 +1143,7 @@ fn parse_version(bytes: &[u8]) -> u64 {
 
 fn mark_duplicate(sub: &mut Submission, original: &Submission) {
     let when = crate::timefmt::jst_minutes(original.taken_at);
+    let when_en = crate::timefmt::jst_minutes_en(original.taken_at);
     sub.state = State::Duplicate;
     sub.duplicate_of = Some(original.id.clone());
     sub.findings.push(Finding {
@@ -1156,7 +1157,7 @@ fn mark_duplicate(sub: &mut Submission, original: &Submission) {
             original.state.label_ja()
         ),
         message_en: format!(
-            "A file with the same content was already taken at {when} as \"{}\" (state: {}). To prevent a double claim this copy is not sent.",
+            "A file with the same content was already taken at {when_en} as \"{}\" (state: {}). To prevent a double claim this copy is not sent.",
             original.file_name,
             original.state.as_str()
         ),
