@@ -1204,7 +1204,7 @@ pub fn result_text(sub: &Submission) -> String {
         en.push(format!("Processing month: {m}"));
     }
     ja.push(format!("状況: {}", sub.state.label_ja()));
-    en.push(format!("State: {}", sub.state.as_str()));
+    en.push(format!("State: {}", sub.state.label_en()));
     if let Some(r) = &sub.receipt {
         ja.push(format!("受付番号: {}", r.receipt_id));
         // The gateway's RFC 3339 time, as people read times elsewhere (JST).

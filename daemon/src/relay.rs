@@ -319,28 +319,28 @@ fn after(now: Timestamp, d: Duration) -> Timestamp {
 fn refusal_note(status: u16, code: &str, message: &str) -> Note {
     let (ja, en) = match code {
         "bad_credentials" => (
-            "国保連の伝送用ユーザーIDまたはパスワードが受け付けられませんでした。管理者は設定のユーザIDとパスワード（パスワードの期限切れを含む）を確認してください。",
-            "The federation did not accept the user ID or password. The administrator should check them (including an expired password).",
+            "国保連が伝送用ユーザーIDまたはパスワードを受け付けませんでした。国保連でパスワードを変えた（期限で変わった）ときは、システム管理者が装置のパスワードも同じにしてから（運用の手引き「国保連のパスワードを変えたとき」）、このファイルのページで「もう一度送信する」を押してください。",
+            "The federation did not accept the user ID or password. If the password was changed at the federation (or expired), the system administrator gives the appliance the same password (operations manual, \"When the federation password changes\"); then press Send again on this file's page.",
         ),
         "certificate_not_allowed" => (
-            "この電子証明書ではこの事業所の請求を送れません。管理者は事業所に設定した電子証明書を確認してください。",
-            "This client certificate may not send for this office. The administrator should check the office's certificate.",
+            "国保連が、この電子証明書ではこの事業所の請求を受け付けませんでした。証明書を更新したときは、システム管理者が新しい証明書を装置に登録してから（運用の手引き「4. 電子証明書」）、このファイルのページで「もう一度送信する」を押してください。",
+            "The federation does not accept this client certificate for this office. If the certificate was renewed, the system administrator gives the new one to the appliance (operations manual, \"4. Client certificates\"); then press Send again on this file's page.",
         ),
         "office_not_registered" => (
-            "この事業所は国保連のインターネット請求に登録されていません。届出の状況を確認してください。",
-            "This office is not registered for internet claims at the federation.",
+            "この事業所は国保連のインターネット請求に登録されていません。国保連への届出の状況を確かめ、登録が済んでから「もう一度送信する」を押してください。",
+            "This office is not registered for internet claims at the federation. Check its registration with the federation; once it is registered, press Send again.",
         ),
         "too_large" => (
-            "ファイルが大きすぎて受け付けられませんでした。請求ソフトでファイルを分けて作成してください。",
-            "The file is too large for the gateway. Split it in the billing software.",
+            "ファイルが大きすぎて受け付けられませんでした。請求ソフトでファイルを分けて作り直し、投入フォルダーに置いてください。",
+            "The file is too large for the gateway. Make it again in smaller parts in the billing software and put them in the drop folder.",
         ),
         "idempotency_mismatch" => (
-            "同じ受付キーで別の内容が送られていたため拒否されました。サポートに連絡してください。",
-            "The gateway holds different content under this submission's key. Contact support.",
+            "国保連に、同じ受付キーで別の内容の送信が記録されていたため拒否されました。二重請求を防ぐため自動では送りません。サポートに連絡してください。",
+            "The gateway holds different content under this submission's key, so it was refused; it is not sent again automatically, to prevent a double claim. Contact support.",
         ),
         _ => (
-            "ゲートウェイが送信を受け付けませんでした。内容を確認してください。",
-            "The gateway refused the submission.",
+            "国保連のゲートウェイが送信を受け付けませんでした。かっこ内の国保連からの応答を確かめ、わからないときはサポートに連絡してください。",
+            "The gateway refused the submission. Read its answer in brackets; if it is unclear, contact support.",
         ),
     };
     Note {

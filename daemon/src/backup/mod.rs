@@ -717,6 +717,13 @@ impl Backups {
                 .filter(|d| d.site == site.name() && d.ok)
                 .map(|d| d.at)
                 .max();
+            // A site not drilled yet is late only once its first copy is as old as a drill may
+            // be: the drills take the sites in turn, so a new site waits for its turn.
+            let first_copy = runs
+                .iter()
+                .filter(|r| r.sites.iter().any(|s| s.site == site.name() && s.ok))
+                .map(|r| r.started_at)
+                .min();
             let copy_key = format!("backup_stale/{}", site.name());
             let stale = |t: Option<Timestamp>, max: Duration| {
                 t.is_none_or(|t| now.duration_since(t).unsigned_abs() > max)
@@ -752,7 +759,7 @@ impl Backups {
             }
             let drill_key = format!("backup_drill_stale/{}", site.name());
             if self.settings.drill_interval > Duration::ZERO
-                && stale(last_drill, self.settings.max_drill_age)
+                && stale(last_drill.or(first_copy), self.settings.max_drill_age)
                 && last_copy.is_some()
             {
                 let (since_ja, since_en) = since(last_drill);
@@ -1537,6 +1544,30 @@ mod tests {
             stale.message_en.is_ascii(),
             "no Japanese in the English text: {}",
             stale.message_en
+        );
+
+        // A first copy: the copy alert ends, and no drill is late yet (the site awaits its turn)…
+        assert!(backups.run("test").await.unwrap().all_ok());
+        let now = Timestamp::now();
+        backups.check_alerts(now).unwrap();
+        let keys = |store: &Store| -> Vec<String> {
+            crate::alerts::current(store)
+                .unwrap()
+                .into_iter()
+                .map(|a| a.key)
+                .filter(|k| k.starts_with("backup_"))
+                .collect()
+        };
+        assert_eq!(keys(&store), Vec::<String>::new());
+        // …until that copy is older than a drill may be, with no drill since.
+        let later = now
+            .checked_add(jiff::SignedDuration::from_hours(8 * 24 + 1))
+            .unwrap();
+        backups.check_alerts(later).unwrap();
+        assert!(
+            keys(&store).contains(&"backup_drill_stale/usb".to_owned()),
+            "{:?}",
+            keys(&store)
         );
     }
 
