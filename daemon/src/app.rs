@@ -99,7 +99,7 @@ impl Pipeline {
             &self.key,
         );
         for (number, e) in problems {
-            error!(code = %admin_ui::help::code::OFFICES_UNUSABLE, office = %number, error = %e, "a registered office cannot be used; it is not sent for until this is fixed");
+            error!(code = %admin_ui::help::code::OFFICES_UNUSABLE, office = %number, error = %e, "登録された事業所の設定が使えません。直すまで、この事業所の請求ファイルは送信しません (a registered office cannot be used; it is not sent for until this is fixed)");
         }
         if offices.is_empty() {
             return Ok(offices);
@@ -130,7 +130,7 @@ impl Pipeline {
                 Ok(_) => usable.push(o),
                 Err(e) if from_config => return Err(e),
                 Err(e) => {
-                    error!(code = %admin_ui::help::code::OFFICES_UNUSABLE, office = %o.office_number, error = format!("{e:#}"), "the client certificate of a registered office cannot be used; it is not sent for until this is fixed")
+                    error!(code = %admin_ui::help::code::OFFICES_UNUSABLE, office = %o.office_number, error = format!("{e:#}"), "登録された事業所のクライアント証明書が使えません。直すまで、この事業所の請求ファイルは送信しません (the client certificate of a registered office cannot be used; it is not sent for until this is fixed)")
                 }
             }
         }
@@ -144,7 +144,7 @@ impl Pipeline {
             let token = shutdown.child_token();
             let mut stages = if settings.offices.is_empty() {
                 warn!(
-                    "no office is registered yet: nothing is taken from the drop folder until one is (kaigo-relay office add, or [[offices]] in the config file)"
+                    "事業所がまだ登録されていません。登録するまで、投入フォルダーのファイルは受け付けません (no office is registered yet: nothing is taken from the drop folder until one is (kaigo-relay office add, or [[offices]] in the config file))"
                 );
                 JoinSet::new()
             } else {
@@ -189,7 +189,7 @@ async fn drain(stages: &mut JoinSet<(&'static str, anyhow::Result<()>)>, grace: 
                 error!(
                     stage,
                     error = format!("{e:#}"),
-                    "stage failed while stopping"
+                    "停止の途中で内部の処理が失敗しました (stage failed while stopping)"
                 );
             }
         }
@@ -198,7 +198,9 @@ async fn drain(stages: &mut JoinSet<(&'static str, anyhow::Result<()>)>, grace: 
         .await
         .is_err()
     {
-        error!("stages did not stop in time; aborting them");
+        error!(
+            "内部の処理が時間内に止まらなかったため、打ち切ります (stages did not stop in time; aborting them)"
+        );
         stages.abort_all();
     }
 }
@@ -320,11 +322,11 @@ impl App {
                 site = %r.site,
                 seq = r.seq,
                 kept_aside = ?r.kept_aside,
-                "the store was restored from a backup chosen in the admin UI"
+                "管理画面で選んだバックアップからデータベースを復元しました (the store was restored from a backup chosen in the admin UI)"
             ),
             Err(e) => error!(
                 error = format!("{e:#}"),
-                "the staged restore was not applied"
+                "準備済みの復元をデータベースに反映できませんでした (the staged restore was not applied)"
             ),
         }
         let store = open_store_waiting(&store_path).with_context(|| {
@@ -479,7 +481,7 @@ impl App {
                     Err(e) => Some(e.context(format!("stage {stage} failed"))),
                 };
                 if let Some(err) = err {
-                    error!(error = format!("{err:#}"), "stopping kaigo-relay");
+                    error!(error = format!("{err:#}"), "エラーのため kaigo-relay を停止します (stopping kaigo-relay)");
                     failure = Some(err);
                 }
                 self.shutdown.cancel();
@@ -491,7 +493,7 @@ impl App {
                     error!(
                         stage,
                         error = format!("{e:#}"),
-                        "stage failed while stopping"
+                        "停止の途中で内部の処理が失敗しました (stage failed while stopping)"
                     );
                 }
             }
@@ -500,13 +502,15 @@ impl App {
             .await
             .is_err()
         {
-            error!("stages did not stop in time; aborting them");
+            error!(
+                "内部の処理が時間内に止まらなかったため、打ち切ります (stages did not stop in time; aborting them)"
+            );
             self.tasks.abort_all();
         }
         // Everything the daemon has shown is made durable before it says it stopped: a stage's
         // thread may hold the store past the runtime, and the process does not wait for it.
         if let Err(e) = self.store.sync().await {
-            warn!(error = %e, "the last writes could not be made durable at the stop; the gateway is asked again at the next start");
+            warn!(error = %e, "停止するときに最後の書き込みをディスクに確定できませんでした。次の起動時にゲートウェイに問い合わせて確かめます (the last writes could not be made durable at the stop; the gateway is asked again at the next start)");
         }
         info!("kaigo-relay stopped");
         match failure {

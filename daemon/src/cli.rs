@@ -469,7 +469,7 @@ fn run(config: PathBuf) -> Result<(), Failure> {
                 {
                     return anyhow::Ok(());
                 }
-                None => tracing::warn!("restarting to put the restored store in place"),
+                None => tracing::warn!("復元したデータベースに入れ替えるため、再起動します (restarting to put the restored store in place)"),
             }
         }
     })?;

@@ -92,7 +92,7 @@ impl DeadlineWatch {
                         Err(e) => {
                             error!(
                                 error = format!("{e:#}"),
-                                "deadline watch cannot read the store"
+                                "受付期間の締め切りの確認で、データベースを読めません (deadline watch cannot read the store)"
                             );
                             RECHECK
                         }
@@ -170,7 +170,7 @@ impl DeadlineWatch {
                 processing_month = %w.processing_month,
                 offices = ?offices,
                 hours_left = hours,
-                "reception window closing with offices that have sent nothing"
+                "受付期間がまもなく終わりますが、まだ何も送信していない事業所があります (reception window closing with offices that have sent nothing)"
             ),
             Raised::Same => {}
         }
@@ -183,7 +183,7 @@ fn advance(t: Timestamp, by: Duration) -> Timestamp {
         .ok()
         .and_then(|d| t.checked_add(d).ok())
         .unwrap_or_else(|| {
-            warn!("gateway clock arithmetic overflowed");
+            warn!("ゲートウェイの時刻をもとにした計算ができませんでした (gateway clock arithmetic overflowed)");
             t
         })
 }

@@ -168,7 +168,7 @@ impl DiskGuard {
                     // statvfs and the store's write may wait on a slow (network) volume.
                     let guard = this.clone();
                     if let Err(e) = tokio::task::spawn_blocking(move || guard.check_once()).await {
-                        warn!(code = %admin_ui::help::code::SYSTEM_DISK_CHECK_FAILED, error = %e, "the disk check failed; the next look retries");
+                        warn!(code = %admin_ui::help::code::SYSTEM_DISK_CHECK_FAILED, error = %e, "ディスクの確認に失敗しました。次の確認で自動でやり直します (the disk check failed; the next look retries)");
                     }
                 }
             }
@@ -214,7 +214,9 @@ impl DiskGuard {
             } else if !low && recorded[i] {
                 match alerts::resolve(&self.store, volume.key()) {
                     Ok(_) => recorded[i] = false,
-                    Err(e) => warn!(error = %e, "cannot resolve the disk alert"),
+                    Err(e) => {
+                        warn!(error = %e, "ディスクの通知を解除できません (cannot resolve the disk alert)")
+                    }
                 }
             }
         }

@@ -249,7 +249,7 @@ impl Intake {
                         urgent |= self.on_event(event, &mut candidates);
                     }
                     if overflow.swap(false, Ordering::Relaxed) {
-                        warn!("file event queue overflowed; rescanning the drop folder");
+                        warn!("ファイルの変化を追いきれなかったため、投入フォルダーを調べ直します (file event queue overflowed; rescanning the drop folder)");
                         self.rescan(&mut candidates).await;
                     }
                     if urgent {
@@ -324,7 +324,7 @@ impl Intake {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                warn!(error = %e, "file watcher error; the periodic rescan covers it");
+                warn!(error = %e, "投入フォルダーの見張りでエラーが起きました。定期的に投入フォルダーを調べ直すので、ファイルはそのときに受け付けます (file watcher error; the periodic rescan covers it)");
                 return false;
             }
         };
@@ -388,10 +388,12 @@ impl Intake {
             Ok(Err(e)) => {
                 error!(
                     error = format!("{e:#}"),
-                    "cannot record where files went; will retry"
+                    "ファイルの移動先を記録できませんでした。自動でやり直します (cannot record where files went; will retry)"
                 )
             }
-            Err(e) => error!(error = %e, "the task recording where files went failed"),
+            Err(e) => {
+                error!(error = %e, "ファイルの移動先を記録する内部の処理が失敗しました (the task recording where files went failed)")
+            }
         }
     }
 
@@ -419,11 +421,11 @@ impl Intake {
                 } else {
                     code::SYSTEM_DROP_FOLDER_UNREADABLE
                 };
-                error!(%code, error = %e, drop_dir = %self.settings.drop_dir.display(), "cannot list the drop folder");
+                error!(%code, error = %e, drop_dir = %self.settings.drop_dir.display(), "投入フォルダーの中身を読めません (cannot list the drop folder)");
                 return;
             }
             Err(e) => {
-                error!(error = %e, "drop folder listing task failed");
+                error!(error = %e, "投入フォルダーの中身を調べる内部の処理が失敗しました (drop folder listing task failed)");
                 return;
             }
         };
@@ -496,7 +498,9 @@ impl Intake {
         })
         .await;
         let Ok(looked) = looked else {
-            error!("drop folder check task failed; the next tick retries");
+            error!(
+                "投入フォルダーを確認する内部の処理が失敗しました。次の確認で自動でやり直します (drop folder check task failed; the next tick retries)"
+            );
             return;
         };
         let mut ready: Vec<(PathBuf, bool)> = Vec::new();
@@ -571,7 +575,7 @@ impl Intake {
                 files = files.len(),
                 first = %files[0],
                 %error,
-                "could not take files from the drop folder; they stay there and are tried again"
+                "投入フォルダーのファイルを受け付けられませんでした。ファイルはそのまま残し、自動でやり直します (could not take files from the drop folder; they stay there and are tried again)"
             );
         }
     }
@@ -766,7 +770,7 @@ async fn take_batch(jobs: Vec<TakeJob>) -> Vec<(PathBuf, anyhow::Result<TakeOutc
         match chunk.await {
             Ok(steps) => prepared.extend(steps),
             Err(e) => {
-                error!(error = %e, "an intake task failed; the next rescan retries its files")
+                error!(error = %e, "ファイルを受け付ける内部の処理が失敗しました。次に投入フォルダーを調べるときに自動でやり直します (an intake task failed; the next rescan retries its files)")
             }
         }
     }
@@ -789,7 +793,9 @@ async fn take_batch(jobs: Vec<TakeJob>) -> Vec<(PathBuf, anyhow::Result<TakeOutc
     .await
     {
         Ok(done) => out.extend(done),
-        Err(e) => error!(error = %e, "an intake task failed; the next rescan retries its files"),
+        Err(e) => {
+            error!(error = %e, "ファイルを受け付ける内部の処理が失敗しました。次に投入フォルダーを調べるときに自動でやり直します (an intake task failed; the next rescan retries its files)")
+        }
     }
     out
 }
@@ -915,7 +921,7 @@ fn log_recorded(recorded: &Recorded) {
         Recorded::New(s) => warn!(
             submission = %s.id,
             errors = s.findings.iter().filter(|f| f.severity == Severity::Error).count(),
-            "file refused by the check; moved to the error folder"
+            "請求ファイルの点検で誤りが見つかりました。送信せず「エラー」フォルダーに移しました (file refused by the check; moved to the error folder)"
         ),
         Recorded::Duplicate {
             submission,
@@ -923,7 +929,7 @@ fn log_recorded(recorded: &Recorded) {
         } => warn!(
             submission = %submission.id,
             original = %original.id,
-            "same bytes already taken; not sent again"
+            "同じ内容のファイルをすでに受け付けています。もう一度は送信しません (same bytes already taken; not sent again)"
         ),
     }
 }
@@ -995,7 +1001,7 @@ fn settle_stranded_moves(store: &Store, drop_dir: &Path) -> anyhow::Result<()> {
                 format!("{folder}/{name}")
             }
             None => {
-                warn!(submission = %sub.id, file = %sub.file_name, "a committed file left the drop folder but is not in {folder}/; its bytes are in the store");
+                warn!(submission = %sub.id, file = %sub.file_name, "受け付けたファイルが投入フォルダーからなくなりましたが、「{folder}」フォルダーにもありません。ファイルの内容はデータベースに保存されています (a committed file left the drop folder but is not in {folder}/; its bytes are in the store)");
                 "(保存前に投入フォルダーから取り除かれました / taken out of the drop folder before it was archived)".into()
             }
         };
@@ -1040,7 +1046,7 @@ fn find_archived(dir: &Path, sub: &Submission) -> Option<String> {
 
 fn sync_dir(dir: &Path) {
     if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        warn!(dir = %dir.display(), error = %e, "could not sync folder");
+        warn!(dir = %dir.display(), error = %e, "フォルダーの内容をディスクに確定できませんでした (could not sync folder)");
     }
 }
 
@@ -1324,7 +1330,7 @@ pub fn refresh_result_note(store: &Store, drop_dir: &Path, id: &crate::submissio
         Ok(Some(latest)) => write_result_file_if_changed(drop_dir, &latest),
         Ok(None) => {}
         Err(e) => {
-            warn!(submission = %id, error = %e, "cannot read the claim to update its result file")
+            warn!(submission = %id, error = %e, "請求ファイルの記録を読めないため、結果ファイルを更新できません (cannot read the claim to update its result file)")
         }
     }
 }
@@ -1348,7 +1354,7 @@ fn write_result_file_if_changed(drop_dir: &Path, sub: &Submission) {
     }
     let path = drop_dir.join(format!("{moved_to}{RESULT_SUFFIX}"));
     if let Err(e) = write_note_file(&path, &result_text(sub)) {
-        warn!(submission = %sub.id, path = %path.display(), error = %e, "could not update the result file");
+        warn!(submission = %sub.id, path = %path.display(), error = %e, "結果ファイルを更新できませんでした (could not update the result file)");
     }
 }
 

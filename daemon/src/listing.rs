@@ -243,9 +243,14 @@ pub fn write_notices_table(doc: &NoticesDocument, out: &mut impl Write) -> anyho
     }
     writeln!(
         out,
-        "通知ID\t事業所番号\t審査月\t種類\t表題\t形式\t受信日時"
+        "通知ID\t事業所番号\t審査月\t種類\t表題\t形式\t受信日時\n(notice\toffice\tmonth\tkind\ttitle\ttype\treceived)"
     )?;
     for n in &doc.notices {
+        // As people read times elsewhere (JST, to the minute); `--json` keeps RFC 3339.
+        let received = n
+            .received_at
+            .parse::<jiff::Timestamp>()
+            .map_or_else(|_| n.received_at.clone(), crate::timefmt::jst_minutes);
         writeln!(
             out,
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -255,7 +260,7 @@ pub fn write_notices_table(doc: &NoticesDocument, out: &mut impl Write) -> anyho
             n.kind_id,
             n.title,
             n.media_type,
-            n.received_at
+            received
         )?;
     }
     Ok(())
@@ -313,4 +318,37 @@ pub fn write_returns_table(doc: &ReturnsDocument, out: &mut impl Write) -> anyho
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_notices_table_shows_the_arrival_in_jst_as_people_read_it() {
+        let doc = NoticesDocument {
+            notices: vec![NoticeEntry {
+                notice_id: "N00000001".into(),
+                office_number: "1379999996".into(),
+                kind_id: "7411".into(),
+                title: "請求明細書・給付管理票返戻（保留）一覧表".into(),
+                processing_month: "202612".into(),
+                media_type: "text/csv".into(),
+                sha256: String::new(),
+                size: 1,
+                issued_at: String::new(),
+                received_at: "2026-12-07T20:39:15.341137694+09:00".into(),
+            }],
+        };
+        let mut out = Vec::new();
+        write_notices_table(&doc, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("(notice\toffice"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("N00000001\t") && l.ends_with("\t2026年12月7日 20:39")),
+            "{text}"
+        );
+    }
 }

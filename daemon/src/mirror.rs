@@ -260,7 +260,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
                             + jiff::SignedDuration::try_from(retry).unwrap_or_default(),
                     );
                     if failures == 1 || failures.is_multiple_of(10) {
-                        warn!(code = %e.code(), error = %e, failures, retry_s = retry.as_secs(), "notice mirror pass failed; trying again");
+                        warn!(code = %e.code(), error = %e, failures, retry_s = retry.as_secs(), "通知文書の取得に失敗しました。自動でやり直します (notice mirror pass failed; trying again)");
                     }
                 }
             }
@@ -332,7 +332,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
             for listed in &page.notices {
                 if let Some(known) = self.store.notice(&listed.notice_id)? {
                     if !known.sha256.eq_ignore_ascii_case(&listed.sha256) {
-                        warn!(code = %admin_ui::help::code::MIRROR_NOTICE_BYTES_DIFFER, notice = %listed.notice_id, "the gateway lists a stored notice with other bytes; the stored original is kept");
+                        warn!(code = %admin_ui::help::code::MIRROR_NOTICE_BYTES_DIFFER, notice = %listed.notice_id, "ゲートウェイが、保存済みの通知文書と中身の違うものを示しています。保存済みの元の文書を残します (the gateway lists a stored notice with other bytes; the stored original is kept)");
                     }
                     continue;
                 }
@@ -350,7 +350,7 @@ impl<G: GatewayApi + NoticeSource> Mirror<G> {
                     match notice::parse(&body) {
                         Ok(p) => Some(p),
                         Err(e) => {
-                            warn!(code = %admin_ui::help::code::MIRROR_NOTICE_UNPARSED, notice = %listed.notice_id, error = %e, "notice stored as is but cannot be read as a table");
+                            warn!(code = %admin_ui::help::code::MIRROR_NOTICE_UNPARSED, notice = %listed.notice_id, error = %e, "通知文書はそのまま保存しましたが、表として読めません (notice stored as is but cannot be read as a table)");
                             None
                         }
                     }

@@ -263,7 +263,7 @@ impl Breaker {
             warn!(
                 failures_in_row = self.failures_in_row,
                 pause_ms = self.pause.as_millis() as u64,
-                "the gateway keeps failing; pausing all requests"
+                "ゲートウェイとのやり取りの失敗が続いているため、すべての送信をしばらく止めます (the gateway keeps failing; pausing all requests)"
             );
         }
     }
@@ -374,7 +374,7 @@ impl<G: GatewayApi> Relay<G> {
                 Ok::<(), crate::store::StoreError>(())
             });
             if let Err(e) = refreshed {
-                warn!(error = %e, "cannot read the store to refresh result files");
+                warn!(error = %e, "データベースを読めないため、結果ファイルを更新できません (cannot read the store to refresh result files)");
             }
         })
         .await;
@@ -396,7 +396,7 @@ impl<G: GatewayApi> Relay<G> {
                     Err(e) => {
                         error!(
                             error = format!("{e:#}"),
-                            "relay cannot read the store; retrying"
+                            "送信の処理でデータベースを読めません。自動でやり直します (relay cannot read the store; retrying)"
                         );
                         plan.next_pass_at = Some(now + Duration::from_secs(5));
                     }
@@ -433,7 +433,7 @@ impl<G: GatewayApi> Relay<G> {
                             }
                         }
                         Err(e) => {
-                            error!(error = %e, "a relay task failed");
+                            error!(error = %e, "送信の内部の処理が失敗しました (a relay task failed)");
                             plan.clear_in_flight(); // rebuilt from the store on the next pass
                             tasks.detach_all();
                             pass_wanted = true;
@@ -456,7 +456,7 @@ impl<G: GatewayApi> Relay<G> {
         if drained.is_err() {
             warn!(
                 left = tasks.len(),
-                "relay stopped with requests in flight; they stay 'sending' and are reconciled with the gateway at the next start"
+                "送信の途中で停止しました。その請求ファイルは「送信中」のまま残し、次の起動時にゲートウェイに問い合わせて確かめます (relay stopped with requests in flight; they stay 'sending' and are reconciled with the gateway at the next start)"
             );
             tasks.abort_all();
         }
@@ -497,7 +497,7 @@ impl<G: GatewayApi> Relay<G> {
                         failures,
                         e.retry_after(),
                     );
-                    warn!(error = %e, retry_in_ms = d.as_millis() as u64, "cannot read the reception window from the gateway");
+                    warn!(error = %e, retry_in_ms = d.as_millis() as u64, "ゲートウェイから受付期間を読み取れません (cannot read the reception window from the gateway)");
                     d
                 }
             };
@@ -707,7 +707,7 @@ impl<G: GatewayApi> Relay<G> {
         w: &GatewayWindow,
     ) -> anyhow::Result<()> {
         let current = w.processing_month;
-        error!(code = %admin_ui::help::code::RELAY_MONTH_MISMATCH, submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "processing month of the file is not the one being received");
+        error!(code = %admin_ui::help::code::RELAY_MONTH_MISMATCH, submission = %id, file_month = ?file_month.map(|m| m.to_string()), current = %current, "請求ファイルの処理対象年月が、いま受付中の処理対象年月と違います (processing month of the file is not the one being received)");
         self.update(id, move |s, now| {
             let fm = file_month.map(|m| m.to_japanese()).unwrap_or_default();
             s.note = Some(Note {
@@ -738,7 +738,7 @@ impl<G: GatewayApi> Relay<G> {
             Ok(Some(sub)) => sub,
             Ok(None) => return,
             Err(e) => {
-                error!(submission = %id, error = format!("{e:#}"), "cannot read a submission from the store; will retry");
+                error!(submission = %id, error = format!("{e:#}"), "データベースから請求ファイルの記録を読めません。自動でやり直します (cannot read a submission from the store; will retry)");
                 return;
             }
         };
@@ -769,7 +769,7 @@ impl<G: GatewayApi> Relay<G> {
             span.in_scope(|| {
                 error!(
                     error = format!("{e:#}"),
-                    "could not record the outcome in the store; will retry"
+                    "送信の結果をデータベースに書き込めませんでした。自動でやり直します (could not record the outcome in the store; will retry)"
                 )
             });
         }
@@ -921,7 +921,7 @@ impl<G: GatewayApi> Relay<G> {
             .await?;
         crate::failpoint::hit("relay.after_receipt_commit");
         if stored.state == State::Rejected {
-            error!(code = %admin_ui::help::code::RELAY_ARRIVAL_FAILED, receipt = ?stored.receipt.as_ref().map(|r| &r.receipt_id), "arrival failed at the federation; the office must correct the file");
+            error!(code = %admin_ui::help::code::RELAY_ARRIVAL_FAILED, receipt = ?stored.receipt.as_ref().map(|r| &r.receipt_id), "国保連で到達エラーになりました。事業所で請求ファイルを直して作り直す必要があります (arrival failed at the federation; the office must correct the file)");
         }
         Ok(())
     }
@@ -1046,7 +1046,7 @@ impl<G: GatewayApi> Relay<G> {
                 // Not sent for sure: back to the queue. Maybe sent: stay `sending`, so the next
                 // step is to ask the gateway by key.
                 let certain = matches!(e, GatewayError::NotSent { .. });
-                warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "gateway try failed; will retry");
+                warn!(error = %e, failures, retry_in_ms = delay.as_millis() as u64, "ゲートウェイへの送信に失敗しました。自動でやり直します (gateway try failed; will retry)");
                 let attempt = t.attempt(e.to_string(), false);
                 self.update(&sub.id, move |s, now| {
                     s.attempts.push(attempt);
@@ -1131,7 +1131,7 @@ impl<G: GatewayApi> Relay<G> {
             .as_ref()
             .and_then(|n| n.code.clone())
             .unwrap_or_else(|| code::RELAY_NEEDS_ATTENTION.as_str().into());
-        error!(%code, reason = why, "submission needs a person");
+        error!(%code, reason = why, "この請求ファイルは人の対応が必要です (submission needs a person)");
         let why = why.to_owned();
         self.update(id, move |s, now| {
             s.next_action_at = None;

@@ -485,7 +485,9 @@ pub async fn run(
                 )
             }
             Ok(_) => debug!("returns: nothing to link"),
-            Err(e) => warn!(error = %e, "returns: linking failed; tried again later"),
+            Err(e) => {
+                warn!(error = %e, "返戻と請求ファイルの結び付けに失敗しました。後で自動でやり直します (returns: linking failed; tried again later)")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

@@ -41,7 +41,10 @@ impl Stop {
                 self.shutdown.cancel();
             }
             Some(t) if t.elapsed() > Duration::from_secs(1) => {
-                warn!(signal, "second signal; exiting now");
+                warn!(
+                    signal,
+                    "停止の指示が2回届いたため、すぐに終了します (second signal; exiting now)"
+                );
                 std::process::exit(130);
             }
             Some(_) => {}

@@ -339,7 +339,7 @@ pub async fn serve(
                     connections.spawn(answer(stream, store, control.clone()));
                 }
                 Err(e) => {
-                    warn!(error = %e, "control socket accept failed");
+                    warn!(error = %e, "コマンドからの接続を受け付けられませんでした (control socket accept failed)");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -401,7 +401,7 @@ async fn answer(
     let stream = match stream.into_std() {
         Ok(s) => s,
         Err(e) => {
-            warn!(error = %e, "control socket");
+            warn!(error = %e, "コマンドとの接続を使えません (control socket)");
             return;
         }
     };
@@ -417,7 +417,7 @@ async fn answer(
     match written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => debug!(error = format!("{e:#}"), "status answer cut short"),
-        Err(e) => warn!(error = %e, "status task failed"),
+        Err(e) => warn!(error = %e, "状況を答える内部の処理が失敗しました (status task failed)"),
     }
 }
 

@@ -171,7 +171,10 @@ pub async fn perform<G: GatewayApi>(
                 ..Default::default()
             };
             if let Err(e) = store.call(move |s| s.audit(audit)).await {
-                warn!(error = format!("{e:#}"), "cannot write the audit log");
+                warn!(
+                    error = format!("{e:#}"),
+                    "監査ログに書き込めませんでした (cannot write the audit log)"
+                );
             }
             Ok(Outcome {
                 code: Some(code::WITHDRAW_WITHDRAWN.as_str().into()),
@@ -213,7 +216,7 @@ pub async fn perform<G: GatewayApi>(
                     "The federation refused the withdrawal.".to_owned(),
                 ),
             };
-            warn!(receipt = receipt_id, error = %e, "withdrawal not done");
+            warn!(receipt = receipt_id, error = %e, "取消はできませんでした (withdrawal not done)");
             let audit = crate::store::NewAudit {
                 actor: Some("cli".into()),
                 action: "withdraw_refused".into(),
@@ -222,7 +225,10 @@ pub async fn perform<G: GatewayApi>(
                 ..Default::default()
             };
             if let Err(e) = store.call(move |s| s.audit(audit)).await {
-                warn!(error = format!("{e:#}"), "cannot write the audit log");
+                warn!(
+                    error = format!("{e:#}"),
+                    "監査ログに書き込めませんでした (cannot write the audit log)"
+                );
             }
             let a = attempt(
                 e.to_string(),
@@ -315,7 +321,7 @@ impl<G: GatewayApi> WithdrawDesk<G> {
                 let outcome = match perform(&self.store, self.gateway.as_ref(), &receipt_id).await {
                     Ok(o) => o,
                     Err(e) => {
-                        error!(receipt = %receipt_id, error = format!("{e:#}"), "cannot record a withdrawal");
+                        error!(receipt = %receipt_id, error = format!("{e:#}"), "取消をデータベースに記録できませんでした (cannot record a withdrawal)");
                         refused(
                             code::SYSTEM_STORE_FAILED,
                             &receipt_id,
@@ -328,7 +334,7 @@ impl<G: GatewayApi> WithdrawDesk<G> {
                 let bytes = serde_json::to_vec(&outcome)?;
                 let answer = answer_path(&self.dir, &receipt_id);
                 if let Err(e) = std::fs::write(&answer, bytes) {
-                    error!(path = %answer.display(), error = %e, "cannot write the withdraw answer");
+                    error!(path = %answer.display(), error = %e, "取消の結果を書き出せませんでした (cannot write the withdraw answer)");
                 }
                 let _ = std::fs::remove_file(request_path(&self.dir, &receipt_id));
             }

@@ -164,7 +164,7 @@ impl LoginDesk {
             let wait = match r {
                 Refusal::ThrottledAddress(d) | Refusal::ThrottledId(d) => d,
             };
-            warn!(%address, user = %id, reason = "throttled", "login failed address={address} user={id} reason=throttled");
+            warn!(%address, user = %id, reason = "throttled", "ログインの試行が続いたため、しばらく受け付けません (login failed address={address} user={id} reason=throttled)");
             return Ok(Err(LoginRefusal::Throttled(wait)));
         }
         let account = if id.is_empty() || password.len() > password::MAX_LENGTH * 4 {
@@ -206,9 +206,9 @@ impl LoginDesk {
                 };
                 let id = account.id.clone();
                 self.store.put_account(account, Put::Replace, Some(audit))?;
-                warn!(%address, user = %id, reason = "bad_password", "login failed address={address} user={id} reason=bad_password");
+                warn!(%address, user = %id, reason = "bad_password", "パスワードが違うため、ログインできませんでした (login failed address={address} user={id} reason=bad_password)");
                 if locked {
-                    warn!(%address, user = %id, "account locked after repeated failures");
+                    warn!(%address, user = %id, "ログインの失敗が続いたため、このアカウントをロックしました (account locked after repeated failures)");
                 }
                 Ok(Err(LoginRefusal::Denied))
             }
@@ -237,7 +237,7 @@ impl LoginDesk {
     }
 
     fn fail(&self, id: &str, address: IpAddr, reason: &str) -> Result<(), StoreError> {
-        warn!(%address, user = %id, reason, "login failed address={address} user={id} reason={reason}");
+        warn!(%address, user = %id, reason, "ログインできませんでした (login failed address={address} user={id} reason={reason})");
         self.audit("login_failed", id, address, reason)
     }
 }

@@ -88,7 +88,7 @@ fn session_id(s: &Session) -> String {
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> BackendError {
-    error!(error = %e, "admin UI: {what}");
+    error!(error = %e, "管理画面の内部の処理でエラーが起きました (admin UI: {what})");
     BackendError::Internal
 }
 
@@ -101,7 +101,7 @@ fn login_failed(what: &str, e: crate::accounts::login::LoginError) -> BackendErr
         LoginError::Store(_) => code::SYSTEM_STORE_FAILED,
         LoginError::Hash(HashError::Argon2(_)) | LoginError::Task(_) => code::SYSTEM_INTERNAL_ERROR,
     };
-    error!(code = %c, error = %e, "admin UI: {what}");
+    error!(code = %c, error = %e, "ログインの処理でエラーが起きました (admin UI: {what})");
     BackendError::Internal
 }
 
@@ -338,7 +338,7 @@ impl AdminBackend {
             target: Some(target.to_owned()),
             detail,
         }) {
-            warn!(error = %e, action, "cannot write the audit log");
+            warn!(error = %e, action, "監査ログに書き込めませんでした (cannot write the audit log)");
         }
     }
 }
@@ -432,7 +432,7 @@ fn notice_kind_choices() -> Vec<Choice> {
 /// Marks a notice read for the caller; a failure only costs the mark, so it is logged.
 fn mark_read(s: &Store, c: &Caller, notice_id: &str) {
     if let Err(e) = s.mark_notice_read(&c.account.id, notice_id, Timestamp::now()) {
-        warn!(notice = notice_id, error = %e, "cannot record that a notice was read");
+        warn!(notice = notice_id, error = %e, "通知文書を開いたことを記録できませんでした (cannot record that a notice was read)");
     }
 }
 
@@ -777,7 +777,7 @@ impl Backend for AdminBackend {
         {
             Ok(h) => h,
             Err(e) => {
-                error!(error = %e, "admin UI: health check failed");
+                error!(error = %e, "管理画面で装置の状態を調べられませんでした (admin UI: health check failed)");
                 admin_ui::HealthCheck {
                     ok: false,
                     checks: vec![],
@@ -792,7 +792,7 @@ impl Backend for AdminBackend {
         bearer: Option<&str>,
     ) -> BackendResult<Vec<admin_ui::MetricFamily>> {
         if !super::metrics::may_read(&self.surroundings, client, bearer) {
-            warn!(address = %client.address, "metrics refused: not loopback and no valid token");
+            warn!(address = %client.address, "装置の外から正しいトークンなしでメトリクスを読もうとしたため、断りました (metrics refused: not loopback and no valid token)");
             return Err(BackendError::Forbidden);
         }
         let surroundings = self.surroundings.clone();
@@ -1248,7 +1248,7 @@ impl Backend for AdminBackend {
                 })
             }
             Err(e) => {
-                error!(receipt = %receipt, error = format!("{e:#}"), "the withdraw desk did not answer");
+                error!(receipt = %receipt, error = format!("{e:#}"), "取消の処理から応答がありませんでした (the withdraw desk did not answer)");
                 Ok(ActionOutcome {
                     code: Some(code::WITHDRAW_TIMEOUT),
                     done: false,
@@ -1709,7 +1709,7 @@ impl Backend for AdminBackend {
             String::new(),
         );
         if let Err(e) = backups.check_alerts(Timestamp::now()) {
-            warn!(error = %e, "backup alerts could not be checked");
+            warn!(error = %e, "バックアップの通知を確認できませんでした (backup alerts could not be checked)");
         }
         Ok(admin_ui::ActionOutcome {
             code: None,
@@ -1854,7 +1854,7 @@ impl Backend for AdminBackend {
             Err(e) => {
                 warn!(
                     error = format!("{e:#}"),
-                    "restore from the admin UI refused"
+                    "管理画面からの復元を受け付けませんでした (restore from the admin UI refused)"
                 );
                 Ok(admin_ui::ActionOutcome {
                     code: Some(e.reading_code(code::BACKUP_RESTORE_FAILED)),

@@ -117,7 +117,9 @@ impl Surroundings {
 /// Reads disks and memory from the system.
 fn read_machine(drop_dir: &Path, state_dir: &Path) -> Machine {
     let disks = sysinfo::Disks::new_with_refreshed_list()
-        .inspect_err(|e| tracing::warn!(error = %e, "cannot read the disks"))
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "ディスクの情報を読めません (cannot read the disks)"),
+        )
         .ok();
     let free_of = |path: &Path| -> Option<(u64, u64)> {
         let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
@@ -145,7 +147,7 @@ fn read_machine(drop_dir: &Path, state_dir: &Path) -> Machine {
             )
         }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the memory figures");
+            tracing::warn!(error = %e, "メモリーの使用量を読めません (cannot read the memory figures)");
             (None, None)
         }
     };

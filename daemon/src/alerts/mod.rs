@@ -119,7 +119,7 @@ pub fn current(store: &Store) -> Result<Vec<Alert>, StoreError> {
         .filter_map(|(k, v)| match serde_json::from_slice(&v) {
             Ok(a) => Some(a),
             Err(e) => {
-                tracing::warn!(key = %k, error = %e, "unreadable alert record");
+                tracing::warn!(key = %k, error = %e, "読めない通知の記録があります (unreadable alert record)");
                 None
             }
         })

@@ -93,7 +93,7 @@ pub fn run(settings: &Settings, args: BackupArgs) -> anyhow::Result<ExitCode> {
                     let backups = Backups::new(store, settings.backup.clone())?;
                     let r = rt.block_on(backups.run("command"))?;
                     if let Err(e) = backups.check_alerts(jiff::Timestamp::now()) {
-                        tracing::warn!(error = %e, "backup alerts could not be checked");
+                        tracing::warn!(error = %e, "バックアップの通知を確認できませんでした (backup alerts could not be checked)");
                     }
                     r
                 }
@@ -440,6 +440,6 @@ pub(super) fn answer(state_dir: &Path, record: &RunRecord) {
         .and_then(|b| std::fs::write(&tmp, b))
         .and_then(|()| std::fs::rename(&tmp, dir.join(ANSWER)));
     if let Err(e) = ok {
-        tracing::warn!(error = %e, "cannot answer the backup command");
+        tracing::warn!(error = %e, "バックアップのコマンドに結果を返せませんでした (cannot answer the backup command)");
     }
 }

@@ -352,7 +352,7 @@ impl Backups {
                 error!(
                     code = %e.code(),
                     error = format!("{e:#}"),
-                    "backup failed before any site was written"
+                    "どの保存先にも書き込む前に、バックアップが失敗しました (backup failed before any site was written)"
                 );
                 failed_record(seq, reason, started_at, &e)
             }
@@ -496,7 +496,7 @@ impl Backups {
                             code = %code::BACKUP_RETENTION_FAILED,
                             site = site.name(),
                             error = format!("{e:#}"),
-                            "retention failed"
+                            "保存先の古いバックアップを整理できませんでした (retention failed)"
                         );
                         Vec::new()
                     }
@@ -516,7 +516,7 @@ impl Backups {
                     code = %e.code(),
                     site = site.name(),
                     error = format!("{e:#}"),
-                    "backup copy failed"
+                    "バックアップの保存先に書けませんでした (backup copy failed)"
                 );
                 SiteOutcome {
                     site: site.name().to_owned(),
@@ -666,7 +666,7 @@ impl Backups {
                 code = %e.reading_code(code::BACKUP_DRILL_FAILED),
                 site = site.name(),
                 error = format!("{e:#}"),
-                "restore drill failed"
+                "復元テストに失敗しました (restore drill failed)"
             ),
         }
         let bytes =
@@ -820,7 +820,7 @@ impl Backups {
         if let Err(e) = self.check_alerts(now) {
             warn!(
                 error = format!("{e:#}"),
-                "backup alerts could not be checked"
+                "バックアップの通知を確認できませんでした (backup alerts could not be checked)"
             );
         }
         loop {
@@ -833,11 +833,11 @@ impl Backups {
                 _ = run_now.notified() => "manual",
                 _ = tokio::time::sleep_until(next_drill), if self.settings.drill_interval > Duration::ZERO => {
                     if let Err(e) = self.drill().await {
-                        warn!(error = format!("{e:#}"), "restore drill could not run");
+                        warn!(error = format!("{e:#}"), "復元テストを実行できませんでした (restore drill could not run)");
                     }
                     next_drill = tokio::time::Instant::now() + self.settings.drill_interval;
                     if let Err(e) = self.check_alerts(Timestamp::now()) {
-                        warn!(error = format!("{e:#}"), "backup alerts could not be checked");
+                        warn!(error = format!("{e:#}"), "バックアップの通知を確認できませんでした (backup alerts could not be checked)");
                     }
                     continue;
                 }
@@ -865,7 +865,10 @@ impl Backups {
                 Err(e) => failed_record(0, reason, Timestamp::now(), &e),
             };
             if !record.all_ok() {
-                warn!(seq = record.seq, "backup finished with failures");
+                warn!(
+                    seq = record.seq,
+                    "バックアップは終わりましたが、書けなかった保存先があります (backup finished with failures)"
+                );
             }
             if reason == "command" {
                 command::answer(&state_dir, &record);
@@ -874,7 +877,7 @@ impl Backups {
             if let Err(e) = self.check_alerts(Timestamp::now()) {
                 warn!(
                     error = format!("{e:#}"),
-                    "backup alerts could not be checked"
+                    "バックアップの通知を確認できませんでした (backup alerts could not be checked)"
                 );
             }
         }
@@ -957,7 +960,7 @@ pub fn open_sites(
             warn!(
                 key_id = %key.id(),
                 path = %settings.key_file.display(),
-                "a new backup key was made; export it (kaigo-relay backup key-export) and keep it away from the appliance"
+                "バックアップの暗号化の鍵を新しく作りました。鍵を書き出して、装置とは別の場所に保管してください (a new backup key was made; export it (kaigo-relay backup key-export) and keep it away from the appliance)"
             );
         }
         Some(key)
@@ -1021,13 +1024,13 @@ pub async fn list(site: &Site) -> Result<Vec<CopyInfo>, BackupError> {
                         warn!(
                             code = %code::BACKUP_COPY_INCOMPLETE,
                             site = site.name(),
-                            seq, "unreadable manifest; the copy is not counted"
+                            seq, "バックアップの目録を読めないため、このコピーは使えるコピーに数えません (unreadable manifest; the copy is not counted)"
                         );
                         None
                     }
                 },
                 Err(e) => {
-                    warn!(code = %code::BACKUP_COPY_INCOMPLETE, site = site.name(), seq, error = %e, "manifest could not be read");
+                    warn!(code = %code::BACKUP_COPY_INCOMPLETE, site = site.name(), seq, error = %e, "バックアップの目録を読めませんでした (manifest could not be read)");
                     None
                 }
             }
@@ -1213,7 +1216,7 @@ pub async fn restore(
         let candidate = match list(s).await {
             Ok(copies) => chosen_copy(&copies, seq),
             Err(e) => {
-                warn!(code = %code::BACKUP_SITE_LIST, site = s.name(), error = %e, "site cannot be listed; trying the next");
+                warn!(code = %code::BACKUP_SITE_LIST, site = s.name(), error = %e, "保存先の中身を一覧できません。次の保存先を試します (site cannot be listed; trying the next)");
                 skipped.push((s.name().to_owned(), e.to_string()));
                 continue;
             }
@@ -1242,7 +1245,7 @@ pub async fn restore(
                 });
             }
             Err(e) => {
-                warn!(site = s.name(), seq = n, error = %e, "copy failed verification; trying the next site");
+                warn!(site = s.name(), seq = n, error = %e, "バックアップのコピーが検査に通りませんでした。次の保存先を試します (copy failed verification; trying the next site)");
                 skipped.push((s.name().to_owned(), e.to_string()));
             }
         }
@@ -1322,7 +1325,7 @@ impl Backups {
             site,
             seq = n,
             by = requested_by,
-            "restore staged; the daemon restarts to put it in place"
+            "復元の準備ができました。kaigo-relay を再起動して、データベースを入れ替えます (restore staged; the daemon restarts to put it in place)"
         );
         Ok(pending)
     }

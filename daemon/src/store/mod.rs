@@ -369,7 +369,7 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
         let txn = match live.get().and_then(|db| db_err!(db.begin_write())) {
             Ok(t) => t,
             Err(e) => {
-                tracing::error!(error = %e, "the store cannot write");
+                tracing::error!(error = %e, "データベースに書き込めません (the store cannot write)");
                 broken = true;
                 drop(group);
                 continue;
@@ -377,7 +377,7 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
         };
         let mut txn = txn;
         if !durable && let Err(e) = txn.set_durability(redb::Durability::None) {
-            tracing::warn!(error = %e, "a deferred write is committed durably instead");
+            tracing::warn!(error = %e, "後でまとめてディスクに確定する予定の書き込みを、その場で確定します (a deferred write is committed durably instead)");
         }
         let mut replies = Vec::with_capacity(group.len());
         let mut failed: Option<String> = None;
@@ -399,7 +399,7 @@ fn committer(live: Arc<LiveDb>, ops: mpsc::Receiver<WriteOp>) {
             None => txn.commit().err().map(|e| format!("commit failed: {e}")),
         };
         if let Some(why) = &outcome {
-            tracing::error!(error = %why, writes = replies.len(), "a store transaction failed; its writes are retried by their callers");
+            tracing::error!(error = %why, writes = replies.len(), "データベースへの書き込みに失敗しました。書き込みは自動でやり直します (a store transaction failed; its writes are retried by their callers)");
             broken = true;
             // A failed transaction leaves redb refusing writes until the file is reopened;
             // deferred writes before it that were never made durable are gone with the reopen,
@@ -424,7 +424,7 @@ fn flush_deferred(live: &LiveDb) {
         .and_then(|db| db_err!(db.begin_write()))
         .and_then(|txn| db_err!(txn.commit()));
     if let Err(e) = result {
-        tracing::warn!(error = %e, "deferred writes could not be made durable at close; the gateway is asked again at the next start");
+        tracing::warn!(error = %e, "終了するときに、残っていた書き込みをディスクに確定できませんでした。次の起動時にゲートウェイに問い合わせて確かめます (deferred writes could not be made durable at close; the gateway is asked again at the next start)");
     }
 }
 

@@ -135,7 +135,7 @@ impl Store {
             match serde_json::from_slice::<Alert>(&old) {
                 Ok(alert) => enqueue_in(txn, &crate::alerts::message_of(&alert, Phase::Resolved))?,
                 Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "unreadable alert record resolved")
+                    tracing::warn!(key = %key, error = %e, "読めない通知の記録を解除しました (unreadable alert record resolved)")
                 }
             }
             Ok(true)
@@ -169,7 +169,9 @@ impl Store {
             let (k, v) = db_err!(entry)?;
             match unjson::<Message>(k.value(), v.value()) {
                 Ok(m) => out.push(m),
-                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable outbox message"),
+                Err(e) => {
+                    tracing::warn!(id = k.value(), error = %e, "送信待ちの通知に読めないものがあります (unreadable outbox message)")
+                }
             }
         }
         Ok(out)
@@ -215,7 +217,7 @@ impl Store {
                     Ok(d) if d.state == DeliveryState::Pending => out.push(d),
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(id = k.value(), error = %e, "unreadable alert delivery")
+                        tracing::warn!(id = k.value(), error = %e, "通知の配信記録に読めないものがあります (unreadable alert delivery)")
                     }
                 }
             }
@@ -226,7 +228,9 @@ impl Store {
             match unjson::<Delivery>(k.value(), v.value()) {
                 Ok(d) if !pending_only || d.state == DeliveryState::Pending => out.push(d),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(id = k.value(), error = %e, "unreadable alert delivery"),
+                Err(e) => {
+                    tracing::warn!(id = k.value(), error = %e, "通知の配信記録に読めないものがあります (unreadable alert delivery)")
+                }
             }
         }
         Ok(out)
