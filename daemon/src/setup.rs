@@ -420,6 +420,46 @@ pub enum UserArgs {
     },
 }
 
+/// An office's client certificate on the command line: PEM files, or a PKCS#12 bundle with
+/// its passphrase file (`office add`, `office update`).
+#[derive(Debug, clap::Args)]
+pub struct CertificateArgs {
+    /// 電子証明書（PEM）/ Client certificate (PEM).
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// 秘密鍵（PEM）/ Its private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// 電子証明書（PKCS#12）/ Client certificate bundle (PKCS#12).
+    #[arg(long, requires = "p12_password_file", conflicts_with = "cert")]
+    p12: Option<PathBuf>,
+    /// PKCS#12 のパスフレーズを書いたファイル / File holding the bundle's passphrase.
+    #[arg(long, requires = "p12")]
+    p12_password_file: Option<PathBuf>,
+}
+
+/// The certificate part of an office command: absolute paths, the passphrase read.
+struct CertificateFiles {
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    p12_file: Option<PathBuf>,
+    p12_password: Option<String>,
+}
+
+impl CertificateArgs {
+    fn read(self, abs: impl Fn(PathBuf) -> PathBuf) -> anyhow::Result<CertificateFiles> {
+        Ok(CertificateFiles {
+            cert_file: self.cert.map(&abs),
+            key_file: self.key.map(&abs),
+            p12_file: self.p12.map(&abs),
+            p12_password: self
+                .p12_password_file
+                .map(|f| read_secret_file(&f, "パスフレーズファイル / passphrase file"))
+                .transpose()?,
+        })
+    }
+}
+
 /// `kaigo-relay office …` arguments.
 #[derive(Debug, clap::Subcommand)]
 pub enum OfficeArgs {
@@ -437,18 +477,8 @@ pub enum OfficeArgs {
         /// その請求用パスワードを書いたファイル / File holding its password.
         #[arg(long)]
         password_file: PathBuf,
-        /// 電子証明書（PEM）/ Client certificate (PEM).
-        #[arg(long, requires = "key")]
-        cert: Option<PathBuf>,
-        /// 秘密鍵（PEM）/ Its private key (PEM).
-        #[arg(long, requires = "cert")]
-        key: Option<PathBuf>,
-        /// 電子証明書（PKCS#12）/ Client certificate bundle (PKCS#12).
-        #[arg(long, requires = "p12_password_file", conflicts_with = "cert")]
-        p12: Option<PathBuf>,
-        /// PKCS#12 のパスフレーズを書いたファイル / File holding the bundle's passphrase.
-        #[arg(long, requires = "p12")]
-        p12_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        certificate: CertificateArgs,
         /// 法人ID / The corporation it belongs to.
         #[arg(long)]
         corporation: Option<String>,
@@ -463,18 +493,8 @@ pub enum OfficeArgs {
         /// 新しい請求用パスワードを書いたファイル / File holding the new federation password.
         #[arg(long)]
         password_file: Option<PathBuf>,
-        /// 新しい電子証明書（PEM）/ New client certificate (PEM).
-        #[arg(long, requires = "key")]
-        cert: Option<PathBuf>,
-        /// その秘密鍵（PEM）/ Its private key (PEM).
-        #[arg(long, requires = "cert")]
-        key: Option<PathBuf>,
-        /// 新しい電子証明書（PKCS#12）/ New client certificate bundle (PKCS#12).
-        #[arg(long, requires = "p12_password_file", conflicts_with = "cert")]
-        p12: Option<PathBuf>,
-        /// PKCS#12 のパスフレーズを書いたファイル / File holding the bundle's passphrase.
-        #[arg(long, requires = "p12")]
-        p12_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        certificate: CertificateArgs,
     },
     /// 事業所の送信を終える（履歴は残ります）/ End an office from a processing month (history kept).
     End {
@@ -677,52 +697,48 @@ pub fn run_office(settings: &crate::config::Settings, args: OfficeArgs) -> anyho
             name,
             user_id,
             password_file,
-            cert,
-            key,
-            p12,
-            p12_password_file,
+            certificate,
             corporation,
-        } => (
-            OfficeCommand::Add {
-                office_number: number,
-                name,
-                federation_user_id: user_id,
-                federation_password: read_secret_file(
-                    &password_file,
-                    "パスワードファイル / password file",
-                )?,
-                cert_file: cert.map(abs),
-                key_file: key.map(abs),
-                p12_file: p12.map(abs),
-                p12_password: p12_password_file
-                    .map(|f| read_secret_file(&f, "パスフレーズファイル / passphrase file"))
-                    .transpose()?,
-                corporation,
-            },
-            false,
-        ),
+        } => {
+            let federation_password =
+                read_secret_file(&password_file, "パスワードファイル / password file")?;
+            let c = certificate.read(abs)?;
+            (
+                OfficeCommand::Add {
+                    office_number: number,
+                    name,
+                    federation_user_id: user_id,
+                    federation_password,
+                    cert_file: c.cert_file,
+                    key_file: c.key_file,
+                    p12_file: c.p12_file,
+                    p12_password: c.p12_password,
+                    corporation,
+                },
+                false,
+            )
+        }
         OfficeArgs::Update {
             number,
             password_file,
-            cert,
-            key,
-            p12,
-            p12_password_file,
-        } => (
-            OfficeCommand::Update {
-                office_number: number,
-                federation_password: password_file
-                    .map(|f| read_secret_file(&f, "パスワードファイル / password file"))
-                    .transpose()?,
-                cert_file: cert.map(abs),
-                key_file: key.map(abs),
-                p12_file: p12.map(abs),
-                p12_password: p12_password_file
-                    .map(|f| read_secret_file(&f, "パスフレーズファイル / passphrase file"))
-                    .transpose()?,
-            },
-            false,
-        ),
+            certificate,
+        } => {
+            let federation_password = password_file
+                .map(|f| read_secret_file(&f, "パスワードファイル / password file"))
+                .transpose()?;
+            let c = certificate.read(abs)?;
+            (
+                OfficeCommand::Update {
+                    office_number: number,
+                    federation_password,
+                    cert_file: c.cert_file,
+                    key_file: c.key_file,
+                    p12_file: c.p12_file,
+                    p12_password: c.p12_password,
+                },
+                false,
+            )
+        }
         OfficeArgs::End {
             number,
             from,

@@ -18,6 +18,18 @@ use tests::{CARE_OFFICE, Env, bins, http_json, relay_ok};
 
 const T: Duration = Duration::from_secs(60);
 
+/// The office `number` as `office list --json` shows it.
+fn listed_office(env: &Env, number: &str) -> Value {
+    let list: Value = serde_json::from_str(&cli(env, &["office", "list", "--json"])).unwrap();
+    list["offices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["office_number"] == number)
+        .unwrap_or_else(|| panic!("{number} not in {list}"))
+        .clone()
+}
+
 fn cli(env: &Env, args: &[&str]) -> String {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--config", env.daemon_config.to_str().unwrap()]);
@@ -320,14 +332,7 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
         assert!(resent.status < 400, "{}", resent.text());
         env.wait_state(sha, "accepted", T);
     }
-    let list: Value = serde_json::from_str(&cli(&env, &["office", "list", "--json"])).unwrap();
-    let third = list["offices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["office_number"] == number.as_str())
-        .unwrap()
-        .clone();
+    let third = listed_office(&env, &number);
     assert_eq!(third["managed_by_config"], false, "{third}");
     assert!(third["certificate_expires"].as_str().is_some(), "{third}");
 
@@ -380,14 +385,7 @@ fn an_office_added_on_the_appliance_is_sent_for_survives_a_restart_and_ends() {
     let sha = tests::sha256_hex(&still);
     env.drop_atomic("KK261291.CSV", &still);
     env.wait_state(&sha, "accepted", T);
-    let list: Value = serde_json::from_str(&cli(&env, &["office", "list", "--json"])).unwrap();
-    let third = list["offices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["office_number"] == number.as_str())
-        .unwrap()
-        .clone();
+    let third = listed_office(&env, &number);
     assert_eq!(third["status"], "ended");
     assert_eq!(third["ended_from_month"], "202612");
     // The plain list says from when, as the Offices page does.
