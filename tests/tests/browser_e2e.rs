@@ -317,11 +317,17 @@ impl Chrome {
         self.type_into(&e, text);
     }
 
-    /// Waits until the element's text contains `needle`; returns the text.
+    /// Waits until the element's text contains `needle`; returns the text. While a click
+    /// navigates, the element found may belong to the page being left and vanish before its
+    /// text is read: that is "not yet", and the next look finds the new page's element.
     fn wait_text(&self, selector: &str, needle: &str) -> String {
         let deadline = Instant::now() + UI;
         loop {
-            let text = self.text(selector);
+            let e = self.css(selector);
+            let text = match self.rt.block_on(e.text()) {
+                Ok(text) => text,
+                Err(err) => format!("(left the page while reading: {err})"),
+            };
             if text.contains(needle) {
                 return text;
             }
